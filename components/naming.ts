@@ -1,0 +1,45 @@
+// Names and host paths derived from an app's name and home. They are a public
+// contract: Vault objects, files and services are found by them.
+
+export const DEBUG_POLICY = "debug-policy";
+
+/** Vault object names for one app. */
+export function vaultNames(app: string) {
+    return {
+        agentRole: `agent-${app}`,
+        leafRole: `nginx-${app}`,
+        mapping: `agent-${app}`,
+        issuePolicy: `${app}-issue`,
+        markerPolicy: `${app}-marker`,
+        kvPolicy: `${app}-kv`,
+        kvPath: `apps/${app}`,
+        service: `vault-agent-${app}`,
+    };
+}
+
+/** Files on the app's host, all under its home directory. */
+export function hostPaths(home: string, app: string) {
+    return {
+        mtlsDir: `${home}/vault/mtls`,
+        caDir: `${home}/vault/ca`,
+        hooksDir: `${home}/vault/hooks`,
+        tlsDir: `${home}/tls`,
+        agentKey: `${home}/vault/mtls/agent.key`,
+        agentCert: `${home}/vault/mtls/agent.crt`,
+        caPem: `${home}/vault/ca/ca.pem`,
+        agentHcl: `${home}/vault/agent.hcl`,
+        template: `${home}/vault/templates/${app}.fullchain.ctmpl`,
+        hook: `${home}/vault/hooks/reload-tls.sh`,
+        fullchain: `${home}/tls/${app}.fullchain.pem`,
+        leafKey: `${home}/tls/${app}.key`,
+        previousFullchain: `${home}/tls/${app}.fullchain.pem.prev`,
+    };
+}
+
+/**
+ * The policies a login through the app's cert mapping must carry, sorted.
+ * Vault adds `default` to every token unless the role disables it.
+ */
+export function expectedTokenPolicies(tokenPolicies: readonly string[]): string[] {
+    return [...new Set(["default", ...tokenPolicies])].sort();
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Prints the path of a usable `vault` binary on stdout; progress goes to stderr.
+#
+# Order: $VAULT_BIN, then `vault` on PATH, then a cached build of HashiCorp Vault
+# from its Go module (built once, reused while the version matches).
+#
+# Why the build is done in a copy: the module's go.mod has `replace` directives
+# pointing at nested modules (./api, ./sdk, ...) that are separate modules and so
+# are not in the module zip. We drop those replaces so Go uses the published
+# versions that the `require` block names.
+set -euo pipefail
+
+VAULT_VERSION="${VAULT_VERSION:-1.20.4}"
+CACHE_ROOT="${VAULT_ROTATION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-rotation}"
+BIN_DIR="$CACHE_ROOT/vault-$VAULT_VERSION"
+BIN="$BIN_DIR/vault"
+
+log() { printf 'get-vault: %s\n' "$*" >&2; }
+
+if [[ -n "${VAULT_BIN:-}" ]]; then
+  if [[ -x "$VAULT_BIN" ]]; then printf '%s\n' "$VAULT_BIN"; exit 0; fi
+  log "VAULT_BIN=$VAULT_BIN is not an executable file"; exit 1
+fi
+
+if command -v vault >/dev/null 2>&1; then
+  command -v vault; exit 0
+fi
+
+if [[ -x "$BIN" ]] && "$BIN" version 2>/dev/null | grep -q "Vault v$VAULT_VERSION"; then
+  printf '%s\n' "$BIN"; exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  log "no vault binary found and Go is not installed."
+  log "Install Go (https://go.dev/doc/install) or put a vault $VAULT_VERSION binary on PATH / in VAULT_BIN."
+  exit 1
+fi
+
+log "building Vault v$VAULT_VERSION from its Go module into $BIN_DIR (first run only; this takes many minutes)"
+mkdir -p "$CACHE_ROOT"
+WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
+trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+
+log "downloading github.com/hashicorp/vault@v$VAULT_VERSION"
+SRC="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/vault@v$VAULT_VERSION" \
+  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+if [[ -z "$SRC" || ! -d "$SRC" ]]; then log "could not download the Vault module"; exit 1; fi
+
+cp -r "$SRC" "$WORK/src"
+chmod -R u+w "$WORK/src"
+cd "$WORK/src"
+
+# Drop every replace that points at a local directory (the nested modules).
+go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/vault\/[^"]*\)".*/\1/p' | sort -u > "$WORK/paths"
+while read -r path; do
+  if go mod edit -json | grep -q "\"Path\": \"$path\""; then
+    go mod edit -dropreplace="$path" 2>/dev/null || true
+  fi
+done < "$WORK/paths"
+if grep -qE '=>[[:space:]]*\./' go.mod; then
+  log "go.mod still has local replace directives:"; grep -E '=>[[:space:]]*\./' go.mod >&2; exit 1
+fi
+
+log "resolving dependencies"
+GOFLAGS=-mod=mod go mod download >&2
+log "compiling (uses all cores)"
+GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$WORK/vault" . >&2
+
+mkdir -p "$BIN_DIR"
+mv "$WORK/vault" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+"$BIN" version >&2
+printf '%s\n' "$BIN"
