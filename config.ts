@@ -2,6 +2,7 @@
 //
 // Everything that later ends up in a shell script, an HCL file or a Vault path is
 // restricted here to a strict pattern; the renderers quote it again where they use it.
+import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 
 /** Vault duration: one or more number+unit groups, e.g. `72h`, `30m`, `1h30m`. */
@@ -218,4 +219,141 @@ export function parseStackConfig(raw: { rotation: unknown; vault: unknown; apps:
         throw new ConfigError(result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`));
     }
     return result.data;
+}
+
+/** The epoch a run uses, and why. */
+export interface EpochDecision {
+    epoch: string;
+    source: "explicit" | "schedule";
+    /** With `rotation.every`: start of the current bucket and of the next (ISO 8601). */
+    bucketStart?: string;
+    nextRotation?: string;
+}
+
+/**
+ * An explicit `rotation.epoch` always wins. Otherwise the epoch is the start of
+ * the current `rotation.every` time bucket, so every scheduled run inside one
+ * bucket sees the same epoch (a no-op) and the first run after it turns rotates.
+ */
+export function resolveEpoch(rotation: StackConfig["rotation"], now: Date): EpochDecision {
+    if (rotation.every === undefined) {
+        return { epoch: rotation.epoch!, source: "explicit" };
+    }
+    const periodMs = durationSeconds(rotation.every) * 1000;
+    const start = Math.floor(now.getTime() / periodMs) * periodMs;
+    const bucketStart = new Date(start).toISOString();
+    const nextRotation = new Date(start + periodMs).toISOString();
+    if (rotation.epoch !== undefined) {
+        return { epoch: rotation.epoch, source: "explicit", bucketStart, nextRotation };
+    }
+    return { epoch: `every-${rotation.every}-${bucketStart}`, source: "schedule", bucketStart, nextRotation };
+}
+
+/** Seconds before expiry at which a run renews an app's agent cert: configured, else a third of its TTL. */
+export function renewBeforeSeconds(rotation: StackConfig["rotation"], app: AppConfig): number {
+    return rotation.renewBeforeSeconds ?? Math.floor(durationSeconds(app.agent.ttl) / 3);
+}
+
+/** What a Pulumi stack provides: the raw values of the config keys this program reads. */
+export interface RawStackInputs {
+    rotation: unknown;
+    vault: unknown;
+    apps: unknown;
+    /** `vault:address` */
+    vaultAddress: unknown;
+    /** `vault:caCertFile` */
+    vaultCaCertFile: unknown;
+    /** Whether the secret `vault-rotation:sshPrivateKey` is set. */
+    hasSshPrivateKey: boolean;
+    /** The parsed secret `vault-rotation:kvSeedData`, only to check its shape (never logged). */
+    kvSeedData: unknown;
+}
+
+/** A validated stack plus the listener CA bundle read from `vault:caCertFile`. */
+export interface LoadedStack {
+    config: StackConfig;
+    listenerCaPem: string;
+}
+
+/**
+ * Validates everything a stack provides, in one pass, and reads the listener CA
+ * file. Pure apart from that read, so tests can call it with plain values.
+ */
+export function validateStackInputs(raw: RawStackInputs, readFile: (path: string) => string): LoadedStack {
+    const vaultObject = typeof raw.vault === "object" && raw.vault !== null ? (raw.vault as Record<string, unknown>) : raw.vault;
+    const merged = {
+        rotation: raw.rotation,
+        vault:
+            typeof vaultObject === "object" && vaultObject !== null
+                ? { ...vaultObject, address: raw.vaultAddress, caCertFile: raw.vaultCaCertFile }
+                : vaultObject,
+        apps: raw.apps,
+    };
+    let config: StackConfig;
+    try {
+        config = parseStackConfig(merged);
+    } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        // address and caCertFile come from the standard provider keys: name those.
+        throw new ConfigError(
+            e.problems.map((p) => p.replace(/^vault\.address:/, "vault:address:").replace(/^vault\.caCertFile:/, "vault:caCertFile:")),
+        );
+    }
+
+    const problems: string[] = [];
+    config.apps.forEach((app, i) => {
+        if ("ssh" in app.host && !raw.hasSshPrivateKey) {
+            problems.push(`vault-rotation:sshPrivateKey: required (secret) because apps[${i}].host.ssh is set`);
+        }
+        if (app.kv.seed) {
+            const seed = raw.kvSeedData as Record<string, unknown> | undefined;
+            const data = seed && typeof seed === "object" ? seed[app.name] : undefined;
+            const valid =
+                typeof data === "object" && data !== null && Object.keys(data).length > 0 && Object.values(data).every((v) => typeof v === "string");
+            if (!valid) {
+                problems.push(
+                    `vault-rotation:kvSeedData.${app.name}: apps[${i}].kv.seed is true, so this secret must map ${app.name} to an object of string values`,
+                );
+            }
+        }
+    });
+    let listenerCaPem = "";
+    try {
+        listenerCaPem = readFile(config.vault.caCertFile);
+        if (!listenerCaPem.includes("-----BEGIN CERTIFICATE-----")) {
+            problems.push(`vault:caCertFile: ${config.vault.caCertFile} holds no PEM certificate`);
+        }
+    } catch (e) {
+        problems.push(`vault:caCertFile: cannot read ${config.vault.caCertFile}: ${(e as Error).message}`);
+    }
+    if (problems.length > 0) throw new ConfigError(problems);
+    return { config, listenerCaPem };
+}
+
+/**
+ * Reads this program's config keys from the running Pulumi stack. Secrets are
+ * only checked for presence and shape here; their values reach resources as
+ * secret Outputs (see index.ts).
+ */
+export function readRawStackInputs(): RawStackInputs {
+    const own = new pulumi.Config("vault-rotation");
+    const vaultProvider = new pulumi.Config("vault");
+    const rawSeed = pulumi.runtime.getConfig("vault-rotation:kvSeedData");
+    let kvSeedData: unknown = undefined;
+    if (rawSeed !== undefined) {
+        try {
+            kvSeedData = JSON.parse(rawSeed);
+        } catch {
+            throw new ConfigError(["vault-rotation:kvSeedData: must be a JSON object (set it with `pulumi config set --secret --path`)"]);
+        }
+    }
+    return {
+        rotation: own.getObject("rotation"),
+        vault: own.getObject("vault"),
+        apps: own.getObject("apps"),
+        vaultAddress: vaultProvider.get("address"),
+        vaultCaCertFile: vaultProvider.get("caCertFile"),
+        hasSshPrivateKey: (pulumi.runtime.getConfig("vault-rotation:sshPrivateKey") ?? "") !== "",
+        kvSeedData,
+    };
 }

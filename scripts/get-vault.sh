@@ -10,7 +10,11 @@
 # versions that the `require` block names.
 set -euo pipefail
 
-VAULT_VERSION="${VAULT_VERSION:-1.20.4}"
+# 1.21.0 is the newest release whose published api/sdk modules (api v1.22.0,
+# sdk v0.20.0, the versions its go.mod requires) compile with it unpatched. The
+# 1.20.x tags need sdk APIs that were never published as an sdk version (the
+# proxy has only sdk v0.18.0/v0.19.0 around them, and neither compiles 1.20.4).
+VAULT_VERSION="${VAULT_VERSION:-1.21.0}"
 CACHE_ROOT="${VAULT_ROTATION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-rotation}"
 BIN_DIR="$CACHE_ROOT/vault-$VAULT_VERSION"
 BIN="$BIN_DIR/vault"
@@ -51,12 +55,11 @@ chmod -R u+w "$WORK/src"
 cd "$WORK/src"
 
 # Drop every replace that points at a local directory (the nested modules).
-go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/vault\/[^"]*\)".*/\1/p' | sort -u > "$WORK/paths"
+sed -n 's/^replace[[:space:]]\{1,\}\([^[:space:]]\{1,\}\)[[:space:]]\{1,\}=>[[:space:]]\{1,\}\.\/.*/\1/p' go.mod > "$WORK/local-replaces"
 while read -r path; do
-  if go mod edit -json | grep -q "\"Path\": \"$path\""; then
-    go mod edit -dropreplace="$path" 2>/dev/null || true
-  fi
-done < "$WORK/paths"
+  log "dropping replace $path => ./... (nested module, not in the zip)"
+  go mod edit -dropreplace="$path"
+done < "$WORK/local-replaces"
 if grep -qE '=>[[:space:]]*\./' go.mod; then
   log "go.mod still has local replace directives:"; grep -E '=>[[:space:]]*\./' go.mod >&2; exit 1
 fi
@@ -64,7 +67,7 @@ fi
 log "resolving dependencies"
 GOFLAGS=-mod=mod go mod download >&2
 log "compiling (uses all cores)"
-GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$WORK/vault" . >&2
+GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/vault" . >&2
 
 mkdir -p "$BIN_DIR"
 mv "$WORK/vault" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"

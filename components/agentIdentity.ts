@@ -1,0 +1,218 @@
+// The Vault Agent's mTLS login identity for one app (DESIGN.md step 1).
+import * as pulumi from "@pulumi/pulumi";
+import * as vault from "@pulumi/vault";
+import * as tls from "@pulumi/tls";
+import { CertRevocation } from "../providers/certRevocation";
+import type { VaultConnection } from "../providers/connection";
+import { hostCommand, HostTarget } from "./hostCommand";
+import { DEBUG_POLICY, hostPaths, vaultNames } from "./naming";
+import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
+import { renderAgentFilesScript } from "./renderers/scripts";
+
+export interface AgentIdentityArgs {
+    /** App name (`[a-z][a-z0-9-]*`); names every Vault object of the app. */
+    app: string;
+    /** Unix user that owns the agent's files. */
+    user: string;
+    /** The app user's home directory (absolute). */
+    home: string;
+    /** Where the host files are written. */
+    host: HostTarget;
+    /** The rotation epoch: a new value replaces the agent key and everything issued from it. */
+    epoch: pulumi.Input<string>;
+    /** PKI mount that signs agent and leaf certificates. */
+    pkiMount: string;
+    /** Mount path of the stack's cert auth method (an Output of it, so the mapping waits for the mount). */
+    certAuthPath: pulumi.Input<string>;
+    /** The agent certificate's common name; the only name the agent role allows. */
+    commonName: string;
+    /** Agent certificate TTL in seconds (short: days, not months). */
+    ttlSeconds: number;
+    /** Renew the signed cert on any run once fewer than this many seconds remain. */
+    renewBeforeSeconds: number;
+    /** Attach the `<app>-marker` policy to the mapping. */
+    markerPolicy: boolean;
+    /** Attach the stack's `debug-policy` to the mapping (never in strict mode). */
+    debugPolicy: boolean;
+    /** Policies of other parts of the app (the leaf's `<app>-kv`) to put on the mapping too. */
+    extraPolicies: string[];
+    /** PEM bundle that verifies Vault's listener; written as `<home>/vault/ca/ca.pem`. */
+    listenerCaPem: string;
+    /** How the revocation resource reaches Vault (no secrets). */
+    connection: VaultConnection;
+    /** Token TTL of agent logins, seconds. */
+    tokenTtlSeconds: number;
+}
+
+export class AgentIdentity extends pulumi.ComponentResource {
+    /** `agent-<app>` PKI role name. */
+    public readonly roleName: pulumi.Output<string>;
+    /** `auth/<path>/certs/<mappingName>` */
+    public readonly mappingName: pulumi.Output<string>;
+    /** Policies the mapping attaches (without Vault's implicit `default`). */
+    public readonly tokenPolicies: pulumi.Output<string[]>;
+    public readonly certSerial: pulumi.Output<string>;
+    /** Unix seconds at which the agent cert expires. */
+    public readonly certExpiration: pulumi.Output<number>;
+    public readonly certPem: pulumi.Output<string>;
+    /** The agent's private key: a secret Output, consumed only by the file writer and the check. */
+    public readonly privateKeyPem: pulumi.Output<string>;
+    /** The command that wrote key, cert and CA to the host; later steps depend on it. */
+    public readonly filesWritten: pulumi.Resource;
+
+    constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vault-rotation:components:AgentIdentity", name, {}, opts);
+        const names = vaultNames(args.app);
+        const paths = hostPaths(args.home, args.app);
+        const ttl = String(args.ttlSeconds);
+
+        // Vault's role defaults allow server use, wildcards, localhost and IP SANs:
+        // every restriction is set explicitly.
+        const role = new vault.pkisecret.SecretBackendRole(
+            `${name}-role`,
+            {
+                backend: args.pkiMount,
+                name: names.agentRole,
+                clientFlag: true,
+                serverFlag: false,
+                codeSigningFlag: false,
+                emailProtectionFlag: false,
+                allowedDomains: [args.commonName],
+                allowBareDomains: true,
+                allowSubdomains: false,
+                allowGlobDomains: false,
+                allowWildcardCertificates: false,
+                allowAnyName: false,
+                allowLocalhost: false,
+                allowIpSans: false,
+                allowedUriSans: [],
+                allowedOtherSans: [],
+                enforceHostnames: true,
+                keyType: "ec",
+                keyBits: 256,
+                keyUsages: ["DigitalSignature"],
+                ttl,
+                maxTtl: ttl,
+                noStore: false,
+                generateLease: false,
+            },
+            { parent: this },
+        );
+
+        // The key is generated on the Pulumi runner and lives only in (encrypted)
+        // state and the host file; Vault signs a CSR and never sees it.
+        const key = new tls.PrivateKey(
+            `${name}-key`,
+            { algorithm: "ECDSA", ecdsaCurve: "P256" },
+            { parent: this, replacementTrigger: args.epoch, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
+        );
+
+        const csr = new tls.CertRequest(
+            `${name}-csr`,
+            { privateKeyPem: key.privateKeyPem, subject: { commonName: args.commonName } },
+            { parent: this },
+        );
+
+        const cert = new vault.pkisecret.SecretBackendSign(
+            `${name}-cert`,
+            {
+                backend: args.pkiMount,
+                name: role.name,
+                csr: csr.certRequestPem,
+                commonName: args.commonName,
+                ttl,
+                format: "pem",
+                autoRenew: true,
+                minSecondsRemaining: args.renewBeforeSeconds,
+                excludeCnFromSans: false,
+            },
+            { parent: this },
+        );
+
+        const issuePolicy = new vault.Policy(
+            `${name}-issue-policy`,
+            { name: names.issuePolicy, policy: renderIssuePolicy(args.pkiMount, names.leafRole) },
+            { parent: this },
+        );
+        const policyResources: pulumi.Resource[] = [issuePolicy];
+        const policyNames = [names.issuePolicy];
+        if (args.markerPolicy) {
+            policyResources.push(
+                new vault.Policy(`${name}-marker-policy`, { name: names.markerPolicy, policy: renderMarkerPolicy(args.app) }, { parent: this }),
+            );
+            policyNames.push(names.markerPolicy);
+        }
+        policyNames.push(...args.extraPolicies);
+        // debug-policy itself is a stack-level object (several apps may use it); this only attaches it.
+        if (args.debugPolicy) policyNames.push(DEBUG_POLICY);
+
+        // The mapping trusts the PKI chain that signed the agent cert (not the
+        // listener CA bundle), and only the agent's CN.
+        const mapping = new vault.CertAuthBackendRole(
+            `${name}-mapping`,
+            {
+                backend: args.certAuthPath,
+                name: names.mapping,
+                certificate: pulumi.all([cert.issuingCa, cert.caChains]).apply(([issuing, chain]) =>
+                    [...new Set([issuing, ...(chain ?? [])].map((p) => p.trim()).filter((p) => p !== ""))].join("\n") + "\n",
+                ),
+                allowedCommonNames: [args.commonName],
+                tokenPolicies: policyNames,
+                tokenTtl: args.tokenTtlSeconds,
+                tokenMaxTtl: args.tokenTtlSeconds * 2,
+                tokenType: "service",
+            },
+            { parent: this, dependsOn: policyResources },
+        );
+
+        const filesScript = pulumi
+            .all([cert.certificate, args.listenerCaPem])
+            .apply(([certPem, caPem]) =>
+                renderAgentFilesScript({
+                    app: args.app,
+                    user: args.user,
+                    mtlsDir: paths.mtlsDir,
+                    caDir: paths.caDir,
+                    agentKey: paths.agentKey,
+                    agentCert: paths.agentCert,
+                    caPem: paths.caPem,
+                    agentCertPem: certPem,
+                    listenerCaPem: caPem,
+                }),
+            );
+
+        // The key goes to the host on standard input only, and stays a secret in
+        // state even if a provider forgot to mark its output secret.
+        const files = hostCommand(
+            `${name}-files`,
+            args.host,
+            { script: filesScript, stdin: pulumi.secret(key.privateKeyPem), triggers: [cert.serialNumber, args.epoch] },
+            { parent: this, dependsOn: [mapping] },
+        );
+
+        // Revokes the cert it records when it is replaced or destroyed. Pulumi
+        // deletes a replaced resource after its successor (and the host files that
+        // depend on it) are in place, so the old cert stays valid until then.
+        new CertRevocation(
+            `${name}-revocation`,
+            { connection: args.connection, pkiMount: args.pkiMount, serialNumber: cert.serialNumber },
+            { parent: this, dependsOn: [files] },
+        );
+
+        this.roleName = role.name;
+        this.mappingName = mapping.name;
+        this.tokenPolicies = pulumi.output(policyNames);
+        this.certSerial = cert.serialNumber;
+        this.certExpiration = cert.expiration;
+        this.certPem = cert.certificate;
+        this.privateKeyPem = pulumi.secret(key.privateKeyPem);
+        this.filesWritten = files;
+        this.registerOutputs({
+            roleName: this.roleName,
+            mappingName: this.mappingName,
+            tokenPolicies: this.tokenPolicies,
+            certSerial: this.certSerial,
+            certExpiration: this.certExpiration,
+        });
+    }
+}

@@ -1,0 +1,260 @@
+// The app's frontend leaf certificate (DESIGN.md step 2): the nginx role, KV
+// access, the Vault Agent config that renders the fullchain, the reload hook,
+// and the rotation sequence on the host.
+import { createHash } from "crypto";
+import * as pulumi from "@pulumi/pulumi";
+import * as vault from "@pulumi/vault";
+import type { VaultConnection } from "../providers/connection";
+import { KvSeed } from "../providers/kvSeed";
+import { hostCommand, HostTarget } from "./hostCommand";
+import { hostPaths, vaultNames } from "./naming";
+import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
+import { renderKvPolicy } from "./renderers/policies";
+import {
+    renderAgentConfigScript,
+    renderMoveAsideScript,
+    renderReadHostStateScript,
+    renderReloadHook,
+    renderRestartScript,
+    renderWaitScript,
+} from "./renderers/scripts";
+
+function sha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
+}
+
+export interface AppLeafArgs {
+    /** App name (`[a-z][a-z0-9-]*`). */
+    app: string;
+    /** Unix user that owns the files and runs the agent's user service. */
+    user: string;
+    /** The app user's home directory (absolute). */
+    home: string;
+    /** Where the host commands run. */
+    host: HostTarget;
+    /** The rotation epoch; carried by every rotation step's triggers. */
+    epoch: pulumi.Input<string>;
+    /** Serial of the agent cert the host now holds; a new one re-runs the rotation steps. */
+    agentCertSerial: pulumi.Input<string>;
+    /** The step that wrote the agent's key, cert and CA files; everything here comes after it. */
+    agentFilesWritten: pulumi.Resource;
+    /** PKI mount that issues the leaf. */
+    pkiMount: string;
+    /** Mount path of the cert auth method (without `auth/`). */
+    certAuthPath: string;
+    /** Vault address as the agent on the host reaches it. */
+    agentVaultAddress: string;
+    /** Leaf common name (inside allowedDomains). */
+    commonName: string;
+    /** Leaf alt names (each inside allowedDomains). */
+    altNames: string[];
+    /** The only names the `nginx-<app>` role may issue for. */
+    allowedDomains: string[];
+    /** Leaf TTL in seconds. */
+    ttlSeconds: number;
+    /** Leaf TTL as written in config (for the template), e.g. `720h`. */
+    ttl: string;
+    /** KV access: the mount, its detected version and seeding, or undefined for no KV access at all. */
+    kv?: {
+        mount: string;
+        version: pulumi.Input<"1" | "2">;
+        /** Write `apps/<app>` when it is absent (never overwrites). */
+        seed: boolean;
+        /** Seed data (a secret). */
+        seedData?: pulumi.Input<Record<string, string>>;
+    };
+    /** How the KV seed resource reaches Vault (no secrets). */
+    connection: VaultConnection;
+    /** Podman label whose containers reload after a render, e.g. `tls=true`. */
+    reloadLabel: string;
+    /** Edge proxy to reload after the labelled containers, e.g. `podman:edge-proxy`. */
+    reloadProxy?: string;
+    /** Signal sent to reload a container. */
+    reloadSignal: string;
+    /** Seconds to wait for the agent to render a new fullchain. */
+    waitSeconds: number;
+}
+
+export class AppLeaf extends pulumi.ComponentResource {
+    public readonly roleName: pulumi.Output<string>;
+    /** `<app>-kv` when KV access is on. */
+    public readonly kvPolicyName: pulumi.Output<string | undefined>;
+    /** `existed`, `seeded` or `missing` for `apps/<app>`; `disabled` without KV access. */
+    public readonly kvStatus: pulumi.Output<string>;
+    /** Vault policies this component created (the agent mapping must exist after them). */
+    public readonly policies: pulumi.Resource[];
+    /** Output of the read-host-state script: public certificate text, service state, agent version. */
+    public readonly hostState: pulumi.Output<string>;
+    /** The last step of the rotation sequence; verification runs after it. */
+    public readonly rotated: pulumi.Resource;
+
+    constructor(name: string, args: AppLeafArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vault-rotation:components:AppLeaf", name, {}, opts);
+        const names = vaultNames(args.app);
+        const paths = hostPaths(args.home, args.app);
+        const ttl = String(args.ttlSeconds);
+
+        // Server certs only, only the configured names; every permissive default off.
+        const role = new vault.pkisecret.SecretBackendRole(
+            `${name}-role`,
+            {
+                backend: args.pkiMount,
+                name: names.leafRole,
+                serverFlag: true,
+                clientFlag: false,
+                codeSigningFlag: false,
+                emailProtectionFlag: false,
+                allowedDomains: args.allowedDomains,
+                // Names are listed exactly, so each must be allowed as a bare domain.
+                allowBareDomains: true,
+                allowSubdomains: false,
+                allowGlobDomains: false,
+                allowWildcardCertificates: false,
+                allowAnyName: false,
+                allowLocalhost: false,
+                allowIpSans: false,
+                allowedUriSans: [],
+                allowedOtherSans: [],
+                enforceHostnames: true,
+                keyType: "ec",
+                keyBits: 256,
+                keyUsages: ["DigitalSignature"],
+                ttl,
+                maxTtl: ttl,
+                noStore: false,
+                generateLease: false,
+            },
+            { parent: this },
+        );
+
+        this.policies = [];
+        if (args.kv) {
+            const kv = args.kv;
+            this.policies.push(
+                new vault.Policy(
+                    `${name}-kv-policy`,
+                    { name: names.kvPolicy, policy: pulumi.output(kv.version).apply((v) => renderKvPolicy(kv.mount, args.app, v)) },
+                    { parent: this },
+                ),
+            );
+        }
+        // Reports whether apps/<app> exists; seeds it only when enabled and absent.
+        const kvSeed = args.kv
+            ? new KvSeed(
+                  `${name}-kv-seed`,
+                  {
+                      connection: args.connection,
+                      mount: args.kv.mount,
+                      version: args.kv.version,
+                      path: names.kvPath,
+                      seed: args.kv.seed,
+                      data: args.kv.seedData,
+                  },
+                  { parent: this },
+              )
+            : undefined;
+
+        const agentHclText = renderAgentConfig({
+            vaultAddress: args.agentVaultAddress,
+            certAuthPath: args.certAuthPath,
+            mappingName: names.mapping,
+            caPem: paths.caPem,
+            agentCert: paths.agentCert,
+            agentKey: paths.agentKey,
+            template: paths.template,
+            fullchain: paths.fullchain,
+            hook: paths.hook,
+            hookTimeoutSeconds: 30,
+            pidFile: `${args.home}/vault/agent.pid`,
+        });
+        const templateText = renderFullchainTemplate({
+            pkiMount: args.pkiMount,
+            leafRole: names.leafRole,
+            commonName: args.commonName,
+            altNames: args.altNames,
+            ttl: args.ttl,
+        });
+        const hookText = renderReloadHook({ app: args.app, label: args.reloadLabel, proxy: args.reloadProxy, signal: args.reloadSignal });
+
+        // Order on the host, always: agent files -> agent config, template, hook ->
+        // move the old fullchain aside -> restart -> wait for the new fullchain.
+        const config = hostCommand(
+            `${name}-agent-config`,
+            args.host,
+            {
+                script: renderAgentConfigScript({
+                    app: args.app,
+                    user: args.user,
+                    vaultDir: `${args.home}/vault`,
+                    templatesDir: `${args.home}/vault/templates`,
+                    hooksDir: paths.hooksDir,
+                    tlsDir: paths.tlsDir,
+                    agentHcl: paths.agentHcl,
+                    agentHclText,
+                    template: paths.template,
+                    templateText,
+                    hook: paths.hook,
+                    hookText,
+                }),
+            },
+            { parent: this, dependsOn: [args.agentFilesWritten, role, ...this.policies] },
+        );
+
+        // A changed agent config, template or hook must reach the running agent
+        // too: its digest joins the serial and epoch in the rotation triggers.
+        const configDigest = sha256(agentHclText + templateText + hookText);
+        const rotationTriggers = [args.agentCertSerial, args.epoch, configDigest];
+        const base = { app: args.app, user: args.user };
+        const moveAside = hostCommand(
+            `${name}-move-aside`,
+            args.host,
+            {
+                script: renderMoveAsideScript({ ...base, fullchain: paths.fullchain, previousFullchain: paths.previousFullchain }),
+                triggers: rotationTriggers,
+            },
+            { parent: this, dependsOn: [config] },
+        );
+        const restart = hostCommand(
+            `${name}-restart`,
+            args.host,
+            { script: renderRestartScript({ ...base, service: names.service }), triggers: rotationTriggers },
+            { parent: this, dependsOn: [moveAside] },
+        );
+        const wait = hostCommand(
+            `${name}-wait`,
+            args.host,
+            {
+                script: renderWaitScript({
+                    ...base,
+                    service: names.service,
+                    fullchain: paths.fullchain,
+                    previousFullchain: paths.previousFullchain,
+                    waitSeconds: args.waitSeconds,
+                }),
+                triggers: rotationTriggers,
+            },
+            { parent: this, dependsOn: [restart] },
+        );
+        const readState = hostCommand(
+            `${name}-read-state`,
+            args.host,
+            {
+                script: renderReadHostStateScript({
+                    ...base,
+                    service: names.service,
+                    fullchain: paths.fullchain,
+                    previousFullchain: paths.previousFullchain,
+                }),
+                triggers: rotationTriggers,
+            },
+            { parent: this, dependsOn: [wait] },
+        );
+
+        this.roleName = role.name;
+        this.kvPolicyName = pulumi.output(args.kv ? names.kvPolicy : undefined);
+        this.kvStatus = kvSeed ? kvSeed.status : pulumi.output("disabled");
+        this.hostState = readState.stdout;
+        this.rotated = readState;
+        this.registerOutputs({ roleName: this.roleName, kvPolicyName: this.kvPolicyName, kvStatus: this.kvStatus });
+    }
+}

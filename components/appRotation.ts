@@ -1,0 +1,226 @@
+// One app's whole rotation: agent identity, then the app leaf, then verification.
+import * as pulumi from "@pulumi/pulumi";
+import type { VaultConnection } from "../providers/connection";
+import { RotationCheck } from "../providers/rotationCheck";
+import { VersionDrift } from "../providers/versionDrift";
+import { parseHostState } from "./renderers/scripts";
+import { AgentIdentity } from "./agentIdentity";
+import { AppLeaf } from "./appLeaf";
+import type { HostTarget } from "./hostCommand";
+import { expectedTokenPolicies, vaultNames } from "./naming";
+
+export interface AppRotationArgs {
+    /** App name (`[a-z][a-z0-9-]*`), unique in the stack. */
+    app: string;
+    /** Unix user owning the app's files and its `vault-agent-<app>` user service. */
+    user: string;
+    /** The app user's home directory (absolute). */
+    home: string;
+    /** Where the app's host commands run. */
+    host: HostTarget;
+    /** The rotation epoch; changing it replaces every credential of the app. */
+    epoch: pulumi.Input<string>;
+    /** Vault coordinates for dynamic providers (no secrets). */
+    connection: VaultConnection;
+    /** Vault address as the agent on the host reaches it. */
+    agentVaultAddress: string;
+    /** PEM bundle that verifies Vault's listener (written to the host as ca.pem). */
+    listenerCaPem: string;
+    /** PKI mount issuing agent and leaf certs. */
+    pkiMount: string;
+    /** Common name of the intermediate that must issue the leaf. */
+    issuerCommonName: string;
+    /** Cert auth mount path (Output of the stack's auth method). */
+    certAuthPath: pulumi.Input<string>;
+    /** Cert auth mount path as configured (for the agent config text). */
+    certAuthPathName: string;
+    /** Resources every mapping must come after (auth method, shared policies). */
+    stackReady: pulumi.Resource[];
+    agent: {
+        /** Agent certificate CN. */
+        commonName: string;
+        /** Agent certificate TTL, seconds. */
+        ttlSeconds: number;
+        /** Renew the agent cert on any run when fewer seconds than this remain. */
+        renewBeforeSeconds: number;
+        /** Attach `<app>-marker`. */
+        markerPolicy: boolean;
+        /** Attach `debug-policy` (off in strict mode). */
+        debugPolicy: boolean;
+        /** Token TTL of agent logins, seconds. */
+        tokenTtlSeconds: number;
+    };
+    leaf: {
+        commonName: string;
+        altNames: string[];
+        allowedDomains: string[];
+        /** TTL as configured, e.g. `720h`. */
+        ttl: string;
+        ttlSeconds: number;
+    };
+    /** KV access, or undefined when the app has none. */
+    kv?: { mount: string; version: pulumi.Input<"1" | "2">; seed: boolean; seedData?: pulumi.Input<Record<string, string>> };
+    reload: { label: string; proxy?: string; signal: string };
+    /** Seconds to wait for the agent to render a new fullchain. */
+    waitSeconds: number;
+    /** The checklist fails when the new leaf has less validity left than this. */
+    leafMinRemainingSeconds: number;
+}
+
+/** The per-app rotation report exported as a stack output: public facts only. */
+export interface RotationReport {
+    agentRole: string;
+    leafRole: string;
+    mapping: string;
+    tokenPolicies: string[];
+    agentCertSerial: string;
+    agentCertNotAfter: string;
+    leafSerial: string;
+    previousLeafSerial: string;
+    leafNotAfter: string;
+    leafDaysLeft: number;
+    kvStatus: string;
+    serverVersion: string;
+    agentVersion: string;
+    versionWarning: string;
+    checkedAt: string;
+}
+
+export class AppRotation extends pulumi.ComponentResource {
+    public readonly agentRoleName: pulumi.Output<string>;
+    public readonly leafRoleName: pulumi.Output<string>;
+    public readonly mappingName: pulumi.Output<string>;
+    /** Policies on the mapping (Vault adds `default` at login). */
+    public readonly tokenPolicies: pulumi.Output<string[]>;
+    public readonly agentCertSerial: pulumi.Output<string>;
+    /** Agent cert expiry, ISO 8601. */
+    public readonly agentCertNotAfter: pulumi.Output<string>;
+    /** Host facts read after the rotation (public certificate text, service state, agent version). */
+    public readonly hostState: pulumi.Output<string>;
+    /** The verified facts of this rotation (stack output). */
+    public readonly report: pulumi.Output<RotationReport>;
+    public readonly identity: AgentIdentity;
+    public readonly leaf: AppLeaf;
+
+    constructor(name: string, args: AppRotationArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vault-rotation:components:AppRotation", name, {}, opts);
+        const names = vaultNames(args.app);
+
+        this.identity = new AgentIdentity(
+            `${name}-agent`,
+            {
+                app: args.app,
+                user: args.user,
+                home: args.home,
+                host: args.host,
+                epoch: args.epoch,
+                pkiMount: args.pkiMount,
+                certAuthPath: args.certAuthPath,
+                commonName: args.agent.commonName,
+                ttlSeconds: args.agent.ttlSeconds,
+                renewBeforeSeconds: args.agent.renewBeforeSeconds,
+                markerPolicy: args.agent.markerPolicy,
+                debugPolicy: args.agent.debugPolicy,
+                // The leaf half owns the KV policy; the mapping only names it.
+                extraPolicies: args.kv ? [names.kvPolicy] : [],
+                listenerCaPem: args.listenerCaPem,
+                connection: args.connection,
+                tokenTtlSeconds: args.agent.tokenTtlSeconds,
+            },
+            { parent: this, dependsOn: args.stackReady },
+        );
+
+        this.leaf = new AppLeaf(
+            `${name}-leaf`,
+            {
+                app: args.app,
+                user: args.user,
+                home: args.home,
+                host: args.host,
+                epoch: args.epoch,
+                agentCertSerial: this.identity.certSerial,
+                agentFilesWritten: this.identity.filesWritten,
+                pkiMount: args.pkiMount,
+                certAuthPath: args.certAuthPathName,
+                agentVaultAddress: args.agentVaultAddress,
+                commonName: args.leaf.commonName,
+                altNames: args.leaf.altNames,
+                allowedDomains: args.leaf.allowedDomains,
+                ttl: args.leaf.ttl,
+                ttlSeconds: args.leaf.ttlSeconds,
+                kv: args.kv,
+                connection: args.connection,
+                reloadLabel: args.reload.label,
+                reloadProxy: args.reload.proxy,
+                reloadSignal: args.reload.signal,
+                waitSeconds: args.waitSeconds,
+            },
+            { parent: this },
+        );
+
+        // Verification runs after the last host step and is replaced with it: a
+        // failed item fails the update with a line that says what to look at.
+        const check = new RotationCheck(
+            `${name}-check`,
+            {
+                connection: args.connection,
+                app: args.app,
+                certAuthPath: args.certAuthPath,
+                mappingName: this.identity.mappingName,
+                agentCertPem: this.identity.certPem,
+                agentKeyPem: this.identity.privateKeyPem,
+                expectedPolicies: this.identity.tokenPolicies.apply(expectedTokenPolicies),
+                hostState: this.leaf.hostState,
+                leafCommonName: args.leaf.commonName,
+                allowedDomains: args.leaf.allowedDomains,
+                issuerCommonName: args.issuerCommonName,
+                pkiMount: args.pkiMount,
+                minRemainingSeconds: args.leafMinRemainingSeconds,
+            },
+            { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies] },
+        );
+        // A version mismatch between agent and server is a warning, never a failure.
+        const drift = new VersionDrift(
+            `${name}-version-drift`,
+            { connection: args.connection, app: args.app, agentVersionText: this.leaf.hostState.apply((s) => parseHostState(s).agentVersion) },
+            { parent: this, dependsOn: [this.leaf.rotated] },
+        );
+        drift.warning.apply((w) => {
+            if (w) void pulumi.log.warn(w, this);
+        });
+
+        this.agentRoleName = this.identity.roleName;
+        this.leafRoleName = this.leaf.roleName;
+        this.mappingName = this.identity.mappingName;
+        this.tokenPolicies = this.identity.tokenPolicies;
+        this.agentCertSerial = this.identity.certSerial;
+        this.agentCertNotAfter = this.identity.certExpiration.apply((s) => new Date(s * 1000).toISOString());
+        this.hostState = this.leaf.hostState;
+        const report: pulumi.Input<{ [K in keyof RotationReport]: pulumi.Input<RotationReport[K]> }> = {
+            agentRole: this.agentRoleName,
+            leafRole: this.leafRoleName,
+            mapping: this.mappingName,
+            tokenPolicies: this.tokenPolicies,
+            agentCertSerial: this.agentCertSerial,
+            agentCertNotAfter: this.agentCertNotAfter,
+            leafSerial: check.leafSerial,
+            previousLeafSerial: check.previousLeafSerial,
+            leafNotAfter: check.leafNotAfter,
+            leafDaysLeft: check.leafDaysLeft,
+            kvStatus: this.leaf.kvStatus,
+            serverVersion: drift.serverVersion,
+            agentVersion: drift.agentVersion,
+            versionWarning: drift.warning,
+            checkedAt: check.checkedAt,
+        };
+        this.report = pulumi.output(report) as pulumi.Output<RotationReport>;
+        this.registerOutputs({
+            agentRoleName: this.agentRoleName,
+            leafRoleName: this.leafRoleName,
+            mappingName: this.mappingName,
+            tokenPolicies: this.tokenPolicies,
+            agentCertSerial: this.agentCertSerial,
+            agentCertNotAfter: this.agentCertNotAfter,
+        });
+    }
+}

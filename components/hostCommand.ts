@@ -1,0 +1,67 @@
+// One way to run a rendered script on an app's host: `command.local` on the
+// Pulumi runner or `command.remote` over SSH. The script text is the same for
+// both; secrets travel only on standard input.
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+
+/** Where an app's host commands run. */
+export type HostTarget =
+    | { kind: "local" }
+    | {
+          kind: "ssh";
+          host: string;
+          port: number;
+          user: string;
+          /** SSH private key from a secret config value. */
+          privateKey: pulumi.Input<string>;
+      };
+
+export interface HostCommandArgs {
+    /** The rendered shell script (no secrets in it). */
+    script: pulumi.Input<string>;
+    /** Secret material for the script, if any (read by the script from standard input). */
+    stdin?: pulumi.Input<string>;
+    /** Values whose change re-runs the script as a replacement. */
+    triggers?: pulumi.Input<unknown[]>;
+}
+
+/**
+ * Declares the script as a command resource on the target host. Output logging
+ * is stdout only: our scripts print progress there and nothing secret.
+ */
+export function hostCommand(
+    name: string,
+    target: HostTarget,
+    args: HostCommandArgs,
+    opts: pulumi.CustomResourceOptions,
+): command.local.Command | command.remote.Command {
+    if (target.kind === "local") {
+        return new command.local.Command(
+            name,
+            {
+                create: args.script,
+                interpreter: ["/bin/sh", "-c"],
+                stdin: args.stdin,
+                triggers: args.triggers,
+                logging: "stdout",
+            },
+            opts,
+        );
+    }
+    return new command.remote.Command(
+        name,
+        {
+            connection: {
+                host: target.host,
+                port: target.port,
+                user: target.user,
+                privateKey: target.privateKey,
+            },
+            create: args.script,
+            stdin: args.stdin,
+            triggers: args.triggers,
+            logging: "stdout",
+        },
+        opts,
+    );
+}

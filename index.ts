@@ -1,0 +1,85 @@
+// Wiring only: read and validate the stack config once, build the stack-level
+// Vault objects and one AppRotation per app, export what operators read.
+import * as fs from "fs";
+import * as pulumi from "@pulumi/pulumi";
+import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "./config";
+import { AppRotation } from "./components/appRotation";
+import type { HostTarget } from "./components/hostCommand";
+import { StackBase } from "./components/stackBase";
+import type { VaultConnection } from "./providers/connection";
+
+// Throws ConfigError (every problem, each naming its key) before any resource exists.
+const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));
+const own = new pulumi.Config("vault-rotation");
+const decision = resolveEpoch(config.rotation, new Date());
+
+const connection: VaultConnection = { address: config.vault.address, caCertFile: config.vault.caCertFile };
+const anyKv = config.apps.some((a) => a.kv.access);
+
+const base = new StackBase("vault-rotation", {
+    certAuthPath: config.vault.certAuthPath,
+    debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
+    kv: anyKv ? { connection, mount: config.vault.kvMount } : undefined,
+});
+
+const sshKey = own.getSecret("sshPrivateKey");
+const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kvSeedData");
+
+const rotations = config.apps.map((app) => {
+    const host: HostTarget =
+        "ssh" in app.host
+            ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.host.ssh.user, privateKey: sshKey! }
+            : { kind: "local" };
+    return new AppRotation(app.name, {
+        app: app.name,
+        user: app.user,
+        home: app.home,
+        host,
+        epoch: decision.epoch,
+        connection,
+        agentVaultAddress: config.vault.agentAddress ?? config.vault.address,
+        listenerCaPem,
+        pkiMount: config.vault.pkiMount,
+        issuerCommonName: config.vault.issuerCommonName,
+        certAuthPath: base.certAuthPath,
+        certAuthPathName: config.vault.certAuthPath,
+        stackReady: base.ready,
+        agent: {
+            commonName: app.agent.commonName,
+            ttlSeconds: durationSeconds(app.agent.ttl),
+            renewBeforeSeconds: renewBeforeSeconds(config.rotation, app),
+            markerPolicy: app.agent.markerPolicy,
+            debugPolicy: app.agent.debugPolicy,
+            tokenTtlSeconds: 3600,
+        },
+        leaf: {
+            commonName: app.leaf.commonName,
+            altNames: app.leaf.altNames,
+            allowedDomains: app.leaf.allowedDomains,
+            ttl: app.leaf.ttl,
+            ttlSeconds: durationSeconds(app.leaf.ttl),
+        },
+        kv: app.kv.access
+            ? {
+                  mount: config.vault.kvMount,
+                  version: base.kvVersion!,
+                  seed: app.kv.seed,
+                  seedData: app.kv.seed ? seedData!.apply((d) => d[app.name]) : undefined,
+              }
+            : undefined,
+        reload: { label: app.reload.label, proxy: app.reload.proxy, signal: app.reload.signal },
+        waitSeconds: config.rotation.waitSeconds,
+        leafMinRemainingSeconds: durationSeconds(config.rotation.leafMinRemaining),
+    });
+});
+
+/** Why this run would (or would not) rotate: readable in `pulumi preview`. */
+export const rotationPlan = {
+    epoch: decision.epoch,
+    epochSource: decision.source,
+    bucketStart: decision.bucketStart,
+    nextScheduledRotation: decision.nextRotation,
+};
+
+/** One report per app; never a key. */
+export const apps = Object.fromEntries(config.apps.map((app, i) => [app.name, rotations[i].report]));

@@ -1,0 +1,102 @@
+// CertRevocation: records an issued certificate and revokes it when the record
+// is deleted. A replaced agent cert is revoked this way: Pulumi creates the
+// successor (and everything that depends on it) first and deletes the replaced
+// record last, so the old cert stays usable until the new one is in place.
+//
+// Local helpers are imported at the top on purpose: Pulumi serializes these
+// methods together with the local functions they call. A relative `require`
+// inside a method would resolve against the provider host's working directory
+// (and could not load a .ts file there). Nothing imported holds state.
+import * as pulumi from "@pulumi/pulumi";
+import type { VaultConnection } from "./connection";
+import { normalizeSerial } from "./pem";
+import { changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
+
+export interface CertRevocationInputs {
+    connection: VaultConnection;
+    /** PKI mount that issued the certificate, e.g. `pki_int`. */
+    pkiMount: string;
+    /** The certificate's serial (Vault's colon form or plain hex; stored in colon form). */
+    serialNumber: string;
+}
+
+export type CertRevocationOutputs = CertRevocationInputs;
+
+const REPLACE_ON: readonly (keyof CertRevocationInputs)[] = ["pkiMount", "serialNumber"];
+
+/**
+ * Whether a refusal from `<pki>/revoke` means there is nothing left to revoke:
+ * the cert is already revoked, already expired (Vault will not list it on a CRL),
+ * or gone from Vault's store (tidy removes only expired certs).
+ */
+export function revocationNotNeeded(messages: readonly string[]): boolean {
+    return messages.some((m) => /already (been )?revoked|already expired|expired.*refusing|not found/i.test(m));
+}
+
+export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocationInputs, CertRevocationOutputs> = {
+    async check(_olds, news) {
+        const failures = connectionProblems(news.connection);
+        if (!isUnknownInput(news.pkiMount)) {
+            const problem = mountPathProblem(news.pkiMount);
+            if (problem) failures.push({ property: "pkiMount", reason: problem });
+        }
+        let serialNumber = news.serialNumber;
+        if (!isUnknownInput(serialNumber)) {
+            try {
+                serialNumber = normalizeSerial(String(serialNumber ?? ""));
+                if (serialNumber === "") throw new Error("empty");
+            } catch {
+                failures.push({ property: "serialNumber", reason: "must be a certificate serial in hex, e.g. 3a:1f:09 or 3a1f09" });
+            }
+        }
+        return { inputs: { ...news, serialNumber }, failures };
+    },
+
+    async diff(_id, olds, news) {
+        const replaces = changedKeys(olds, news, REPLACE_ON);
+        const changes = replaces.length > 0 || changedKeys(olds, news, ["connection"]).length > 0;
+        // Revoking first would break the agent before its successor cert exists.
+        return { changes, replaces, deleteBeforeReplace: false };
+    },
+
+    async create(inputs) {
+        // Recording only: the cert is the live one until a successor replaces it.
+        return { id: `${inputs.pkiMount}:${inputs.serialNumber}`, outs: { connection: inputs.connection, pkiMount: inputs.pkiMount, serialNumber: inputs.serialNumber } };
+    },
+
+    async update(_id, _olds, news) {
+        return { outs: { connection: news.connection, pkiMount: news.pkiMount, serialNumber: news.serialNumber } };
+    },
+
+    async delete(_id, props) {
+        const client = clientForConnection(props.connection);
+        try {
+            // Already revoked and already expired both come back 200 (the latter with a
+            // warning) from current Vault; older versions answered 400 for some of them.
+            await client.write(`${props.pkiMount}/revoke`, { serial_number: props.serialNumber });
+        } catch (e) {
+            if (e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors)) return;
+            throw e;
+        }
+    },
+};
+
+export interface CertRevocationArgs {
+    /** Where Vault is; the token comes from VAULT_TOKEN when the provider runs. */
+    connection: pulumi.Input<VaultConnection>;
+    /** PKI mount that issued the certificate. */
+    pkiMount: pulumi.Input<string>;
+    /** Serial of the certificate to revoke when this resource is replaced or deleted. */
+    serialNumber: pulumi.Input<string>;
+}
+
+/** Revokes the recorded certificate when deleted (including after a replacement). */
+export class CertRevocation extends pulumi.dynamic.Resource {
+    public readonly connection!: pulumi.Output<VaultConnection>;
+    public readonly pkiMount!: pulumi.Output<string>;
+    public readonly serialNumber!: pulumi.Output<string>;
+
+    constructor(name: string, args: CertRevocationArgs, opts?: pulumi.CustomResourceOptions) {
+        super(certRevocationProvider, name, { ...args }, { ...opts }, "vault-rotation", "CertRevocation");
+    }
+}

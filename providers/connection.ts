@@ -1,0 +1,31 @@
+// How dynamic providers reach Vault. Only non-secret coordinates are resource
+// inputs (and so live in state); the token is resolved when a provider method
+// runs, from the environment of the Pulumi process, and is never stored.
+
+/** Where Vault is and how to trust its listener. Stored in state: no secrets here. */
+export interface VaultConnection {
+    /** `https://host:port` */
+    address: string;
+    /** PEM bundle on the Pulumi runner that verifies Vault's listener. */
+    caCertFile?: string;
+    /** Vault Enterprise namespace, if any. */
+    namespace?: string;
+}
+
+/**
+ * The Vault token for provider calls: `VAULT_TOKEN`, else `~/.vault-token`
+ * (what `vault login` writes). Read at call time, never captured or stored.
+ */
+export function resolveVaultToken(): string {
+    const fs = require("fs") as typeof import("fs");
+    const os = require("os") as typeof import("os");
+    const path = require("path") as typeof import("path");
+    const fromEnv = process.env.VAULT_TOKEN;
+    if (fromEnv && fromEnv.trim() !== "") return fromEnv.trim();
+    const file = path.join(os.homedir(), ".vault-token");
+    if (fs.existsSync(file)) {
+        const token = fs.readFileSync(file, "utf8").trim();
+        if (token !== "") return token;
+    }
+    throw new Error("no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists)");
+}

@@ -1,0 +1,463 @@
+// RotationCheck: the post-rotation checklist of the runbook, run after the
+// agent has rendered the new leaf. Every failed item becomes one line
+// "<app>: <item>: expected <x>, found <y>"; all of them are reported together in
+// a single error that fails the update and says what to do next.
+//
+// Local helpers are imported at the top on purpose: Pulumi serializes these
+// methods together with the local functions they call. A relative `require`
+// inside a method would resolve against the provider host's working directory
+// (and could not load a .ts file there). Nothing imported holds state.
+import * as pulumi from "@pulumi/pulumi";
+import { vaultNames } from "../components/naming";
+import { parseHostState } from "../components/renderers/scripts";
+import type { VaultConnection } from "./connection";
+import type { ParsedCertificate } from "./pem";
+import { chainsTo, parseCertificate, splitPemCertificates } from "./pem";
+import {
+    asRecord,
+    asString,
+    changedKeys,
+    clientForConnection,
+    connectionProblems,
+    createVaultClient,
+    isUnknownInput,
+    mountPathProblem,
+    VaultHttpError,
+} from "./vaultClient";
+
+export interface RotationCheckInputs {
+    connection: VaultConnection;
+    app: string;
+    /** Path of the cert auth method, e.g. `cert`. */
+    certAuthPath: string;
+    /** The cert auth mapping (role) to log in with, e.g. `agent-app-a`. */
+    mappingName: string;
+    /** The new agent certificate (public). */
+    agentCertPem: string;
+    /** Its key (secret): used for the mTLS login only. */
+    agentKeyPem: string;
+    /** Policies the login token must carry, exactly (including `default`). */
+    expectedPolicies: string[];
+    /** Output of the read-host-state script (public certificate blocks, service state, agent version). */
+    hostState: string;
+    leafCommonName: string;
+    /** Every DNS SAN of the leaf must be one of these. */
+    allowedDomains: string[];
+    /** CN of the intermediate that must have issued the leaf. */
+    issuerCommonName: string;
+    /** PKI mount whose issuing CA must have signed the leaf. */
+    pkiMount: string;
+    /** Minimum remaining validity of the leaf, in seconds. */
+    minRemainingSeconds: number;
+    /** Cert login attempts, 2 s apart (default 5). */
+    loginAttempts?: number;
+}
+
+export interface RotationCheckResult {
+    agentSerial: string;
+    leafSerial: string;
+    /** ISO 8601 */
+    leafNotAfter: string;
+    /** Days of validity left when checked, one decimal. */
+    leafDaysLeft: number;
+    /** Serial of the fullchain moved aside before the rotation, or "". */
+    previousLeafSerial: string;
+    tokenPolicies: string[];
+    /** ISO 8601 */
+    checkedAt: string;
+}
+
+export type RotationCheckOutputs = RotationCheckInputs & RotationCheckResult;
+
+const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
+    "connection",
+    "app",
+    "certAuthPath",
+    "mappingName",
+    "agentCertPem",
+    "agentKeyPem",
+    "expectedPolicies",
+    "hostState",
+    "leafCommonName",
+    "allowedDomains",
+    "issuerCommonName",
+    "pkiMount",
+    "minRemainingSeconds",
+    "loginAttempts",
+];
+
+const DEFAULT_LOGIN_ATTEMPTS = 5;
+const LOGIN_INTERVAL_MS = 2000;
+
+/** One checklist failure, in the fixed format. */
+export function failureLine(app: string, item: string, expected: string, found: string): string {
+    return `${app}: ${item}: expected ${expected}, found ${found}`;
+}
+
+const listText = (items: readonly string[]) => `[${items.join(", ")}]`;
+const sortedUnique = (items: readonly string[]) => [...new Set(items)].sort();
+
+/** The login token's policies must be exactly the expected set. */
+export function checkPolicies(app: string, expected: readonly string[], actual: readonly string[]): string[] {
+    const want = sortedUnique(expected);
+    const got = sortedUnique(actual);
+    if (want.length === got.length && want.every((p, i) => p === got[i])) return [];
+    const extra = got.filter((p) => !want.includes(p));
+    const missing = want.filter((p) => !got.includes(p));
+    const detail = [extra.length > 0 ? `extra ${listText(extra)}` : "", missing.length > 0 ? `missing ${listText(missing)}` : ""].filter(Boolean).join(", ");
+    return [failureLine(app, "token policies", listText(want), `${listText(got)} (${detail})`)];
+}
+
+export interface FullchainExpectations {
+    leafCommonName: string;
+    allowedDomains: readonly string[];
+    issuerCommonName: string;
+    pkiMount: string;
+    minRemainingSeconds: number;
+    /** The PKI mount's issuing CA as fetched from Vault; undefined when it could not be fetched. */
+    issuingCaPem?: string;
+    /** Why the issuing CA could not be fetched. */
+    issuingCaProblem?: string;
+}
+
+/** Checks the rendered fullchain: presence, leaf names, issuer, signature and validity. */
+export function checkFullchain(
+    app: string,
+    fullchainText: string,
+    want: FullchainExpectations,
+    now: Date,
+): { lines: string[]; leaf?: ParsedCertificate } {
+    const certs = splitPemCertificates(fullchainText);
+    if (certs.length === 0) {
+        const found = fullchainText.trim() === "" ? "no fullchain file or an empty one" : "no CERTIFICATE block in it";
+        return { lines: [failureLine(app, "fullchain present", "a fullchain whose first CERTIFICATE block is the leaf", found)] };
+    }
+    let leaf: ParsedCertificate;
+    try {
+        leaf = parseCertificate(certs[0]);
+    } catch (e) {
+        return { lines: [failureLine(app, "fullchain present", "a parseable leaf certificate", `one that does not parse (${(e as Error).message})`)] };
+    }
+    const lines: string[] = [];
+    if (leaf.subjectCN !== want.leafCommonName) {
+        lines.push(failureLine(app, "leaf CN", want.leafCommonName, leaf.subjectCN || "no CN"));
+    }
+    const outside = leaf.sans.filter((name) => !want.allowedDomains.includes(name));
+    if (outside.length > 0) {
+        lines.push(failureLine(app, "leaf SANs", `DNS names within ${listText(want.allowedDomains)}`, `${listText(outside)} outside them`));
+    }
+    if (leaf.issuerCN !== want.issuerCommonName) {
+        lines.push(failureLine(app, "issuer CN", want.issuerCommonName, leaf.issuerCN || "no CN"));
+    }
+    if (want.issuingCaPem === undefined) {
+        lines.push(failureLine(app, "chain", `the issuing CA of ${want.pkiMount} from Vault`, want.issuingCaProblem ?? "none"));
+    } else if (!chainsTo(certs[0], want.issuingCaPem)) {
+        let caName = "";
+        try {
+            caName = ` (CN=${parseCertificate(want.issuingCaPem).subjectCN})`;
+        } catch {
+            caName = " (unparseable)";
+        }
+        lines.push(
+            failureLine(app, "chain", `a leaf signed by the issuing CA of ${want.pkiMount}${caName}`, `a leaf it did not sign (its issuer CN is ${JSON.stringify(leaf.issuerCN)})`),
+        );
+    }
+    const nowMs = now.getTime();
+    if (nowMs < leaf.notBefore.getTime() || nowMs >= leaf.notAfter.getTime()) {
+        lines.push(
+            failureLine(
+                app,
+                "validity",
+                `notBefore <= ${now.toISOString()} < notAfter`,
+                `notBefore ${leaf.notBefore.toISOString()}, notAfter ${leaf.notAfter.toISOString()}`,
+            ),
+        );
+    } else {
+        // Only meaningful for a leaf that is valid now; an expired one is reported above.
+        const remaining = Math.floor((leaf.notAfter.getTime() - nowMs) / 1000);
+        if (remaining < want.minRemainingSeconds) {
+            lines.push(failureLine(app, "remaining validity", `at least ${want.minRemainingSeconds}s`, `${remaining}s (notAfter ${leaf.notAfter.toISOString()})`));
+        }
+    }
+    return { lines, leaf };
+}
+
+/** After a rotation the leaf must be a new certificate. Nothing to compare on the first rotation. */
+export function checkSerialChanged(app: string, leafSerial: string, previousText: string): { lines: string[]; previousSerial: string } {
+    const previous = splitPemCertificates(previousText)[0];
+    if (!previous) return { lines: [], previousSerial: "" };
+    let previousSerial: string;
+    try {
+        previousSerial = parseCertificate(previous).serial;
+    } catch (e) {
+        return { lines: [failureLine(app, "serial changed", "a parseable previous leaf", `one that does not parse (${(e as Error).message})`)], previousSerial: "" };
+    }
+    if (previousSerial === leafSerial) {
+        return { lines: [failureLine(app, "serial changed", `a serial other than the previous leaf's ${previousSerial}`, `the same serial ${leafSerial}`)], previousSerial };
+    }
+    return { lines: [], previousSerial };
+}
+
+/** `systemctl --user is-active` must say exactly `active`. */
+export function checkAgentService(app: string, serviceState: string): string[] {
+    const state = serviceState.trim();
+    return state === "active" ? [] : [failureLine(app, "agent service", "active", state === "" ? "no answer from systemctl" : JSON.stringify(state))];
+}
+
+/** The single error text: every failed item, then what to do. */
+export function rotationFailureMessage(app: string, lines: readonly string[]): string {
+    const service = vaultNames(app).service;
+    return [
+        `vault-rotation: the post-rotation check failed for ${app} (${lines.length} item${lines.length === 1 ? "" : "s"}):`,
+        ...lines.map((l) => `  ${l}`),
+        `What to do: fix the cause above, then re-run \`pulumi up\` (the check runs again). For the agent side, look at its log on the host as the app user: journalctl --user -u ${service}`,
+    ].join("\n");
+}
+
+/** How a failed call reads in a checklist line: Vault's status and errors, or the network problem. */
+function describeFailure(e: unknown): string {
+    if (e instanceof VaultHttpError) return `Vault answered ${e.status}${e.errors.length > 0 ? `: ${e.errors.join("; ")}` : ""}`;
+    return (e as Error).message;
+}
+
+/**
+ * Logs in through the cert mapping over mTLS with the new agent cert, polling
+ * because a freshly written mapping can take a moment to reach a standby.
+ * The token is revoked straight away: it exists only to read its policies.
+ */
+export async function certLogin(
+    inputs: Pick<RotationCheckInputs, "connection" | "certAuthPath" | "mappingName" | "agentCertPem" | "agentKeyPem">,
+    attempts: number,
+    intervalMs: number,
+): Promise<{ policies: string[] } | { problem: string }> {
+    const base = { address: inputs.connection.address, caCertFile: inputs.connection.caCertFile, namespace: inputs.connection.namespace };
+    let problem = "no attempt made";
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+        if (attempt > 1) await new Promise<void>((resolve) => setTimeout(resolve, intervalMs));
+        let auth: Record<string, unknown>;
+        try {
+            const client = createVaultClient({ ...base, clientCertPem: inputs.agentCertPem, clientKeyPem: inputs.agentKeyPem });
+            const res = await client.request("POST", `auth/${inputs.certAuthPath}/login`, { name: inputs.mappingName }, { noToken: true });
+            auth = asRecord(asRecord(res.body).auth);
+        } catch (e) {
+            problem = `${describeFailure(e)} (after ${attempt} attempt${attempt === 1 ? "" : "s"})`;
+            continue;
+        }
+        const token = asString(auth.client_token);
+        const listed = Array.isArray(auth.token_policies) ? auth.token_policies : Array.isArray(auth.policies) ? auth.policies : [];
+        if (token) {
+            try {
+                await createVaultClient({ ...base, token }).request("POST", "auth/token/revoke-self");
+            } catch {
+                // Not part of the checklist: the token's TTL is the mapping's short token_ttl.
+            }
+        }
+        return { policies: sortedUnique(listed.map(String)) };
+    }
+    return { problem };
+}
+
+/** The PKI mount's issuing CA (unauthenticated endpoints), or why it could not be fetched. */
+export async function fetchIssuingCa(connection: VaultConnection, pkiMount: string): Promise<{ pem: string } | { problem: string }> {
+    const client = clientForConnection(connection, { withToken: false });
+    const problems: string[] = [];
+    try {
+        const res = await client.request("GET", `${pkiMount}/cert/ca`, undefined, { noToken: true });
+        const pem = asString(asRecord(asRecord(res.body).data).certificate) ?? "";
+        if (splitPemCertificates(pem).length > 0) return { pem };
+        problems.push(`${pkiMount}/cert/ca: no certificate in the answer`);
+    } catch (e) {
+        problems.push(`${pkiMount}/cert/ca: ${describeFailure(e)}`);
+    }
+    // Older mounts and some proxies only serve the raw PEM.
+    try {
+        const res = await client.request("GET", `${pkiMount}/ca/pem`, undefined, { noToken: true });
+        const pem = typeof res.body === "string" ? res.body : "";
+        if (splitPemCertificates(pem).length > 0) return { pem };
+        problems.push(`${pkiMount}/ca/pem: no certificate in the answer`);
+    } catch (e) {
+        problems.push(`${pkiMount}/ca/pem: ${describeFailure(e)}`);
+    }
+    return { problem: problems.join("; ") };
+}
+
+/** Runs the whole checklist; throws one Error listing every failure. */
+export async function runRotationCheck(
+    inputs: RotationCheckInputs,
+    options: { now?: Date; loginIntervalMs?: number } = {},
+): Promise<RotationCheckResult> {
+    const { app } = inputs;
+    const lines: string[] = [];
+
+    const login = await certLogin(inputs, inputs.loginAttempts ?? DEFAULT_LOGIN_ATTEMPTS, options.loginIntervalMs ?? LOGIN_INTERVAL_MS);
+    let tokenPolicies: string[] = [];
+    if ("problem" in login) {
+        lines.push(failureLine(app, "cert login", `a token from auth/${inputs.certAuthPath}/login with name ${inputs.mappingName}`, login.problem));
+    } else {
+        tokenPolicies = login.policies;
+        lines.push(...checkPolicies(app, inputs.expectedPolicies, tokenPolicies));
+    }
+
+    const host = parseHostState(inputs.hostState);
+    const ca = await fetchIssuingCa(inputs.connection, inputs.pkiMount);
+    // The verdict's time: after the network calls, which may have taken a while.
+    const now = options.now ?? new Date();
+    const fullchain = checkFullchain(
+        app,
+        host.fullchain,
+        {
+            leafCommonName: inputs.leafCommonName,
+            allowedDomains: inputs.allowedDomains,
+            issuerCommonName: inputs.issuerCommonName,
+            pkiMount: inputs.pkiMount,
+            minRemainingSeconds: inputs.minRemainingSeconds,
+            issuingCaPem: "pem" in ca ? ca.pem : undefined,
+            issuingCaProblem: "problem" in ca ? ca.problem : undefined,
+        },
+        now,
+    );
+    lines.push(...fullchain.lines);
+    let previousLeafSerial = "";
+    if (fullchain.leaf) {
+        const serial = checkSerialChanged(app, fullchain.leaf.serial, host.previous);
+        lines.push(...serial.lines);
+        previousLeafSerial = serial.previousSerial;
+    }
+    lines.push(...checkAgentService(app, host.service));
+
+    if (lines.length > 0) throw new Error(rotationFailureMessage(app, lines));
+    const leaf = fullchain.leaf!;
+    return {
+        agentSerial: parseCertificate(inputs.agentCertPem).serial,
+        leafSerial: leaf.serial,
+        leafNotAfter: leaf.notAfter.toISOString(),
+        leafDaysLeft: Math.round(((leaf.notAfter.getTime() - now.getTime()) / 86_400_000) * 10) / 10,
+        previousLeafSerial,
+        tokenPolicies,
+        checkedAt: now.toISOString(),
+    };
+}
+
+function stringListProblem(value: unknown, nonEmpty: boolean): string | undefined {
+    if (isUnknownInput(value)) return undefined;
+    if (!Array.isArray(value) || !value.every((v) => typeof v === "string" || isUnknownInput(v))) return "must be a list of strings";
+    if (nonEmpty && value.length === 0) return "must not be empty";
+    return undefined;
+}
+
+export const rotationCheckProvider: pulumi.dynamic.ResourceProvider<RotationCheckInputs, RotationCheckOutputs> = {
+    async check(_olds, news) {
+        const failures = connectionProblems(news.connection);
+        const known = (v: unknown) => v !== undefined && !isUnknownInput(v);
+        const fail = (property: string, reason: string) => failures.push({ property, reason });
+
+        if (!isUnknownInput(news.app) && (typeof news.app !== "string" || !/^[a-z][a-z0-9-]*$/.test(news.app))) {
+            fail("app", `must match [a-z][a-z0-9-]* (got ${JSON.stringify(news.app)})`);
+        }
+        for (const key of ["certAuthPath", "pkiMount"] as const) {
+            const problem = isUnknownInput(news[key]) ? undefined : mountPathProblem(news[key]);
+            if (problem) fail(key, problem);
+        }
+        if (!isUnknownInput(news.mappingName) && (typeof news.mappingName !== "string" || !/^[A-Za-z0-9_.-]+$/.test(news.mappingName))) {
+            fail("mappingName", `must be a cert auth role name of letters, digits, '_', '.' and '-' (got ${JSON.stringify(news.mappingName)})`);
+        }
+        if (!isUnknownInput(news.agentCertPem)) {
+            try {
+                parseCertificate(String(news.agentCertPem ?? ""));
+            } catch {
+                fail("agentCertPem", "must be a PEM certificate");
+            }
+        }
+        // The reason never quotes the value: it is a private key.
+        if (!isUnknownInput(news.agentKeyPem) && (typeof news.agentKeyPem !== "string" || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(news.agentKeyPem))) {
+            fail("agentKeyPem", "must be a PEM private key");
+        }
+        const policiesProblem = stringListProblem(news.expectedPolicies, true);
+        if (policiesProblem) fail("expectedPolicies", policiesProblem);
+        else if (known(news.expectedPolicies) && !news.expectedPolicies.includes("default")) {
+            fail("expectedPolicies", "must include \"default\" (Vault adds it to every cert login token)");
+        }
+        if (!isUnknownInput(news.hostState) && typeof news.hostState !== "string") fail("hostState", "must be the read-host-state script's output");
+        for (const key of ["leafCommonName", "issuerCommonName"] as const) {
+            if (!isUnknownInput(news[key]) && (typeof news[key] !== "string" || news[key].trim() === "")) fail(key, "must be a non-empty string");
+        }
+        const domainsProblem = stringListProblem(news.allowedDomains, true);
+        if (domainsProblem) fail("allowedDomains", domainsProblem);
+        if (!isUnknownInput(news.minRemainingSeconds) && (typeof news.minRemainingSeconds !== "number" || !Number.isFinite(news.minRemainingSeconds) || news.minRemainingSeconds < 0)) {
+            fail("minRemainingSeconds", "must be a number of seconds >= 0");
+        }
+        if (known(news.loginAttempts) && (!Number.isInteger(news.loginAttempts) || news.loginAttempts! < 1 || news.loginAttempts! > 60)) {
+            fail("loginAttempts", "must be an integer from 1 to 60");
+        }
+        return { inputs: news, failures };
+    },
+
+    // A check is an event, not an object: any new input means a new check.
+    async diff(_id, olds, news) {
+        const replaces = changedKeys(olds, news, INPUT_KEYS);
+        return { changes: replaces.length > 0, replaces };
+    },
+
+    async create(inputs) {
+        const result = await runRotationCheck(inputs);
+        return { id: `${inputs.app}-rotation-check-${result.leafSerial}`, outs: { ...inputs, ...result } };
+    },
+
+    // Nothing remote to undo.
+    async delete() {},
+};
+
+export interface RotationCheckArgs {
+    /** Where Vault is; the checks need no admin token (cert login, unauthenticated CA read). */
+    connection: pulumi.Input<VaultConnection>;
+    app: pulumi.Input<string>;
+    certAuthPath: pulumi.Input<string>;
+    mappingName: pulumi.Input<string>;
+    agentCertPem: pulumi.Input<string>;
+    /** Secret; kept secret in state. */
+    agentKeyPem: pulumi.Input<string>;
+    /** Sorted, including `default`. */
+    expectedPolicies: pulumi.Input<pulumi.Input<string>[]>;
+    /** stdout of the read-host-state script. */
+    hostState: pulumi.Input<string>;
+    leafCommonName: pulumi.Input<string>;
+    allowedDomains: pulumi.Input<pulumi.Input<string>[]>;
+    issuerCommonName: pulumi.Input<string>;
+    pkiMount: pulumi.Input<string>;
+    minRemainingSeconds: pulumi.Input<number>;
+    /** Cert login attempts, 2 s apart (default 5). */
+    loginAttempts?: pulumi.Input<number>;
+}
+
+/** The post-rotation checklist; fails the update with one line per failed item. */
+export class RotationCheck extends pulumi.dynamic.Resource {
+    public readonly agentSerial!: pulumi.Output<string>;
+    public readonly leafSerial!: pulumi.Output<string>;
+    public readonly leafNotAfter!: pulumi.Output<string>;
+    public readonly leafDaysLeft!: pulumi.Output<number>;
+    public readonly previousLeafSerial!: pulumi.Output<string>;
+    public readonly tokenPolicies!: pulumi.Output<string[]>;
+    public readonly checkedAt!: pulumi.Output<string>;
+
+    constructor(name: string, args: RotationCheckArgs, opts?: pulumi.CustomResourceOptions) {
+        super(
+            rotationCheckProvider,
+            name,
+            {
+                ...args,
+                // Wrapped here as well so the input copy in state is secret whatever the caller passed.
+                agentKeyPem: pulumi.secret(args.agentKeyPem),
+                agentSerial: undefined,
+                leafSerial: undefined,
+                leafNotAfter: undefined,
+                leafDaysLeft: undefined,
+                previousLeafSerial: undefined,
+                tokenPolicies: undefined,
+                checkedAt: undefined,
+            },
+            { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "agentKeyPem"] },
+            "vault-rotation",
+            "RotationCheck",
+        );
+    }
+}

@@ -1,0 +1,301 @@
+// Evaluates the Pulumi program under mocks and records every registration with
+// its resource options (parent, dependsOn, replacementTrigger, ...), which the
+// plain `Mocks` interface does not show: we observe them by subclassing the
+// SDK's MockMonitor.
+import * as fs from "fs";
+import * as path from "path";
+import * as yaml from "js-yaml";
+
+export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+export const PROJECT = "vault-rotation";
+
+export interface Registration {
+    type: string;
+    name: string;
+    urn: string;
+    parentUrn: string;
+    custom: boolean;
+    inputs: Record<string, unknown>;
+    /** URNs of explicit dependencies (dependsOn, expanded to component children). */
+    dependencies: string[];
+    /** The `replacementTrigger` option, deserialized, or undefined when not set. */
+    replacementTrigger: unknown;
+    additionalSecretOutputs: string[];
+    deleteBeforeReplace: boolean;
+    /** Inputs the SDK marked secret (top-level property names). */
+    secretInputs: string[];
+}
+
+export interface MockResourceArgs {
+    type: string;
+    name: string;
+    inputs: Record<string, unknown>;
+    custom?: boolean;
+    id?: string;
+    provider?: string;
+}
+
+/** What a mocked resource "returns": its id and output state. */
+export type NewResource = (args: MockResourceArgs, registration: Registration) => Promise<{ id: string; state: Record<string, unknown> }>;
+
+/** The program threw while it was evaluated; `registrations` is what it had registered by then. */
+export class ProgramFailure extends Error {
+    constructor(
+        public readonly cause: unknown,
+        public readonly registrations: Registration[],
+    ) {
+        super(cause instanceof Error ? cause.message : String(cause));
+        this.name = "ProgramFailure";
+    }
+}
+
+export interface Evaluation {
+    registrations: Registration[];
+    /** The program module's exports (Outputs, resolved into plain values). */
+    exports: Record<string, unknown>;
+    /** `name -> registration` for convenience (names are unique in this program). */
+    byName: Map<string, Registration>;
+}
+
+/** Reads `Pulumi.<stack>.yaml` into the flat `namespace:key -> string` map the SDK expects. */
+export function loadStackConfig(file: string): Record<string, string> {
+    const doc = yaml.load(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
+    return flattenConfig(doc.config ?? {});
+}
+
+/** Turns a structured config object into the SDK's string map (objects JSON-encoded). */
+export function flattenConfig(config: Record<string, unknown>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(config)) {
+        out[k] = typeof v === "string" ? v : JSON.stringify(v);
+    }
+    return out;
+}
+
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+function isSecretWrapper(value: unknown): value is { value: unknown } {
+    return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+}
+
+/** Replaces the SDK's secret wrappers with their values; reports whether any was found. */
+function unwrapSecrets(value: unknown): { value: unknown; secret: boolean } {
+    if (isSecretWrapper(value)) return { value: unwrapSecrets(value.value).value, secret: true };
+    if (Array.isArray(value)) {
+        const parts = value.map(unwrapSecrets);
+        return { value: parts.map((p) => p.value), secret: parts.some((p) => p.secret) };
+    }
+    if (value && typeof value === "object") {
+        let secret = false;
+        const out: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(value)) {
+            const u = unwrapSecrets(v);
+            out[k] = u.value;
+            secret = secret || u.secret;
+        }
+        return { value: out, secret };
+    }
+    return { value, secret: false };
+}
+
+/**
+ * Runs the program in a fresh module registry with the given config, waiting
+ * until every registration has finished. `newResource` decides each resource's
+ * outputs (the default mock models the providers' computed outputs).
+ */
+export async function evaluateProgram(opts: {
+    config: Record<string, string>;
+    secretKeys?: string[];
+    stack?: string;
+    preview?: boolean;
+    newResource?: NewResource;
+    programPath?: string;
+}): Promise<Evaluation> {
+    const programPath = opts.programPath ?? path.join(REPO_ROOT, "index.ts");
+    const newResource = opts.newResource ?? defaultNewResource;
+    let result: Evaluation | undefined;
+    let failure: unknown;
+
+    let finished: Promise<void> = Promise.resolve();
+    jest.isolateModules(() => {
+        // Dynamic resources serialize their provider's closure when constructed.
+        // That uses the V8 inspector and cannot run inside jest's module sandbox;
+        // the graph does not depend on the text, so it is stubbed here. Real
+        // serialization is tested in a plain Node process (providers.serialize.test.ts).
+        jest.doMock("@pulumi/pulumi/runtime/closure/serializeClosure", () => ({
+            serializeFunction: async () => ({ text: "exports.handler = undefined;", exportName: "handler", containsSecrets: false }),
+        }));
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const pulumi = require("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const mocksModule = require("@pulumi/pulumi/runtime/mocks");
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const rpc = require("@pulumi/pulumi/runtime/rpc");
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const settings = require("@pulumi/pulumi/runtime/settings");
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const state = require("@pulumi/pulumi/runtime/state");
+
+        const registrations: Registration[] = [];
+        const pending = new Map<string, Registration>();
+
+        const MockMonitorBase = mocksModule.MockMonitor as new (mocks: unknown) => {
+            newUrn(parent: string, type: string, name: string): string;
+            // eslint-disable-next-line @typescript-eslint/no-explicit-any
+            registerResource(req: any, callback: any): Promise<void>;
+        };
+        class RecordingMonitor extends MockMonitorBase {
+            // eslint-disable-next-line @typescript-eslint/no-explicit-any
+            async registerResource(req: any, callback: any) {
+                const type = req.getType();
+                const name = req.getName();
+                const parentUrn = req.getParent();
+                const rawInputs = rpc.deserializeProperties(req.getObject(), true) as Record<string, unknown>;
+                const inputs: Record<string, unknown> = {};
+                const secretInputs: string[] = [];
+                for (const [k, v] of Object.entries(rawInputs)) {
+                    const u = unwrapSecrets(v);
+                    inputs[k] = u.value;
+                    if (u.secret) secretInputs.push(k);
+                }
+                const trigger = req.hasReplacementTrigger() ? req.getReplacementTrigger() : undefined;
+                const registration: Registration = {
+                    type,
+                    name,
+                    urn: this.newUrn(parentUrn, type, name),
+                    parentUrn,
+                    custom: req.getCustom(),
+                    inputs,
+                    dependencies: req.getDependenciesList(),
+                    replacementTrigger: trigger ? rpc.deserializeProperty(trigger.toJavaScript()) : undefined,
+                    additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+                    deleteBeforeReplace: req.getDeletebeforereplace(),
+                    secretInputs,
+                };
+                registrations.push(registration);
+                pending.set(`${type}::${name}`, registration);
+                return super.registerResource(req, callback);
+            }
+        }
+
+        const mocks = {
+            newResource: async (args: MockResourceArgs) => {
+                const registration = pending.get(`${args.type}::${args.name}`);
+                if (!registration) throw new Error(`no registration recorded for ${args.type} ${args.name}`);
+                if (!args.custom) return { id: "", state: args.inputs };
+                return newResource(args, registration);
+            },
+            call: async () => ({}),
+        };
+        // setMocks enables the monitor features (secrets, replacementTrigger, ...);
+        // then our recording monitor takes the mock monitor's place.
+        void pulumi.runtime.setMocks(mocks, PROJECT, opts.stack ?? "test", opts.preview ?? false);
+        state.getStore().settings.monitor = new RecordingMonitor(mocks);
+        pulumi.runtime.setAllConfig(opts.config, opts.secretKeys ?? []);
+
+        let program: Record<string, unknown>;
+        try {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            program = require(programPath);
+        } catch (e) {
+            failure = new ProgramFailure(e, registrations);
+            return;
+        }
+        finished = (async () => {
+            const exports: Record<string, unknown> = {};
+            for (const [k, v] of Object.entries(program)) {
+                exports[k] = await resolveDeep(pulumi, v);
+            }
+            await settings.waitForRPCs();
+            const byName = new Map(registrations.map((r) => [r.name, r]));
+            result = { registrations, exports, byName };
+        })();
+    });
+    if (failure) throw failure;
+    await finished;
+    if (!result) throw new Error("program evaluation did not finish");
+    return result;
+}
+
+async function resolveDeep(pulumi: typeof import("@pulumi/pulumi"), value: unknown): Promise<unknown> {
+    if (pulumi.Output.isInstance(value)) {
+        return new Promise((resolve) => (value as import("@pulumi/pulumi").Output<unknown>).apply((v) => resolve(v)));
+    }
+    if (Array.isArray(value)) return Promise.all(value.map((v) => resolveDeep(pulumi, v)));
+    if (value && typeof value === "object" && !(value instanceof pulumi.Resource)) {
+        const out: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(value)) out[k] = await resolveDeep(pulumi, v);
+        return out;
+    }
+    return value;
+}
+
+function digest(text: string): string {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require("crypto") as typeof import("crypto")).createHash("sha256").update(text).digest("hex");
+}
+
+/** `ab:cd:...` from a digest, like Vault's serial numbers. */
+function serialFrom(text: string): string {
+    return (digest(text).slice(0, 32).match(/../g) ?? []).join(":");
+}
+
+/**
+ * The default mock: models each provider's computed outputs deterministically
+ * from the inputs (and, for the agent key, from its replacement trigger: a new
+ * epoch means a new key, as the real provider would generate).
+ */
+export const defaultNewResource: NewResource = async (args, registration) => {
+    const inputs = args.inputs;
+    const id = `${args.name}-id`;
+    switch (args.type) {
+        case "tls:index/privateKey:PrivateKey": {
+            const material = digest(`${args.name}|${JSON.stringify(registration.replacementTrigger)}`);
+            return { id, state: { ...inputs, privateKeyPem: `-----BEGIN PRIVATE KEY-----\nMOCK${material}\n-----END PRIVATE KEY-----\n`, publicKeyPem: `PUB${material}` } };
+        }
+        case "tls:index/certRequest:CertRequest":
+            return { id, state: { ...inputs, certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\nMOCK${digest(String(inputs.privateKeyPem))}\n-----END CERTIFICATE REQUEST-----\n` } };
+        case "vault:pkiSecret/secretBackendSign:SecretBackendSign": {
+            const serial = serialFrom(String(inputs.csr));
+            return {
+                id,
+                state: {
+                    ...inputs,
+                    certificate: `-----BEGIN CERTIFICATE-----\nMOCK${serial}\n-----END CERTIFICATE-----\n`,
+                    issuingCa: "-----BEGIN CERTIFICATE-----\nMOCKISSUING\n-----END CERTIFICATE-----\n",
+                    caChains: ["-----BEGIN CERTIFICATE-----\nMOCKISSUING\n-----END CERTIFICATE-----\n"],
+                    serialNumber: serial,
+                    expiration: 1893456000,
+                },
+            };
+        }
+        case "vault:index/authBackend:AuthBackend":
+            return { id, state: { ...inputs, path: inputs.path ?? inputs.type, accessor: "auth_cert_mock" } };
+        case "command:local:Command":
+        case "command:remote:Command":
+            return { id, state: { ...inputs, stdout: "", stderr: "" } };
+        case "pulumi-nodejs:dynamic/vault-rotation:KvMount":
+            return { id, state: { ...inputs, type: "kv", version: "2" } };
+        case "pulumi-nodejs:dynamic/vault-rotation:KvSeed":
+            return { id, state: { ...inputs, status: "existed" } };
+        case "pulumi-nodejs:dynamic/vault-rotation:RotationCheck":
+            return {
+                id,
+                state: {
+                    ...inputs,
+                    agentSerial: "aa:bb",
+                    leafSerial: "cc:dd",
+                    previousLeafSerial: "",
+                    leafNotAfter: "2030-01-01T00:00:00.000Z",
+                    leafDaysLeft: 30,
+                    tokenPolicies: [],
+                    checkedAt: "2026-11-27T00:00:00.000Z",
+                },
+            };
+        case "pulumi-nodejs:dynamic/vault-rotation:VersionDrift":
+            return { id, state: { ...inputs, serverVersion: "1.21.0", agentVersion: "1.21.0", mismatch: false, agentAhead: false, warning: "" } };
+        default:
+            return { id, state: { ...inputs } };
+    }
+};

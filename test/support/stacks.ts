@@ -1,0 +1,76 @@
+// Stack configs for tests: the committed stacks, and a three-app stack of the
+// tests' own that exercises every option (ssh host, debug policy, no KV, KV v1).
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { flattenConfig, loadStackConfig, REPO_ROOT } from "./harness";
+
+/** A listener CA file for unit tests: the program only reads it and copies it to hosts. */
+export function fakeListenerCaFile(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-unit-"));
+    const file = path.join(dir, "listener-ca.pem");
+    fs.writeFileSync(file, "-----BEGIN CERTIFICATE-----\nTEST-LISTENER-CA\n-----END CERTIFICATE-----\n");
+    return file;
+}
+
+/** `Pulumi.prod.yaml` with the CA path pointed at a test file and app-a's seed secret set. */
+export function prodStack(caFile: string): Record<string, string> {
+    const config = loadStackConfig(path.join(REPO_ROOT, "Pulumi.prod.yaml"));
+    config["vault:caCertFile"] = caFile;
+    config["vault-rotation:kvSeedData"] = JSON.stringify({ "app-a": { owner: "platform-team" } });
+    return config;
+}
+
+export function localStack(caFile: string): Record<string, string> {
+    const config = loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
+    config["vault:caCertFile"] = caFile;
+    return config;
+}
+
+/** The structured form of the three-app stack, for tests that mutate it. */
+export function threeAppStackObject(caFile: string) {
+    return {
+        "vault:address": "https://vault.test.internal:8200",
+        "vault:caCertFile": caFile,
+        "vault-rotation:rotation": { epoch: "e1" },
+        "vault-rotation:vault": { pkiMount: "pki/int", issuerCommonName: "Test Intermediate CA", certAuthPath: "cert-agents", kvMount: "kv" },
+        "vault-rotation:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY\n-----END OPENSSH PRIVATE KEY-----\n",
+        "vault-rotation:kvSeedData": { web: { owner: "web-team" } },
+        "vault-rotation:apps": [
+            {
+                name: "web",
+                user: "web",
+                home: "/srv/web",
+                host: { local: true },
+                agent: { commonName: "agent-web.test.internal", ttl: "48h", debugPolicy: true },
+                leaf: { commonName: "web.internal", altNames: ["web.test.example.com"], allowedDomains: ["web.internal", "web.test.example.com"], ttl: "240h" },
+                kv: { access: true, seed: true },
+                reload: { label: "tls=true", proxy: "podman:edge" },
+            },
+            {
+                name: "api",
+                user: "api-svc",
+                home: "/home/api-svc",
+                host: { ssh: { host: "api-host.test.internal", port: 2222, user: "deploy" } },
+                agent: { commonName: "agent-api.test.internal", ttl: "24h", markerPolicy: false },
+                leaf: { commonName: "api.internal", allowedDomains: ["api.internal"], ttl: "72h" },
+                kv: { access: false },
+                reload: { label: "app=api", signal: "SIGUSR1" },
+            },
+            {
+                name: "jobs",
+                user: "jobs",
+                home: "/home/jobs",
+                host: { local: true },
+                agent: { commonName: "agent-jobs.test.internal", ttl: "72h" },
+                leaf: { commonName: "jobs.internal", altNames: ["jobs.test.example.com"], allowedDomains: ["jobs.internal", "jobs.test.example.com"], ttl: "720h" },
+                kv: { access: true, seed: false },
+                reload: { label: "tls=true" },
+            },
+        ],
+    };
+}
+
+export function threeAppStack(caFile: string): Record<string, string> {
+    return flattenConfig(threeAppStackObject(caFile));
+}

@@ -1,0 +1,264 @@
+// deploy/index.ts (project vault-rotation-deploy) under Pulumi mocks, with the config of
+// deploy/Pulumi.prod.yaml: the resources it registers, their inputs and dependencies,
+// its outputs, and that it keeps secrets out of the Deployment settings.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+
+const DEPLOY_DIR = path.join(__dirname, "..", "..", "deploy");
+const PROJECT = "vault-rotation-deploy";
+
+const T = {
+    settings: "pulumiservice:index:DeploymentSettings",
+    schedule: "pulumiservice:index:DeploymentSchedule",
+    drift: "pulumiservice:index:DriftSchedule",
+};
+
+interface Registered {
+    type: string;
+    name: string;
+    inputs: Record<string, unknown>;
+    urn?: string;
+    dependencies: string[];
+}
+
+/** `key: value` scalars of a flat `config:` block, keyed without the namespace. */
+function readStackConfig(file: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+        const m = /^\s+vault-rotation-deploy:(\w+):\s*(.*?)\s*$/.exec(line);
+        if (m) out[m[1]] = m[2].replace(/^"(.*)"$/, "$1");
+    }
+    return out;
+}
+
+/** Config keys declared in Pulumi.yaml, each with the lines of its block. */
+function readDeclaredConfig(file: string): Map<string, string> {
+    const declared = new Map<string, string>();
+    const text = fs.readFileSync(file, "utf8");
+    for (const m of text.matchAll(/^ {2}vault-rotation-deploy:(\w+):\n((?: {4}.*\n?)+)/gm)) declared.set(m[1], m[2]);
+    return declared;
+}
+
+function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
+    return new Promise((resolve) => output.apply((v) => resolve(v)));
+}
+
+const stackConfig = readStackConfig(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"));
+const registered: Registered[] = [];
+const configKeysRead = new Set<string>();
+let outputs: Record<string, unknown> = {};
+
+function setConfig(values: Record<string, string>): void {
+    pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [`${PROJECT}:${k}`, v])));
+}
+
+function only(type: string): Registered {
+    const found = registered.filter((r) => r.type === type);
+    expect(found).toHaveLength(1);
+    return found[0];
+}
+
+beforeAll(async () => {
+    setConfig(stackConfig);
+    await pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                // The latest registration of this name (the config tests load the program again).
+                const record = [...registered].reverse().find((r) => r.name === args.name && r.type === args.type);
+                if (record) record.inputs = args.inputs;
+                return { id: `${args.name}-id`, state: { ...args.inputs, scheduleId: `${args.name}-schedule-id` } };
+            },
+            call: () => ({}),
+        },
+        PROJECT,
+        "prod",
+        false,
+    );
+    // Dependencies (from `dependsOn`) are only visible on the register request: wrap the
+    // mock monitor's registerResource to record them and the URN it hands back.
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+        registerResource(req: RegisterRequest, cb: (err: unknown, res?: { getUrn(): string }) => void): Promise<void>;
+    };
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req, cb) => {
+        const record: Registered = { type: req.getType(), name: req.getName(), inputs: {}, dependencies: req.getDependenciesList() };
+        registered.push(record);
+        return register(req, (err, res) => {
+            if (res) record.urn = res.getUrn();
+            cb(err, res);
+        });
+    };
+    for (const method of ["get", "require", "getBoolean"] as const) {
+        const original = pulumi.Config.prototype[method] as (this: pulumi.Config, key: string) => unknown;
+        jest.spyOn(pulumi.Config.prototype, method).mockImplementation(function (this: pulumi.Config, key: string) {
+            configKeysRead.add(key);
+            return original.call(this, key);
+        } as never);
+    }
+    const mod = require("../../deploy/index") as Record<string, unknown>;
+    jest.restoreAllMocks();
+    const resolved: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(mod)) resolved[k] = pulumi.Output.isInstance(v) ? await promiseOf(v) : v;
+    outputs = resolved;
+});
+
+interface RegisterRequest {
+    getType(): string;
+    getName(): string;
+    getDependenciesList(): string[];
+}
+
+describe("deploy/Pulumi.prod.yaml", () => {
+    it("holds the production example values", () => {
+        expect(stackConfig).toMatchObject({
+            organization: "acme-platform",
+            project: "vault-rotation",
+            stack: "prod",
+            repoUrl: "https://github.com/acme-platform/vault-rotation.git",
+            branch: "main",
+            scheduleCron: "0 3 * * 1",
+            driftCron: "0 6 * * *",
+            driftAutoRemediate: "false",
+        });
+    });
+
+    it("uses only keys that Pulumi.yaml declares, each with a type and a description", () => {
+        const declared = readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml"));
+        const used = new Set([...Object.keys(stackConfig), ...configKeysRead]);
+        expect(configKeysRead.size).toBeGreaterThanOrEqual(10);
+        for (const key of used) {
+            expect(declared.has(key) ? key : `${key} (undeclared)`).toBe(key);
+            expect(declared.get(key)).toMatch(/^ {4}type: (string|boolean|integer)$/m);
+            expect(declared.get(key)).toMatch(/^ {4}description: \S/m);
+        }
+        expect(fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8")).toMatch(/^name: vault-rotation-deploy$/m);
+    });
+});
+
+describe("deploy/index.ts", () => {
+    it("registers exactly one settings, one schedule and one drift schedule", () => {
+        expect(registered.map((r) => r.type).sort()).toEqual([T.settings, T.schedule, T.drift].sort());
+    });
+
+    it("points the DeploymentSettings at the target stack's git source, with `npm ci` first", () => {
+        const s = only(T.settings).inputs as {
+            organization: string;
+            project: string;
+            stack: string;
+            sourceContext: { git: { repoUrl: string; branch: string; repoDir: string } };
+            operationContext: { preRunCommands: string[]; environmentVariables: Record<string, string>; options: Record<string, unknown> };
+        };
+        expect([s.organization, s.project, s.stack]).toEqual(["acme-platform", "vault-rotation", "prod"]);
+        expect(s.sourceContext.git).toEqual({ repoUrl: "https://github.com/acme-platform/vault-rotation.git", branch: "main", repoDir: "." });
+        expect(s.operationContext.preRunCommands[0]).toBe("npm ci");
+        // `npm ci` replaces the default install step rather than running after it.
+        expect(s.operationContext.options.skipInstallDependencies).toBe(true);
+        expect(s.operationContext.environmentVariables.VAULT_ADDR).toBe("https://vault.prod.acme.internal:8200");
+    });
+
+    it("logs in to Vault with the Deployment's OIDC token, keeping it off command lines", () => {
+        const s = only(T.settings).inputs as { operationContext: { preRunCommands: string[]; environmentVariables: Record<string, string> } };
+        const [, login] = s.operationContext.preRunCommands;
+        expect(s.operationContext.preRunCommands).toHaveLength(2);
+        expect(s.operationContext.environmentVariables).toMatchObject({ VAULT_JWT_ROLE: stackConfig.vaultJwtRole, VAULT_JWT_MOUNT: "jwt" });
+        expect(login).toContain("${PULUMI_OIDC_TOKEN:-");
+        expect(login).toContain("/mnt/pulumi/pulumi.oidc");
+        expect(login).toContain('"$VAULT_ADDR/v1/auth/$VAULT_JWT_MOUNT/login"');
+        // The JWT reaches curl on stdin (`--data @-`), never as an argument.
+        expect(login).toMatch(/--data @-/);
+        expect(login).not.toMatch(/curl[^|]*PULUMI_OIDC_TOKEN/);
+        expect(login).toContain(".vault-token");
+    });
+
+    it("schedules a `pulumi up` on the configured cron, after the settings exist", () => {
+        const settings = only(T.settings);
+        const schedule = only(T.schedule);
+        expect(schedule.inputs).toMatchObject({
+            organization: "acme-platform",
+            project: "vault-rotation",
+            stack: "prod",
+            pulumiOperation: "update",
+            scheduleCron: "0 3 * * 1",
+        });
+        expect(schedule.inputs.timestamp).toBeUndefined();
+        expect(settings.urn).toBeDefined();
+        expect(schedule.dependencies).toContain(settings.urn);
+    });
+
+    it("detects drift on the drift cron without auto-remediation, after the settings exist", () => {
+        const settings = only(T.settings);
+        const drift = only(T.drift);
+        expect(drift.inputs).toMatchObject({ stack: "prod", scheduleCron: "0 6 * * *", autoRemediate: false });
+        expect(drift.dependencies).toContain(settings.urn);
+    });
+
+    it("exports the schedule ids and the target stack", () => {
+        expect(outputs).toEqual({
+            targetStack: "acme-platform/vault-rotation/prod",
+            deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
+            driftScheduleId: `${only(T.drift).name}-schedule-id`,
+        });
+    });
+
+    it("puts no secret in plain text: no VAULT_TOKEN, no token/key-like names or values", () => {
+        const s = only(T.settings).inputs as { operationContext: { environmentVariables: Record<string, string> } };
+        const env = s.operationContext.environmentVariables;
+        expect(Object.keys(env)).not.toContain("VAULT_TOKEN");
+        for (const [k, v] of Object.entries(env)) {
+            expect(k).not.toMatch(/TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|CREDENTIAL|_KEY$/i);
+            expect(v).not.toMatch(/^(hvs|hvb|hvr|s)\.[A-Za-z0-9]{8,}|^eyJ|^AKIA|^pul-|-----BEGIN/);
+        }
+        const everything = JSON.stringify(registered.map((r) => r.inputs));
+        expect(everything).not.toMatch(/hvs\.[A-Za-z0-9]{8,}|eyJ[A-Za-z0-9_-]{10,}\.|pul-[0-9a-f]{20,}|PRIVATE KEY-----/);
+        // No git credentials: the source is fetched through the org's VCS integration or a public URL.
+        expect(everything).not.toMatch(/gitAuth|sshPrivateKey|password/);
+    });
+});
+
+describe("deploy/index.ts config checks", () => {
+    afterAll(() => setConfig(stackConfig));
+
+    it.each([
+        ["scheduleCron", "weekly", /vault-rotation-deploy:scheduleCron must be a 5-field cron expression/],
+        ["driftCron", "0 6 * *", /vault-rotation-deploy:driftCron must be a 5-field cron expression/],
+        ["repoUrl", "git@github.com:acme-platform/vault-rotation.git", /vault-rotation-deploy:repoUrl must be an https:\/\/ git URL/],
+        ["vaultAddr", "http://vault:8200", /vault-rotation-deploy:vaultAddr must be https:\/\/host\[:port\]/],
+        ["vaultJwtRole", "role; rm -rf /", /vault-rotation-deploy:vaultJwtRole must be a Vault role name/],
+    ])("rejects %s = %j before registering anything", (key, value, message) => {
+        setConfig({ ...stackConfig, [key]: value });
+        const before = registered.length;
+        expect(() => jest.isolateModules(() => require("../../deploy/index"))).toThrow(message);
+        expect(registered.length).toBe(before);
+    });
+
+    it("defaults driftAutoRemediate to false, repoDir to '.', and skips the Vault login without a JWT role", async () => {
+        const minimal: Record<string, string> = { ...stackConfig };
+        for (const k of ["driftAutoRemediate", "repoDir", "vaultJwtRole", "vaultJwtMount", "vaultCaCertFile"]) delete minimal[k];
+        setConfig(minimal);
+        const before = registered.length;
+        let mod: Record<string, pulumi.Output<unknown>> = {};
+        jest.isolateModules(() => {
+            mod = require("../../deploy/index");
+        });
+        await promiseOf(mod.driftScheduleId);
+        await promiseOf(mod.deploymentScheduleId);
+        const fresh = registered.slice(before);
+        const drift = fresh.find((r) => r.type === T.drift)!;
+        const settings = fresh.find((r) => r.type === T.settings)!.inputs as {
+            sourceContext: { git: { repoDir: string } };
+            operationContext: { preRunCommands: string[]; environmentVariables: Record<string, string> };
+        };
+        expect(drift.inputs.autoRemediate).toBe(false);
+        expect(settings.sourceContext.git.repoDir).toBe(".");
+        expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
+        expect(Object.keys(settings.operationContext.environmentVariables)).toEqual(["VAULT_ADDR"]);
+    });
+
+    it("fails on a missing required key", () => {
+        const rest: Record<string, string> = { ...stackConfig };
+        delete rest.scheduleCron;
+        setConfig(rest);
+        expect(() => jest.isolateModules(() => require("../../deploy/index"))).toThrow(/scheduleCron/);
+    });
+});

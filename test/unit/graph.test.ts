@@ -1,0 +1,255 @@
+// The resource graph under Pulumi mocks: types, names, security-relevant inputs
+// and resource options, for the prod stack and a three-app stack of our own.
+import { evaluateProgram, Evaluation, Registration } from "../support/harness";
+import { fakeListenerCaFile, prodStack, threeAppStack } from "../support/stacks";
+
+const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
+const POLICY = "vault:index/policy:Policy";
+const MAPPING = "vault:index/certAuthBackendRole:CertAuthBackendRole";
+const AUTH = "vault:index/authBackend:AuthBackend";
+const KEY = "tls:index/privateKey:PrivateKey";
+const CSR = "tls:index/certRequest:CertRequest";
+const SIGN = "vault:pkiSecret/secretBackendSign:SecretBackendSign";
+const LOCAL = "command:local:Command";
+const REMOTE = "command:remote:Command";
+const REVOCATION = "pulumi-nodejs:dynamic/vault-rotation:CertRevocation";
+
+const caFile = fakeListenerCaFile();
+
+function ofType(e: Evaluation, type: string): Registration[] {
+    return e.registrations.filter((r) => r.type === type);
+}
+function named(e: Evaluation, name: string): Registration {
+    const r = e.byName.get(name);
+    if (!r) throw new Error(`no resource named ${name}; have: ${[...e.byName.keys()].join(", ")}`);
+    return r;
+}
+function isCommand(r: Registration): boolean {
+    return r.type === LOCAL || r.type === REMOTE;
+}
+/** Every string inside a value, recursively. */
+function strings(value: unknown): string[] {
+    if (typeof value === "string") return [value];
+    if (Array.isArray(value)) return value.flatMap(strings);
+    if (value && typeof value === "object") return Object.values(value).flatMap(strings);
+    return [];
+}
+const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+
+let prod: Evaluation;
+let three: Evaluation;
+
+beforeAll(async () => {
+    prod = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
+    three = await evaluateProgram({ config: threeAppStack(caFile), secretKeys: ["vault-rotation:sshPrivateKey", "vault-rotation:kvSeedData"] });
+});
+
+describe("stack-level objects", () => {
+    it("enables exactly one cert auth method at the configured path", () => {
+        expect(ofType(prod, AUTH).map((r) => [r.inputs.type, r.inputs.path])).toEqual([["cert", "cert"]]);
+        expect(ofType(three, AUTH).map((r) => [r.inputs.type, r.inputs.path])).toEqual([["cert", "cert-agents"]]);
+    });
+
+    it("creates debug-policy only when some app asks for it", () => {
+        expect(ofType(prod, POLICY).map((r) => r.inputs.name)).not.toContain("debug-policy");
+        expect(ofType(three, POLICY).filter((r) => r.inputs.name === "debug-policy")).toHaveLength(1);
+    });
+
+    it("detects the KV mount once for the stack", () => {
+        const kv = three.registrations.filter((r) => r.type === "pulumi-nodejs:dynamic/vault-rotation:KvMount");
+        expect(kv.map((r) => r.inputs.mount)).toEqual(["kv"]);
+    });
+});
+
+describe.each([
+    ["prod", () => prod, ["app-a", "app-b"]],
+    ["three-app", () => three, ["web", "api", "jobs"]],
+])("agent identity per app (%s stack)", (_label, get, apps) => {
+    it("has one client-only agent role per app allowing only the agent CN", () => {
+        const e = get();
+        for (const app of apps) {
+            const role = named(e, `${app}-agent-role`);
+            const mapping = named(e, `${app}-agent-mapping`);
+            const cn = (mapping.inputs.allowedCommonNames as string[])[0];
+            expect(role.type).toBe(ROLE);
+            expect(role.inputs).toMatchObject({
+                name: `agent-${app}`,
+                clientFlag: true,
+                serverFlag: false,
+                allowedDomains: [cn],
+                allowBareDomains: true,
+                allowSubdomains: false,
+                allowGlobDomains: false,
+                allowWildcardCertificates: false,
+                allowAnyName: false,
+                allowLocalhost: false,
+                allowIpSans: false,
+                keyType: "ec",
+                keyBits: 256,
+            });
+            expect(Number(role.inputs.maxTtl)).toBeLessThanOrEqual(14 * 86400);
+        }
+    });
+
+    it("replaces the agent key on a new epoch and signs its CSR under the agent role", () => {
+        const e = get();
+        for (const app of apps) {
+            const key = named(e, `${app}-agent-key`);
+            expect(key.type).toBe(KEY);
+            expect(key.inputs).toMatchObject({ algorithm: "ECDSA", ecdsaCurve: "P256" });
+            expect(key.replacementTrigger).toBe(e === prod ? "2026-11-27" : "e1");
+            const csr = named(e, `${app}-agent-csr`);
+            expect(csr.type).toBe(CSR);
+            expect(csr.inputs.privateKeyPem).toMatch(PRIVATE_KEY);
+            const sign = named(e, `${app}-agent-cert`);
+            expect(sign.type).toBe(SIGN);
+            expect(sign.inputs.name).toBe(`agent-${app}`);
+            expect(sign.inputs.csr).toMatch(/BEGIN CERTIFICATE REQUEST/);
+            expect(sign.inputs).toMatchObject({ autoRenew: true, format: "pem" });
+            expect(sign.inputs.minSecondsRemaining).toBeGreaterThan(0);
+        }
+    });
+
+    it("revokes the replaced agent cert by serial, after the new files are written", () => {
+        const e = get();
+        for (const app of apps) {
+            const rev = named(e, `${app}-agent-revocation`);
+            const sign = named(e, `${app}-agent-cert`);
+            expect(rev.type).toBe(REVOCATION);
+            expect(rev.inputs.serialNumber).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2})+$/);
+            expect(rev.inputs.pkiMount).toBe(sign.inputs.backend);
+            expect(rev.dependencies).toContain(named(e, `${app}-agent-files`).urn);
+        }
+    });
+
+    it("maps the agent CN to the full policy list, with no policy of another app", () => {
+        const e = get();
+        for (const app of apps) {
+            const mapping = named(e, `${app}-agent-mapping`);
+            expect(mapping.type).toBe(MAPPING);
+            expect(mapping.inputs.name).toBe(`agent-${app}`);
+            expect(mapping.inputs.certificate).toMatch(/BEGIN CERTIFICATE/);
+            const policies = mapping.inputs.tokenPolicies as string[];
+            expect(policies).toContain(`${app}-issue`);
+            for (const other of apps.filter((a) => a !== app)) {
+                expect(policies.some((p) => p.startsWith(`${other}-`))).toBe(false);
+            }
+            const issue = ofType(e, POLICY).find((p) => p.inputs.name === `${app}-issue`)!;
+            expect(issue.inputs.policy).toContain(`/issue/nginx-${app}"`);
+            expect(issue.inputs.policy).toMatch(/capabilities = \["update"\]/);
+            for (const other of apps.filter((a) => a !== app)) expect(issue.inputs.policy).not.toContain(`nginx-${other}`);
+        }
+    });
+
+    it("writes key 0600 from stdin and cert and CA 0644, owned by the app user", () => {
+        const e = get();
+        for (const app of apps) {
+            const files = named(e, `${app}-agent-files`);
+            const script = String(files.inputs.create);
+            expect(script).toContain(`write_atomic "$AGENT_KEY" 0600`);
+            expect(script).toMatch(/\| write_atomic "\$AGENT_CERT" 0644/);
+            expect(script).toMatch(/\| write_atomic "\$CA_PEM" 0644/);
+            expect(script).toMatch(/^AGENT_KEY='.*\/vault\/mtls\/agent\.key'$/m);
+            expect(script).toMatch(/^CA_PEM='.*\/vault\/ca\/ca\.pem'$/m);
+            expect(script).toContain("TEST-LISTENER-CA");
+            expect(files.inputs.stdin).toMatch(PRIVATE_KEY);
+            expect(files.secretInputs).toContain("stdin");
+        }
+    });
+});
+
+describe("debug-policy and host targets", () => {
+    it("puts debug-policy on a mapping exactly when the app configures it", () => {
+        const policiesOf = (e: Evaluation, app: string) => named(e, `${app}-agent-mapping`).inputs.tokenPolicies as string[];
+        expect(policiesOf(prod, "app-a")).not.toContain("debug-policy");
+        expect(policiesOf(prod, "app-b")).not.toContain("debug-policy");
+        expect(policiesOf(three, "web")).toContain("debug-policy");
+        expect(policiesOf(three, "api")).not.toContain("debug-policy");
+        expect(policiesOf(three, "jobs")).not.toContain("debug-policy");
+    });
+
+    it("attaches the marker policy unless disabled, and the KV policy only with KV access", () => {
+        expect(named(prod, "app-a-agent-mapping").inputs.tokenPolicies).toEqual(["app-a-issue", "app-a-marker", "app-a-kv"]);
+        expect(named(three, "api-agent-mapping").inputs.tokenPolicies).toEqual(["api-issue"]);
+        expect(three.byName.has("api-agent-marker-policy")).toBe(false);
+        expect(three.byName.has("api-leaf-kv-policy")).toBe(false);
+    });
+
+    it("runs ssh hosts through command.remote with the secret key and local hosts through command.local", () => {
+        const api = three.registrations.filter((r) => isCommand(r) && r.name.startsWith("api-"));
+        expect(api.length).toBeGreaterThanOrEqual(6);
+        for (const r of api) {
+            expect(r.type).toBe(REMOTE);
+            expect(r.inputs.connection).toMatchObject({ host: "api-host.test.internal", port: 2222, user: "deploy" });
+            expect(r.secretInputs).toContain("connection");
+        }
+        const web = three.registrations.filter((r) => isCommand(r) && r.name.startsWith("web-"));
+        for (const r of web) expect(r.type).toBe(LOCAL);
+    });
+});
+
+describe("secrets", () => {
+    it.each([
+        ["prod", () => prod],
+        ["three-app", () => three],
+    ])("puts no private key in any command line, trigger, environment or plain output (%s)", async (_l, get) => {
+        const e = get();
+        for (const r of e.registrations.filter(isCommand)) {
+            for (const field of ["create", "update", "delete", "environment", "triggers"]) {
+                for (const s of strings(r.inputs[field])) expect(s).not.toMatch(PRIVATE_KEY);
+            }
+            expect(r.inputs.logging).toBe("stdout");
+        }
+        for (const s of strings(e.exports)) expect(s).not.toMatch(PRIVATE_KEY);
+        // The only inputs the agent key may reach: the CSR, the host writer's stdin and the check.
+        const allowed = new Set([`${CSR}.privateKeyPem`, `${LOCAL}.stdin`, `${REMOTE}.stdin`, "pulumi-nodejs:dynamic/vault-rotation:RotationCheck.agentKeyPem"]);
+        const places = e.registrations.flatMap((r) =>
+            Object.entries(r.inputs)
+                .filter(([k, v]) => k !== "__provider" && strings(v).some((s) => /BEGIN PRIVATE KEY/.test(s)))
+                .map(([k]) => `${r.type}.${k}`),
+        );
+        expect(places.length).toBeGreaterThan(0);
+        for (const place of places) expect(allowed).toContain(place);
+        for (const r of e.registrations.filter((r) => r.type === "pulumi-nodejs:dynamic/vault-rotation:RotationCheck")) {
+            expect(r.secretInputs).toContain("agentKeyPem");
+        }
+    });
+
+    it("marks the tls key's outputs secret", () => {
+        expect(named(prod, "app-a-agent-key").additionalSecretOutputs).toContain("privateKeyPem");
+    });
+});
+
+describe("component structure", () => {
+    it("uses the public type tokens and parents every child under its app", () => {
+        const components = prod.registrations.filter((r) => !r.custom).map((r) => `${r.type} ${r.name}`);
+        expect(components).toEqual(
+            expect.arrayContaining([
+                "vault-rotation:components:StackBase vault-rotation",
+                "vault-rotation:components:AppRotation app-a",
+                "vault-rotation:components:AgentIdentity app-a-agent",
+                "vault-rotation:components:AppLeaf app-a-leaf",
+                "vault-rotation:components:AppRotation app-b",
+            ]),
+        );
+        const appA = named(prod, "app-a");
+        const agent = named(prod, "app-a-agent");
+        expect(agent.parentUrn).toBe(appA.urn);
+        expect(named(prod, "app-a-agent-key").parentUrn).toBe(agent.urn);
+        expect(named(prod, "app-a-leaf-role").parentUrn).toBe(named(prod, "app-a-leaf").urn);
+    });
+
+    it("exports a report per app with role, mapping and agent cert facts", () => {
+        const apps = prod.exports.apps as Record<string, Record<string, unknown>>;
+        expect(Object.keys(apps).sort()).toEqual(["app-a", "app-b"]);
+        expect(apps["app-a"]).toMatchObject({
+            agentRole: "agent-app-a",
+            leafRole: "nginx-app-a",
+            mapping: "agent-app-a",
+            tokenPolicies: ["app-a-issue", "app-a-marker", "app-a-kv"],
+        });
+        expect(apps["app-a"].agentCertSerial).toMatch(/^[0-9a-f:]+$/);
+        expect(apps["app-a"].agentCertNotAfter).toBe(new Date(1893456000 * 1000).toISOString());
+        expect(prod.exports.rotationPlan).toMatchObject({ epoch: "2026-11-27", epochSource: "explicit" });
+    });
+});

@@ -1,0 +1,359 @@
+import { parseCertificate } from "../../../providers/pem";
+import {
+    checkAgentService,
+    checkPolicies,
+    failureLine,
+    rotationCheckProvider as provider,
+    runRotationCheck,
+    type RotationCheckInputs,
+    type RotationCheckOutputs,
+} from "../../../providers/rotationCheck";
+import { UNKNOWN_INPUT } from "../../../providers/vaultClient";
+import { routes, startFakeVault, type Handler, type Reply, type TestHttpsServer } from "../../support/httpsServer";
+import { TestPki, type TestCert } from "../../support/tls";
+
+const ADMIN_TOKEN = "hvs.admin-token-never-needed-here";
+const LOGIN_TOKEN = "hvs.login-token-from-cert-auth";
+const EXPECTED_POLICIES = ["app-a-issue", "app-a-marker", "default"];
+const DAY = 86400_000;
+
+let pki: TestPki;
+let server: TestHttpsServer;
+let base: RotationCheckInputs;
+const certs: Record<string, TestCert> = {};
+let tokenPolicies: string[];
+const savedToken = process.env.VAULT_TOKEN;
+
+function hostState(o: { fullchain?: string; previous?: string; service?: string }): string {
+    // The layout renderReadHostStateScript prints.
+    return ["### fullchain", o.fullchain ?? "", "### previous", o.previous ?? "", "### service", o.service ?? "active", "### agent-version", "Vault v1.21.1", "### end", ""].join("\n");
+}
+
+/** A fullchain as the agent renders it: leaf, then the issuing CA. */
+const fullchainOf = (leaf: TestCert) => `${leaf.certPem}${certs.intermediate.certPem}`;
+
+function vaultRoutes(overrides: Record<string, Reply | Handler> = {}): Handler {
+    return routes({
+        "POST auth/cert/login": (req) => {
+            if (!req.clientCertAuthorized) return { status: 400, json: { errors: ["invalid certificate or no client certificate supplied"] } };
+            if ((req.body as { name?: string }).name !== "agent-app-a") return { status: 400, json: { errors: ["no such role"] } };
+            return { json: { auth: { client_token: LOGIN_TOKEN, token_policies: tokenPolicies, policies: tokenPolicies } } };
+        },
+        "POST auth/token/revoke-self": { status: 204 },
+        "GET pki_int/cert/ca": { json: { data: { certificate: certs.intermediate.certPem } } },
+        ...overrides,
+    });
+}
+
+beforeAll(async () => {
+    process.env.VAULT_TOKEN = ADMIN_TOKEN;
+    pki = TestPki.create();
+    const now = Date.now();
+    const root = pki.rootCa("Prod Root CA");
+    certs.intermediate = pki.issue({ issuer: root, commonName: "Prod Intermediate CA", isCA: true, days: 30 });
+    // Same CN as the real intermediate, different key: only the signature check can tell.
+    const foreignRoot = pki.rootCa("Other Root CA");
+    certs.foreignIntermediate = pki.issue({ issuer: foreignRoot, commonName: "Prod Intermediate CA", isCA: true, days: 30 });
+    certs.otherIntermediate = pki.issue({ issuer: foreignRoot, commonName: "Staging Intermediate CA", isCA: true, days: 30 });
+    certs.agent = pki.issue({ issuer: certs.intermediate, commonName: "agent-a.prod.internal", dnsNames: ["agent-a.prod.internal"], usage: ["clientAuth"], days: 3 });
+
+    const names = { commonName: "app-a.internal", dnsNames: ["app-a.internal", "app-a.prod.example.com"] };
+    certs.leaf = pki.issue({ issuer: certs.intermediate, ...names, notBefore: new Date(now - 60_000), notAfter: new Date(now + 30 * DAY) });
+    certs.previous = pki.issue({ issuer: certs.intermediate, ...names, days: 10 });
+    certs.wrongCn = pki.issue({ issuer: certs.intermediate, commonName: "app-b.internal", dnsNames: ["app-a.internal"], days: 30 });
+    certs.extraSan = pki.issue({ issuer: certs.intermediate, commonName: "app-a.internal", dnsNames: ["app-a.internal", "evil.example.com"], days: 30 });
+    certs.foreign = pki.issue({ issuer: certs.foreignIntermediate, ...names, days: 30 });
+    certs.otherIssuer = pki.issue({ issuer: certs.otherIntermediate, ...names, days: 30 });
+    certs.expired = pki.issue({ issuer: certs.intermediate, ...names, notBefore: new Date(now - 3 * DAY), notAfter: new Date(now - DAY) });
+    certs.notYetValid = pki.issue({ issuer: certs.intermediate, ...names, notBefore: new Date(now + DAY), notAfter: new Date(now + 10 * DAY) });
+    certs.short = pki.issue({ issuer: certs.intermediate, ...names, notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) });
+
+    const vault = await startFakeVault(pki, { clientCaPem: `${certs.intermediate.certPem}${root.certPem}` });
+    server = vault.server;
+    base = {
+        connection: vault.connection,
+        app: "app-a",
+        certAuthPath: "cert",
+        mappingName: "agent-app-a",
+        agentCertPem: certs.agent.certPem,
+        agentKeyPem: certs.agent.keyPem,
+        expectedPolicies: EXPECTED_POLICIES,
+        hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.previous) }),
+        leafCommonName: "app-a.internal",
+        allowedDomains: ["app-a.internal", "app-a.prod.example.com"],
+        issuerCommonName: "Prod Intermediate CA",
+        pkiMount: "pki_int",
+        minRemainingSeconds: 86400,
+        loginAttempts: 1,
+    };
+});
+
+afterAll(async () => {
+    process.env.VAULT_TOKEN = savedToken;
+    await server.close();
+    pki.cleanup();
+});
+
+beforeEach(() => {
+    server.requests.length = 0;
+    tokenPolicies = [...EXPECTED_POLICIES];
+    server.setHandler(vaultRoutes());
+});
+
+/** Runs the provider's create and returns the failure lines of its error (the indented ones). */
+async function failureLines(inputs: RotationCheckInputs): Promise<string[]> {
+    const err = await provider.create(inputs).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+    );
+    if (!err) throw new Error("expected the rotation check to fail");
+    expect(err.message).not.toContain(LOGIN_TOKEN);
+    expect(err.message).not.toContain(ADMIN_TOKEN);
+    expect(err.message).not.toContain("PRIVATE KEY");
+    return err.message
+        .split("\n")
+        .filter((l) => l.startsWith("  "))
+        .map((l) => l.trim());
+}
+
+const withLeaf = (leaf: TestCert, extra: Partial<RotationCheckInputs> = {}): RotationCheckInputs => ({
+    ...base,
+    hostState: hostState({ fullchain: fullchainOf(leaf), previous: fullchainOf(certs.previous) }),
+    ...extra,
+});
+
+describe("a good rotation", () => {
+    test("passes and reports serials, expiry and policies", async () => {
+        const res = await provider.create(base);
+        const leaf = parseCertificate(certs.leaf.certPem);
+        expect(res.id).toBe(`app-a-rotation-check-${leaf.serial}`);
+        expect(res.outs).toEqual({
+            ...base,
+            agentSerial: parseCertificate(certs.agent.certPem).serial,
+            leafSerial: leaf.serial,
+            leafNotAfter: leaf.notAfter.toISOString(),
+            leafDaysLeft: 30,
+            previousLeafSerial: parseCertificate(certs.previous.certPem).serial,
+            tokenPolicies: EXPECTED_POLICIES,
+            checkedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+        });
+    });
+
+    test("logs in over mTLS with the agent cert, revokes that token, and never uses the admin token", async () => {
+        await provider.create(base);
+        const login = server.requests.find((r) => r.path === "auth/cert/login");
+        expect(login).toMatchObject({ method: "POST", body: { name: "agent-app-a" }, clientCertCN: "agent-a.prod.internal", clientCertAuthorized: true });
+        expect(login?.headers["x-vault-token"]).toBeUndefined();
+        const revoke = server.requests.find((r) => r.path === "auth/token/revoke-self");
+        expect(revoke?.headers["x-vault-token"]).toBe(LOGIN_TOKEN);
+        expect(server.requests.filter((r) => r.headers["x-vault-token"] === ADMIN_TOKEN)).toEqual([]);
+    });
+
+    test("the first rotation has no previous leaf to compare with", async () => {
+        const res = await provider.create({ ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf) }) });
+        expect(res.outs?.previousLeafSerial).toBe("");
+    });
+
+    test("falls back to <pki>/ca/pem for the issuing CA", async () => {
+        server.setHandler(vaultRoutes({ "GET pki_int/cert/ca": { status: 404, json: { errors: [] } }, "GET pki_int/ca/pem": { text: certs.intermediate.certPem } }));
+        await expect(provider.create(base)).resolves.toBeDefined();
+        expect(server.requests.map((r) => r.path)).toContain("pki_int/ca/pem");
+    });
+
+    test("polls the login until the mapping answers", async () => {
+        let logins = 0;
+        const ok = vaultRoutes();
+        server.setHandler((req, i) => {
+            if (req.path === "auth/cert/login" && ++logins < 3) return { status: 400, json: { errors: ["invalid certificate or no client certificate supplied"] } };
+            return ok(req, i);
+        });
+        const res = await runRotationCheck({ ...base, loginAttempts: 3 }, { loginIntervalMs: 5 });
+        expect(res.tokenPolicies).toEqual(EXPECTED_POLICIES);
+        expect(logins).toBe(3);
+    });
+});
+
+describe("each failure is one precise line", () => {
+    test("wrong leaf CN", async () => {
+        expect(await failureLines(withLeaf(certs.wrongCn))).toEqual(["app-a: leaf CN: expected app-a.internal, found app-b.internal"]);
+    });
+
+    test("a SAN outside the allowed domains", async () => {
+        expect(await failureLines(withLeaf(certs.extraSan))).toEqual([
+            "app-a: leaf SANs: expected DNS names within [app-a.internal, app-a.prod.example.com], found [evil.example.com] outside them",
+        ]);
+    });
+
+    test("foreign issuer with the expected CN: only the signature check catches it", async () => {
+        expect(await failureLines(withLeaf(certs.foreign))).toEqual([
+            'app-a: chain: expected a leaf signed by the issuing CA of pki_int (CN=Prod Intermediate CA), found a leaf it did not sign (its issuer CN is "Prod Intermediate CA")',
+        ]);
+    });
+
+    test("another issuer: issuer CN and chain both fail", async () => {
+        expect(await failureLines(withLeaf(certs.otherIssuer))).toEqual([
+            "app-a: issuer CN: expected Prod Intermediate CA, found Staging Intermediate CA",
+            'app-a: chain: expected a leaf signed by the issuing CA of pki_int (CN=Prod Intermediate CA), found a leaf it did not sign (its issuer CN is "Staging Intermediate CA")',
+        ]);
+    });
+
+    test("expired leaf", async () => {
+        const leaf = parseCertificate(certs.expired.certPem);
+        const lines = await failureLines(withLeaf(certs.expired));
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(
+            new RegExp(`^app-a: validity: expected notBefore <= \\S+Z < notAfter, found notBefore ${leaf.notBefore.toISOString()}, notAfter ${leaf.notAfter.toISOString()}$`),
+        );
+    });
+
+    test("not-yet-valid leaf", async () => {
+        const leaf = parseCertificate(certs.notYetValid.certPem);
+        expect(await failureLines(withLeaf(certs.notYetValid))).toEqual([
+            expect.stringMatching(new RegExp(`^app-a: validity: expected notBefore <= \\S+ < notAfter, found notBefore ${leaf.notBefore.toISOString()},`)),
+        ]);
+    });
+
+    test("too little validity left", async () => {
+        expect(await failureLines(withLeaf(certs.short))).toEqual([expect.stringMatching(/^app-a: remaining validity: expected at least 86400s, found 3\d{3}s \(notAfter /)]);
+    });
+
+    test("unchanged serial after a rotation", async () => {
+        const serial = parseCertificate(certs.leaf.certPem).serial;
+        const inputs = { ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.leaf) }) };
+        expect(await failureLines(inputs)).toEqual([`app-a: serial changed: expected a serial other than the previous leaf's ${serial}, found the same serial ${serial}`]);
+    });
+
+    test("inactive agent service", async () => {
+        const inputs = { ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.previous), service: "inactive" }) };
+        expect(await failureLines(inputs)).toEqual(['app-a: agent service: expected active, found "inactive"']);
+    });
+
+    test("missing fullchain", async () => {
+        const inputs = { ...base, hostState: hostState({ previous: fullchainOf(certs.previous) }) };
+        expect(await failureLines(inputs)).toEqual([
+            "app-a: fullchain present: expected a fullchain whose first CERTIFICATE block is the leaf, found no fullchain file or an empty one",
+        ]);
+    });
+
+    test("wrong policy set (debug-policy on the mapping)", async () => {
+        tokenPolicies = ["default", "app-a-marker", "debug-policy", "app-a-issue"];
+        expect(await failureLines(base)).toEqual([
+            "app-a: token policies: expected [app-a-issue, app-a-marker, default], found [app-a-issue, app-a-marker, debug-policy, default] (extra [debug-policy])",
+        ]);
+    });
+
+    test("a missing policy", async () => {
+        tokenPolicies = ["default", "app-a-issue"];
+        expect(await failureLines(base)).toEqual(["app-a: token policies: expected [app-a-issue, app-a-marker, default], found [app-a-issue, default] (missing [app-a-marker])"]);
+    });
+
+    test.each([
+        [400, "invalid certificate or no client certificate supplied"],
+        [403, "permission denied"],
+    ])("cert login refused with %i", async (status, message) => {
+        server.setHandler(vaultRoutes({ "POST auth/cert/login": { status, json: { errors: [message] } } }));
+        expect(await failureLines(base)).toEqual([
+            `app-a: cert login: expected a token from auth/cert/login with name agent-app-a, found Vault answered ${status}: ${message} (after 1 attempt)`,
+        ]);
+    });
+
+    test("the issuing CA cannot be fetched", async () => {
+        server.setHandler(vaultRoutes({ "GET pki_int/cert/ca": { status: 403, json: { errors: ["permission denied"] } } }));
+        expect(await failureLines(base)).toEqual(["app-a: chain: expected the issuing CA of pki_int from Vault, found pki_int/cert/ca: Vault answered 403: permission denied; pki_int/ca/pem: Vault answered 404",]);
+    });
+
+    test("every failure is collected into one error that says what to do", async () => {
+        tokenPolicies = [...EXPECTED_POLICIES, "debug-policy"];
+        const inputs = withLeaf(certs.wrongCn, {
+            hostState: hostState({ fullchain: fullchainOf(certs.wrongCn), previous: fullchainOf(certs.previous), service: "failed" }),
+        });
+        const err = (await provider.create(inputs).catch((e: unknown) => e)) as Error;
+        const lines = err.message.split("\n");
+        expect(lines[0]).toBe("vault-rotation: the post-rotation check failed for app-a (3 items):");
+        expect(lines.slice(1, 4).map((l) => l.trim())).toEqual([
+            "app-a: token policies: expected [app-a-issue, app-a-marker, default], found [app-a-issue, app-a-marker, debug-policy, default] (extra [debug-policy])",
+            "app-a: leaf CN: expected app-a.internal, found app-b.internal",
+            'app-a: agent service: expected active, found "failed"',
+        ]);
+        expect(lines[4]).toContain("re-run `pulumi up`");
+        expect(lines[4]).toContain("journalctl --user -u vault-agent-app-a");
+        expect(lines).toHaveLength(5);
+    });
+});
+
+describe("pure checks", () => {
+    test("failureLine has the fixed format", () => {
+        expect(failureLine("app-b", "leaf CN", "x", "y")).toBe("app-b: leaf CN: expected x, found y");
+    });
+
+    test("checkPolicies ignores order and duplicates", () => {
+        expect(checkPolicies("app-a", EXPECTED_POLICIES, ["default", "app-a-marker", "app-a-issue", "default"])).toEqual([]);
+    });
+
+    test("checkAgentService wants exactly `active`", () => {
+        expect(checkAgentService("app-a", "active\n")).toEqual([]);
+        expect(checkAgentService("app-a", "activating")).toEqual(['app-a: agent service: expected active, found "activating"']);
+        expect(checkAgentService("app-a", "")).toEqual(["app-a: agent service: expected active, found no answer from systemctl"]);
+    });
+});
+
+describe("check", () => {
+    test("good inputs pass; values unknown during preview are skipped", async () => {
+        await expect(provider.check!({} as RotationCheckInputs, base)).resolves.toEqual({ inputs: base, failures: [] });
+        const preview = { ...base, agentCertPem: UNKNOWN_INPUT, agentKeyPem: UNKNOWN_INPUT, hostState: UNKNOWN_INPUT };
+        await expect(provider.check!({} as RotationCheckInputs, preview)).resolves.toMatchObject({ failures: [] });
+    });
+
+    test("names every bad property and never quotes the key", async () => {
+        const res = await provider.check!({} as RotationCheckInputs, {
+            ...base,
+            app: "App A",
+            certAuthPath: "cert/",
+            agentCertPem: "garbage",
+            agentKeyPem: "hvs.not-a-key-value",
+            expectedPolicies: ["app-a-issue"],
+            allowedDomains: [],
+            minRemainingSeconds: -1,
+            loginAttempts: 0,
+        });
+        expect(res.failures?.map((f) => f.property)).toEqual([
+            "app",
+            "certAuthPath",
+            "agentCertPem",
+            "agentKeyPem",
+            "expectedPolicies",
+            "allowedDomains",
+            "minRemainingSeconds",
+            "loginAttempts",
+        ]);
+        expect(JSON.stringify(res.failures)).not.toContain("hvs.not-a-key-value");
+    });
+});
+
+describe("diff", () => {
+    const stored = (): RotationCheckOutputs => ({
+        ...base,
+        agentSerial: "01",
+        leafSerial: "02",
+        leafNotAfter: "2026-12-27T00:00:00.000Z",
+        leafDaysLeft: 30,
+        previousLeafSerial: "",
+        tokenPolicies: EXPECTED_POLICIES,
+        checkedAt: "2026-11-27T00:00:00.000Z",
+    });
+
+    test.each<[string, Partial<RotationCheckInputs>]>([
+        ["hostState", { hostState: "### fullchain\nnew" }],
+        ["agentCertPem", { agentCertPem: "new cert" }],
+        ["expectedPolicies", { expectedPolicies: ["default"] }],
+        ["connection", { connection: { address: "https://vault2:8200" } }],
+        ["minRemainingSeconds", { minRemainingSeconds: 1 }],
+    ])("a new %s means a new check (replace)", async (key, change) => {
+        await expect(provider.diff!("id", stored(), { ...base, ...change })).resolves.toEqual({ changes: true, replaces: [key] });
+    });
+
+    test("a value unknown during preview is a replace; identical inputs are no change", async () => {
+        await expect(provider.diff!("id", stored(), { ...base, hostState: UNKNOWN_INPUT })).resolves.toEqual({ changes: true, replaces: ["hostState"] });
+        await expect(provider.diff!("id", stored(), { ...base })).resolves.toEqual({ changes: false, replaces: [] });
+    });
+});
