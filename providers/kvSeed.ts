@@ -52,7 +52,8 @@ export async function ensureKvSeed(client: VaultClient, inputs: Pick<KvSeedInput
             // cas=0: Vault writes only if the path has no version yet.
             await client.write(`${mount}/data/${path}`, { options: { cas: 0 }, data });
         } catch (e) {
-            // Someone wrote it between our check and our write: theirs stays.
+            // Someone wrote it between our check and our write: theirs stays. (A retried
+            // write whose first attempt did land also ends here; the data is ours then.)
             if (isCasConflict(e)) return "existed";
             throw e;
         }

@@ -59,8 +59,8 @@ export function parseCertificate(pem: string): ParsedCertificate {
         notBefore: new Date(cert.validFrom),
         notAfter: new Date(cert.validTo),
         sans: dnsNames(cert.subjectAltName),
-        // Node names the extended key usage list `keyUsage`.
-        extKeyUsage: cert.keyUsage ?? [],
+        // Node 20 names the extended key usage list `keyUsage`; later versions add `extKeyUsage`.
+        extKeyUsage: (cert as X509Certificate & { extKeyUsage?: string[] }).extKeyUsage ?? cert.keyUsage ?? [],
         isCA: cert.ca,
     };
 }

@@ -14,8 +14,8 @@ export function hclString(value: string): string {
         .replace(/\n/g, "\\n")
         .replace(/\r/g, "\\r")
         .replace(/\t/g, "\\t")
-        .replace(/\$\{/g, "$${")
-        .replace(/%\{/g, "%%{");
+        .replace(/\$\{/g, () => "$${")
+        .replace(/%\{/g, () => "%%{");
     return `"${escaped}"`;
 }
 

@@ -3,16 +3,20 @@
 // is ever in the script text: the agent key arrives on standard input.
 import { shQuote } from "./quote";
 
-/** Shared preamble: strict mode, a failure helper that names app and step, ownership and atomic writes. */
-function preamble(app: string, step: string, user: string): string {
+/** Shared preamble: strict mode and failure/progress lines that name app and step. */
+function preamble(app: string, step: string, user?: string): string {
     return `set -eu
 umask 077
 APP=${shQuote(app)}
 STEP=${shQuote(step)}
-APP_USER=${shQuote(user)}
-fail() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; exit 1; }
+${user === undefined ? "" : `APP_USER=${shQuote(user)}\n`}fail() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; exit 1; }
 log() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*"; }
-# Files belong to the app user. As root we chown; as the app user there is nothing to do.
+`;
+}
+
+/** Helpers of the scripts that install files: ownership, directories and atomic writes. */
+function fileHelpers(): string {
+    return `# Files belong to the app user. As root we chown; as the app user there is nothing to do.
 set_owner() {
   if [ "$(id -u)" = 0 ]; then chown "$APP_USER:" "$1" || fail "cannot chown $1 to $APP_USER"
   elif [ "$(id -un)" != "$APP_USER" ]; then fail "running as $(id -un), need root or $APP_USER to own $1"
@@ -70,7 +74,7 @@ export interface AgentFilesScriptInput {
  * never appears in the script.
  */
 export function renderAgentFilesScript(i: AgentFilesScriptInput): string {
-    return `${preamble(i.app, "write-agent-files", i.user)}
+    return `${preamble(i.app, "write-agent-files", i.user)}${fileHelpers()}
 AGENT_KEY=${shQuote(i.agentKey)}
 AGENT_CERT=${shQuote(i.agentCert)}
 CA_PEM=${shQuote(i.caPem)}
@@ -102,7 +106,7 @@ export interface AgentConfigScriptInput {
 
 /** Installs agent.hcl (0640), the fullchain template (0640) and the post-hook (0750). */
 export function renderAgentConfigScript(i: AgentConfigScriptInput): string {
-    return `${preamble(i.app, "write-agent-config", i.user)}
+    return `${preamble(i.app, "write-agent-config", i.user)}${fileHelpers()}
 ensure_dir ${shQuote(i.vaultDir)} 0750
 ensure_dir ${shQuote(i.templatesDir)} 0750
 ensure_dir ${shQuote(i.hooksDir)} 0750
@@ -126,7 +130,7 @@ export interface MoveAsideScriptInput {
  * The moved file is the rollback copy the wait step restores on failure.
  */
 export function renderMoveAsideScript(i: MoveAsideScriptInput): string {
-    return `${preamble(i.app, "move-aside-fullchain", i.user)}
+    return `${preamble(i.app, "move-aside-fullchain")}
 FULLCHAIN=${shQuote(i.fullchain)}
 PREVIOUS=${shQuote(i.previousFullchain)}
 if [ -f "$FULLCHAIN" ]; then
@@ -205,7 +209,9 @@ export function renderReadHostStateScript(i: ReadHostStateScriptInput): string {
 PREVIOUS=${shQuote(i.previousFullchain)}
 SERVICE=${shQuote(i.service)}
 # Only CERTIFICATE blocks leave the host: the fullchain file also holds the key.
-certs_only() { [ -f "$1" ] && awk '/-----BEGIN CERTIFICATE-----/{p=1} p{print} /-----END CERTIFICATE-----/{p=0}' "$1" || true; }
+certs_only() {
+  if [ -f "$1" ]; then awk '/-----BEGIN CERTIFICATE-----/{p=1} p{print} /-----END CERTIFICATE-----/{p=0}' "$1"; fi
+}
 echo '### fullchain'
 certs_only "$FULLCHAIN"
 echo '### previous'

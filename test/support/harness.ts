@@ -184,7 +184,8 @@ export async function evaluateProgram(opts: {
                 const registration = pending.get(`${args.type}::${args.name}`);
                 if (!registration) throw new Error(`no registration recorded for ${args.type} ${args.name}`);
                 if (!args.custom) return { id: "", state: args.inputs };
-                return newResource(args, registration);
+                // Mocks see the secret wrappers; providers see plain values.
+                return newResource({ ...args, inputs: registration.inputs }, registration);
             },
             call: async () => ({}),
         };
@@ -274,7 +275,8 @@ export const defaultNewResource: NewResource = async (args, registration) => {
             return { id, state: { ...inputs, path: inputs.path ?? inputs.type, accessor: "auth_cert_mock" } };
         case "command:local:Command":
         case "command:remote:Command":
-            return { id, state: { ...inputs, stdout: "", stderr: "" } };
+            // A run's output reflects what it ran (the read-state step prints the new certificate).
+            return { id, state: { ...inputs, stdout: `### fullchain\nMOCK-OUTPUT-${digest(JSON.stringify([inputs.create, inputs.triggers]))}\n### end\n`, stderr: "" } };
         case "pulumi-nodejs:dynamic/vault-rotation:KvMount":
             return { id, state: { ...inputs, type: "kv", version: "2" } };
         case "pulumi-nodejs:dynamic/vault-rotation:KvSeed":

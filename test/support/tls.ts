@@ -33,6 +33,11 @@ export interface IssueOptions {
     notBefore?: Date;
     notAfter?: Date;
     days?: number;
+    /**
+     * Include the authorityKeyIdentifier (default true). Without it a verifier can
+     * only match the issuer by name, so only the signature tells two same-named CAs apart.
+     */
+    authorityKeyId?: boolean;
 }
 
 export class TestPki {
@@ -104,7 +109,9 @@ export class TestPki {
         const extFile = path.join(this.dir, `${name}.ext`);
         openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", keyFile, "-out", csrFile, "-subj", `/CN=${options.commonName}`]);
 
-        const ext = ["[ ext ]", "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid"];
+        const ext = ["[ ext ]", "subjectKeyIdentifier = hash"];
+        // OpenSSL 3 adds the authority key id by default; `none` is how to leave it out.
+        ext.push(`authorityKeyIdentifier = ${options.authorityKeyId === false ? "none" : "keyid"}`);
         if (options.isCA) {
             ext.push("basicConstraints = critical,CA:TRUE,pathlen:0", "keyUsage = critical,keyCertSign,cRLSign");
         } else {

@@ -72,4 +72,10 @@ test("chainsTo verifies the signature, not just the issuer name", () => {
     expect(chainsTo(leaf.certPem, foreignIntermediate.certPem)).toBe(false);
     expect(chainsTo(leaf.certPem, root.certPem)).toBe(false);
     expect(chainsTo("not a cert", intermediate.certPem)).toBe(false);
+    // Without an authority key id only the names can be compared, and they match:
+    // the signature is what rejects the impostor.
+    const impostor = pki.issue({ issuer: foreignIntermediate, commonName: "app-a.internal", authorityKeyId: false });
+    expect(parseCertificate(impostor.certPem).issuerCN).toBe("Prod Intermediate CA");
+    expect(chainsTo(impostor.certPem, intermediate.certPem)).toBe(false);
+    expect(chainsTo(impostor.certPem, foreignIntermediate.certPem)).toBe(true);
 });

@@ -13,6 +13,7 @@ import { CertRevocation } from "../../../providers/certRevocation";
 import { KvMount } from "../../../providers/kvMount";
 import { KvSeed } from "../../../providers/kvSeed";
 import { RotationCheck } from "../../../providers/rotationCheck";
+import { UNKNOWN_INPUT } from "../../../providers/vaultClient";
 import { VersionDrift } from "../../../providers/versionDrift";
 import { routes, startFakeVault, type TestHttpsServer } from "../../support/httpsServer";
 import { TestPki, type TestCert } from "../../support/tls";
@@ -137,6 +138,10 @@ const jobs = JSON.parse(require("fs").readFileSync(${JSON.stringify(jobsFile)}, 
     return JSON.parse(stdout) as ({ ok: unknown } | { error: string })[];
 }
 
+test("the providers' preview placeholder is Pulumi's unknown value", () => {
+    expect(UNKNOWN_INPUT).toBe(pulumi.runtime.unknownValue);
+});
+
 test("the resource classes register their type tokens and keep secret inputs secret", async () => {
     const seed = await registered(new KvSeed("seed", { connection, mount: "secret", version: "2", path: "apps/app-a", seed: true, data: { password: SEED_VALUE } }), "seed");
     expect(seed.type).toBe("pulumi-nodejs:dynamic/vault-rotation:KvSeed");
@@ -176,7 +181,10 @@ test("the serialized providers work in a plain node process", async () => {
         routes({
             "GET sys/mounts/secret": { json: { data: { type: "kv", options: { version: "2" } } } },
             "POST secret/data/apps/app-a": { json: { data: { version: 1 } } },
-            "POST pki_int/revoke": { json: { data: { revocation_time: 1 } } },
+            "POST pki_int/revoke": (req) =>
+                (req.body as { serial_number: string }).serial_number === "3a:1f"
+                    ? { json: { data: { revocation_time: 1 } } }
+                    : { status: 400, json: { errors: ["certificate with serial 0b:0c already expired; refusing to add to CRL"] } },
             "GET sys/health": { json: { version: "1.21.1" } },
             "POST auth/cert/login": (req) =>
                 req.clientCertAuthorized ? { json: { auth: { client_token: "hvs.login", token_policies: ["app-a-issue", "default"] } } } : { status: 400, json: { errors: ["no cert"] } },
@@ -193,6 +201,8 @@ test("the serialized providers work in a plain node process", async () => {
         { provider: providerOf("drift"), method: "create", args: [{ connection, app: "app-a", agentVersionText: "Vault v1.22.0" }] },
         { provider: providerOf("check"), method: "create", args: [rotationInputs("active")] },
         { provider: providerOf("check"), method: "create", args: [rotationInputs("inactive")] },
+        // A tolerated refusal: `instanceof VaultHttpError` must hold across the serialized functions.
+        { provider: providerOf("revocation"), method: "delete", args: ["pki_int:0b:0c", { connection, pkiMount: "pki_int", serialNumber: "0b:0c" }] },
     ]);
 
     expect(results[0]).toEqual({ ok: { id: "secret", outs: { connection, mount: "secret", type: "kv", version: "2" } } });
@@ -203,6 +213,8 @@ test("the serialized providers work in a plain node process", async () => {
     expect(results[5]).toMatchObject({ ok: { outs: { tokenPolicies: ["app-a-issue", "default"], previousLeafSerial: "" } } });
     expect(results[6]).toEqual({ error: expect.stringContaining('app-a: agent service: expected active, found "inactive"') as string });
     expect((results[6] as { error: string }).error).toContain("journalctl --user -u vault-agent-app-a");
+
+    expect(results[7]).toEqual({ ok: null });
 
     const revoke = server.requests.find((r) => r.path === "pki_int/revoke");
     expect(revoke?.headers["x-vault-token"]).toBe(TOKEN);

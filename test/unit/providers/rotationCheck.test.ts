@@ -62,7 +62,8 @@ beforeAll(async () => {
     certs.previous = pki.issue({ issuer: certs.intermediate, ...names, days: 10 });
     certs.wrongCn = pki.issue({ issuer: certs.intermediate, commonName: "app-b.internal", dnsNames: ["app-a.internal"], days: 30 });
     certs.extraSan = pki.issue({ issuer: certs.intermediate, commonName: "app-a.internal", dnsNames: ["app-a.internal", "evil.example.com"], days: 30 });
-    certs.foreign = pki.issue({ issuer: certs.foreignIntermediate, ...names, days: 30 });
+    // No authority key id either, so names alone match the real intermediate.
+    certs.foreign = pki.issue({ issuer: certs.foreignIntermediate, ...names, days: 30, authorityKeyId: false });
     certs.otherIssuer = pki.issue({ issuer: certs.otherIntermediate, ...names, days: 30 });
     certs.expired = pki.issue({ issuer: certs.intermediate, ...names, notBefore: new Date(now - 3 * DAY), notAfter: new Date(now - DAY) });
     certs.notYetValid = pki.issue({ issuer: certs.intermediate, ...names, notBefore: new Date(now + DAY), notAfter: new Date(now + 10 * DAY) });

@@ -1,0 +1,4 @@
+# Lets the Vault Agent issue its app's frontend leaf certificate.
+path "pki_int/issue/nginx-app-a" {
+  capabilities = ["update"]
+}

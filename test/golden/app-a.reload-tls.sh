@@ -1,0 +1,41 @@
+#!/bin/sh
+# Managed by vault-rotation: runs after Vault Agent renders the app-a fullchain.
+set -u
+APP='app-a'
+RELOAD_TLS_LABEL='tls=true'
+PROXY_RELOAD='podman:edge-proxy'
+RELOAD_SIGNAL='SIGHUP'
+log() { printf 'reload-tls: %s: %s\n' "$APP" "$*"; }
+failed=0
+reloaded=' '
+reload() { # container name
+  if podman kill --signal "$RELOAD_SIGNAL" "$1" >/dev/null; then
+    log "reloaded $1 ($RELOAD_SIGNAL)"
+    reloaded="$reloaded$1 "
+  else
+    log "FAILED to reload $1"
+    failed=1
+  fi
+}
+if ! names=$(podman ps --filter "label=$RELOAD_TLS_LABEL" --format '{{.Names}}'); then
+  log "FAILED to list containers labelled $RELOAD_TLS_LABEL"
+  exit 1
+fi
+if [ -z "$names" ]; then
+  log "no running container labelled $RELOAD_TLS_LABEL"
+fi
+for name in $names; do
+  reload "$name"
+done
+case "$PROXY_RELOAD" in
+  podman:*)
+    proxy=${PROXY_RELOAD#podman:}
+    case "$reloaded" in
+      *" $proxy "*) log "edge proxy $proxy already reloaded" ;;
+      *) reload "$proxy" ;;
+    esac
+    ;;
+  '') ;;
+  *) log "unsupported PROXY_RELOAD=$PROXY_RELOAD"; failed=1 ;;
+esac
+exit "$failed"

@@ -1,0 +1,183 @@
+// The stack-config contract: valid stacks parse; every invalid one fails before
+// any resource is registered, with a line naming the key path.
+import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, validateStackInputs, RawStackInputs } from "../../config";
+import { evaluateProgram, ProgramFailure, flattenConfig } from "../support/harness";
+import { fakeListenerCaFile, localStack, prodStack, threeAppStackObject } from "../support/stacks";
+
+const caFile = fakeListenerCaFile();
+const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
+
+/** RawStackInputs from a structured stack object like threeAppStackObject(). */
+function rawFrom(stack: Record<string, unknown>): RawStackInputs {
+    return {
+        rotation: stack["vault-rotation:rotation"],
+        vault: stack["vault-rotation:vault"],
+        apps: stack["vault-rotation:apps"],
+        vaultAddress: stack["vault:address"],
+        vaultCaCertFile: stack["vault:caCertFile"],
+        hasSshPrivateKey: Boolean(stack["vault-rotation:sshPrivateKey"]),
+        kvSeedData: stack["vault-rotation:kvSeedData"],
+    };
+}
+
+function problemsOf(mutate: (s: ReturnType<typeof threeAppStackObject>) => void): string[] {
+    const stack = threeAppStackObject(caFile);
+    mutate(stack);
+    try {
+        validateStackInputs(rawFrom(stack), readCa);
+    } catch (e) {
+        if (e instanceof ConfigError) return e.problems;
+        throw e;
+    }
+    return [];
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Apps = any[];
+
+describe("valid stacks", () => {
+    it("accepts the three-app stack and applies defaults", () => {
+        const { config, listenerCaPem } = validateStackInputs(rawFrom(threeAppStackObject(caFile)), readCa);
+        expect(listenerCaPem).toContain("BEGIN CERTIFICATE");
+        expect(config.apps.map((a) => a.name)).toEqual(["web", "api", "jobs"]);
+        expect(config.apps[0].agent.markerPolicy).toBe(true);
+        expect(config.apps[1].agent.debugPolicy).toBe(false);
+        expect(config.apps[2].reload.signal).toBe("SIGHUP");
+        expect(config.apps[1].kv).toEqual({ access: false, seed: false });
+        expect(config.rotation.waitSeconds).toBe(120);
+        expect(config.apps[1].host).toEqual({ ssh: { host: "api-host.test.internal", port: 2222, user: "deploy" } });
+    });
+
+    it.each([
+        ["prod", () => prodStack(caFile)],
+        ["local", () => localStack(caFile)],
+    ])("accepts the committed %s stack", (_name, get) => {
+        const flat = get();
+        const parse = (k: string) => (flat[k] === undefined ? undefined : JSON.parse(flat[k]));
+        const { config } = validateStackInputs(
+            {
+                rotation: parse("vault-rotation:rotation"),
+                vault: parse("vault-rotation:vault"),
+                apps: parse("vault-rotation:apps"),
+                vaultAddress: flat["vault:address"],
+                vaultCaCertFile: flat["vault:caCertFile"],
+                hasSshPrivateKey: false,
+                kvSeedData: parse("vault-rotation:kvSeedData"),
+            },
+            readCa,
+        );
+        expect(config.apps.map((a) => a.name)).toEqual(["app-a", "app-b"]);
+        expect(config.apps.filter((a) => a.kv.seed)).toHaveLength(1);
+    });
+});
+
+describe("invalid stacks name the key", () => {
+    const cases: [string, (s: ReturnType<typeof threeAppStackObject>) => void, RegExp][] = [
+        ["bad app name", (s) => ((s["vault-rotation:apps"] as Apps)[1].name = "Api;rm -rf /"), /^apps\[1\]\.name: must match/],
+        ["duplicate app name", (s) => ((s["vault-rotation:apps"] as Apps)[2].name = "web"), /^apps\[2\]\.name: duplicate "web", already used by apps\[0\]/],
+        ["bad user", (s) => ((s["vault-rotation:apps"] as Apps)[0].user = "root user"), /^apps\[0\]\.user: must match/],
+        ["relative home", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "home/web"), /^apps\[0\]\.home: must be an absolute path/],
+        ["home with ..", (s) => ((s["vault-rotation:apps"] as Apps)[2].home = "/home/../etc"), /^apps\[2\]\.home: must not contain '\.' or '\.\.' segments/],
+        ["duplicate agent CN", (s) => ((s["vault-rotation:apps"] as Apps)[2].agent.commonName = "agent-web.test.internal"), /^apps\[2\]\.agent\.commonName: duplicate/],
+        ["agent CN not a DNS name", (s) => ((s["vault-rotation:apps"] as Apps)[0].agent.commonName = "agent web"), /^apps\[0\]\.agent\.commonName: must be a lowercase DNS name/],
+        ["wildcard domain", (s) => ((s["vault-rotation:apps"] as Apps)[1].leaf.allowedDomains[0] = "*.internal"), /^apps\[1\]\.leaf\.allowedDomains\[0\]: must not be a wildcard/],
+        ["IP domain", (s) => ((s["vault-rotation:apps"] as Apps)[0].leaf.allowedDomains[1] = "10.0.0.1"), /^apps\[0\]\.leaf\.allowedDomains\[1\]: must not be an IP address/],
+        ["localhost domain", (s) => ((s["vault-rotation:apps"] as Apps)[0].leaf.altNames = ["localhost"]), /^apps\[0\]\.leaf\.altNames\[0\]: must not be localhost/],
+        ["domain with newline", (s) => ((s["vault-rotation:apps"] as Apps)[2].leaf.allowedDomains[0] = "jobs.internal\nrm"), /^apps\[2\]\.leaf\.allowedDomains\[0\]: must be a lowercase DNS name/],
+        ["CN outside allowedDomains", (s) => ((s["vault-rotation:apps"] as Apps)[0].leaf.commonName = "other.internal"), /^apps\[0\]\.leaf\.commonName: other\.internal is not in leaf\.allowedDomains/],
+        ["altName outside allowedDomains", (s) => ((s["vault-rotation:apps"] as Apps)[2].leaf.altNames = ["jobs.internal", "evil.example.com"]), /^apps\[2\]\.leaf\.altNames\[1\]: evil\.example\.com is not in leaf\.allowedDomains/],
+        ["agent TTL of months", (s) => ((s["vault-rotation:apps"] as Apps)[0].agent.ttl = "2160h"), /^apps\[0\]\.agent\.ttl: agent\.ttl must be between/],
+        ["TTL not a duration", (s) => ((s["vault-rotation:apps"] as Apps)[1].leaf.ttl = "30 days"), /^apps\[1\]\.leaf\.ttl: must be a Vault duration/],
+        ["label with quotes", (s) => ((s["vault-rotation:apps"] as Apps)[0].reload.label = "tls='true'"), /^apps\[0\]\.reload\.label: must be key=value without whitespace or quotes/],
+        ["label with whitespace", (s) => ((s["vault-rotation:apps"] as Apps)[0].reload.label = "tls = true"), /^apps\[0\]\.reload\.label:/],
+        ["proxy not podman", (s) => ((s["vault-rotation:apps"] as Apps)[0].reload.proxy = "docker:edge"), /^apps\[0\]\.reload\.proxy: must be podman:<container-name>/],
+        ["bad mount", (s) => ((s["vault-rotation:vault"] as Record<string, string>).pkiMount = "pki int/../x"), /^vault\.pkiMount: must match/],
+        ["mount with trailing slash", (s) => ((s["vault-rotation:vault"] as Record<string, string>).kvMount = "kv/"), /^vault\.kvMount: must match/],
+        ["no epoch and no schedule", (s) => (s["vault-rotation:rotation"] = {} as { epoch: string }), /^rotation: set rotation\.epoch, rotation\.every, or both/],
+        ["plain-http address", (s) => (s["vault:address"] = "http://vault:8200"), /^vault:address: must be https/],
+        ["unknown key", (s) => ((s["vault-rotation:apps"] as Apps)[0].agent.debug = true), /^apps\[0\]\.agent: Unrecognized key/i],
+        ["ssh host without key", (s) => (s["vault-rotation:sshPrivateKey"] = ""), /^vault-rotation:sshPrivateKey: required \(secret\) because apps\[1\]\.host\.ssh is set/],
+        ["seed without data", (s) => (s["vault-rotation:kvSeedData"] = {} as { web: { owner: string } }), /^vault-rotation:kvSeedData\.web: apps\[0\]\.kv\.seed is true/],
+        ["seed without access", (s) => ((s["vault-rotation:apps"] as Apps)[1].kv = { access: false, seed: true }), /^apps\[1\]\.kv\.seed: seeding needs kv\.access: true/],
+    ];
+
+    it.each(cases)("%s", (_name, mutate, expected) => {
+        const problems = problemsOf(mutate);
+        expect(problems.some((p) => expected.test(p))).toBe(true);
+    });
+
+    it("reports every problem at once, one line each", () => {
+        const problems = problemsOf((s) => {
+            (s["vault-rotation:apps"] as Apps)[0].name = "BAD";
+            (s["vault-rotation:apps"] as Apps)[1].leaf.allowedDomains[0] = "*.x";
+            (s["vault-rotation:vault"] as Record<string, string>).certAuthPath = "cert auth";
+        });
+        expect(problems).toEqual(
+            expect.arrayContaining([
+                expect.stringMatching(/^apps\[0\]\.name:/),
+                expect.stringMatching(/^apps\[1\]\.leaf\.allowedDomains\[0\]:/),
+                expect.stringMatching(/^vault\.certAuthPath:/),
+            ]),
+        );
+    });
+
+    it("names an unreadable CA file", () => {
+        const stack = threeAppStackObject("/nonexistent/ca.pem");
+        expect(() =>
+            validateStackInputs(rawFrom(stack), () => {
+                throw new Error("ENOENT");
+            }),
+        ).toThrow(/vault:caCertFile: cannot read \/nonexistent\/ca\.pem: ENOENT/);
+    });
+
+    it.each([
+        ["wildcard", (s: ReturnType<typeof threeAppStackObject>) => ((s["vault-rotation:apps"] as Apps)[1].leaf.allowedDomains[0] = "*.internal"), "apps[1].leaf.allowedDomains[0]"],
+        ["duplicate name", (s: ReturnType<typeof threeAppStackObject>) => ((s["vault-rotation:apps"] as Apps)[2].name = "web"), "apps[2].name"],
+        ["missing CA file", (s: ReturnType<typeof threeAppStackObject>) => (s["vault:caCertFile"] = "/nonexistent/listener-ca.pem"), "vault:caCertFile"],
+    ])("the program itself fails on a %s and registers nothing", async (_n, mutate, key) => {
+        const stack = threeAppStackObject(caFile);
+        mutate(stack);
+        const failure = await evaluateProgram({ config: flattenConfig(stack) }).then(
+            () => undefined,
+            (e: unknown) => e,
+        );
+        expect(failure).toBeInstanceOf(ProgramFailure);
+        expect((failure as ProgramFailure).message).toContain(key);
+        expect((failure as ProgramFailure).registrations).toEqual([]);
+    });
+});
+
+describe("rotation epoch and renewal", () => {
+    const HOUR = 3600 * 1000;
+    const t0 = new Date("2026-11-27T10:00:00Z");
+
+    it("uses an explicit epoch as is", () => {
+        expect(resolveEpoch({ epoch: "2026-11-27", leafMinRemaining: "24h", waitSeconds: 120 }, t0)).toEqual({ epoch: "2026-11-27", source: "explicit" });
+    });
+
+    it("derives a stable epoch within a bucket and a new one when it turns", () => {
+        const rotation = { every: "720h", leafMinRemaining: "24h", waitSeconds: 120 };
+        const a = resolveEpoch(rotation, t0);
+        const b = resolveEpoch(rotation, new Date(t0.getTime() + 5 * HOUR));
+        expect(a.source).toBe("schedule");
+        expect(b.epoch).toBe(a.epoch);
+        const next = resolveEpoch(rotation, new Date(a.nextRotation!));
+        expect(next.epoch).not.toBe(a.epoch);
+        expect(next.bucketStart).toBe(a.nextRotation);
+        expect(new Date(a.bucketStart!).getTime()).toBeLessThanOrEqual(t0.getTime());
+    });
+
+    it("lets an explicit epoch win over the schedule", () => {
+        const d = resolveEpoch({ epoch: "emergency-1", every: "720h", leafMinRemaining: "24h", waitSeconds: 120 }, t0);
+        expect(d.epoch).toBe("emergency-1");
+        expect(d.source).toBe("explicit");
+        expect(d.nextRotation).toBeDefined();
+    });
+
+    it("renews an agent cert a third of its TTL before expiry unless configured", () => {
+        const { config } = validateStackInputs(rawFrom(threeAppStackObject(caFile)), readCa);
+        expect(renewBeforeSeconds(config.rotation, config.apps[0])).toBe(16 * 3600);
+        expect(renewBeforeSeconds({ ...config.rotation, renewBeforeSeconds: 600 }, config.apps[0])).toBe(600);
+        expect(durationSeconds("1h30m")).toBe(5400);
+    });
+});

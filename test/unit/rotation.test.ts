@@ -1,0 +1,120 @@
+// What a rotation changes: the same config twice is a no-op; a new epoch
+// replaces the agent key and exactly what depends on it; the host steps run in
+// the documented order.
+import { evaluateProgram, Evaluation, Registration } from "../support/harness";
+import { fakeListenerCaFile, prodStack, threeAppStack } from "../support/stacks";
+
+const caFile = fakeListenerCaFile();
+
+/** A comparable view of one resource: its inputs and replacement trigger. */
+function fingerprint(r: Registration): string {
+    const { __provider: _ignored, ...inputs } = r.inputs;
+    return JSON.stringify({ inputs, trigger: r.replacementTrigger ?? null, deps: r.dependencies });
+}
+
+function changedNames(a: Evaluation, b: Evaluation): string[] {
+    expect([...b.byName.keys()].sort()).toEqual([...a.byName.keys()].sort());
+    return [...a.byName.values()].filter((r) => fingerprint(r) !== fingerprint(b.byName.get(r.name)!)).map((r) => r.name).sort();
+}
+
+function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
+    const rotation = JSON.parse(config["vault-rotation:rotation"]);
+    return { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) };
+}
+
+/** Everything downstream of an app's agent key. */
+function downstreamOfAgentKey(app: string): string[] {
+    return [
+        `${app}-agent-key`,
+        `${app}-agent-csr`,
+        `${app}-agent-cert`,
+        `${app}-agent-files`,
+        `${app}-agent-revocation`,
+        `${app}-leaf-move-aside`,
+        `${app}-leaf-restart`,
+        `${app}-leaf-wait`,
+        `${app}-leaf-read-state`,
+        `${app}-check`,
+    ];
+}
+
+describe("rotation is a replace triggered by the epoch", () => {
+    it("gives identical inputs for the same config twice (prod)", async () => {
+        const a = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
+        const b = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
+        expect(changedNames(a, b)).toEqual([]);
+    });
+
+    it("replaces exactly the agent credentials and the host steps downstream of them on a new epoch (prod)", async () => {
+        const a = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
+        const b = await evaluateProgram({ config: withEpoch(prodStack(caFile), "2026-12-27"), stack: "prod" });
+        expect(changedNames(a, b)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b")].sort());
+        expect(b.byName.get("app-a-agent-key")!.replacementTrigger).toBe("2026-12-27");
+        // The commands that write the agent files change: a new cert in the script, a new key on stdin.
+        const filesA = a.byName.get("app-a-agent-files")!;
+        const filesB = b.byName.get("app-a-agent-files")!;
+        expect(filesB.inputs.create).not.toEqual(filesA.inputs.create);
+        expect(filesB.inputs.stdin).not.toEqual(filesA.inputs.stdin);
+        expect(filesB.inputs.triggers).toContain("2026-12-27");
+    });
+
+    it("does the same for every app of a three-app stack, and nothing else", async () => {
+        const secretKeys = ["vault-rotation:sshPrivateKey", "vault-rotation:kvSeedData"];
+        const a = await evaluateProgram({ config: threeAppStack(caFile), secretKeys });
+        const again = await evaluateProgram({ config: threeAppStack(caFile), secretKeys });
+        expect(changedNames(a, again)).toEqual([]);
+        const b = await evaluateProgram({ config: withEpoch(threeAppStack(caFile), "e2"), secretKeys });
+        expect(changedNames(a, b)).toEqual(["web", "api", "jobs"].flatMap(downstreamOfAgentKey).sort());
+    });
+});
+
+describe("host step order", () => {
+    let e: Evaluation;
+    beforeAll(async () => {
+        e = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
+    });
+    const dependsOn = (name: string, on: string) => e.byName.get(name)!.dependencies.includes(e.byName.get(on)!.urn);
+
+    it.each(["app-a", "app-b"])("runs files -> config -> move aside -> restart -> wait -> read -> check for %s", (app) => {
+        expect(dependsOn(`${app}-leaf-agent-config`, `${app}-agent-files`)).toBe(true);
+        expect(dependsOn(`${app}-leaf-move-aside`, `${app}-leaf-agent-config`)).toBe(true);
+        expect(dependsOn(`${app}-leaf-restart`, `${app}-leaf-move-aside`)).toBe(true);
+        expect(dependsOn(`${app}-leaf-wait`, `${app}-leaf-restart`)).toBe(true);
+        expect(dependsOn(`${app}-leaf-read-state`, `${app}-leaf-wait`)).toBe(true);
+        expect(dependsOn(`${app}-check`, `${app}-leaf-read-state`)).toBe(true);
+        expect(dependsOn(`${app}-agent-files`, `${app}-agent-mapping`)).toBe(true);
+    });
+
+    it("writes the agent config only after the leaf role and KV policy exist", () => {
+        expect(dependsOn("app-a-leaf-agent-config", "app-a-leaf-role")).toBe(true);
+        expect(dependsOn("app-a-leaf-agent-config", "app-a-leaf-kv-policy")).toBe(true);
+    });
+
+    it("carries the agent cert serial and the epoch in every rotation step's triggers", () => {
+        const serial = e.byName.get("app-a-agent-cert")!;
+        for (const step of ["move-aside", "restart", "wait", "read-state"]) {
+            const triggers = e.byName.get(`app-a-leaf-${step}`)!.inputs.triggers as unknown[];
+            expect(triggers).toContain("2026-11-27");
+            expect(triggers.some((t) => typeof t === "string" && t.includes(":") && t.length > 20)).toBe(true);
+        }
+        expect(serial.inputs.backend).toBe("pki_int");
+    });
+
+    it("restarts vault-agent-<app> as the app user and moves the fullchain aside first", () => {
+        const restart = String(e.byName.get("app-b-leaf-restart")!.inputs.create);
+        expect(restart).toContain("SERVICE='vault-agent-app-b'");
+        expect(restart).toContain(`as_app_user systemctl --user restart "$SERVICE"`);
+        expect(restart).toContain("APP_USER='app-b'");
+        const move = String(e.byName.get("app-b-leaf-move-aside")!.inputs.create);
+        expect(move).toContain("FULLCHAIN='/home/app-b/tls/app-b.fullchain.pem'");
+        expect(move).toContain(`mv -f -- "$FULLCHAIN" "$PREVIOUS"`);
+    });
+
+    it("re-runs the rotation steps when the agent config changes, even with the same epoch", async () => {
+        const config = prodStack(caFile);
+        const apps = JSON.parse(config["vault-rotation:apps"]);
+        apps[0].reload.label = "tls=reload";
+        const b = await evaluateProgram({ config: { ...config, "vault-rotation:apps": JSON.stringify(apps) }, stack: "prod" });
+        expect(changedNames(e, b)).toEqual(["app-a-leaf-agent-config", "app-a-leaf-move-aside", "app-a-leaf-read-state", "app-a-leaf-restart", "app-a-leaf-wait", "app-a-check"].sort());
+    });
+});
