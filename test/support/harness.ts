@@ -118,14 +118,20 @@ export async function evaluateProgram(opts: {
     let failure: unknown;
 
     let finished: Promise<void> = Promise.resolve();
-    jest.isolateModules(() => {
-        // Dynamic resources serialize their provider's closure when constructed.
-        // That uses the V8 inspector and cannot run inside jest's module sandbox;
-        // the graph does not depend on the text, so it is stubbed here. Real
-        // serialization is tested in a plain Node process (providers.serialize.test.ts).
-        jest.doMock("@pulumi/pulumi/runtime/closure/serializeClosure", () => ({
-            serializeFunction: async () => ({ text: "exports.handler = undefined;", exportName: "handler", containsSecrets: false }),
-        }));
+    // Under jest every evaluation gets a fresh module registry (a fresh SDK and
+    // program). Outside jest (the rehearsal) each process evaluates once.
+    const underJest = typeof jest !== "undefined";
+    const isolate = underJest ? (fn: () => void) => jest.isolateModules(fn) : (fn: () => void) => fn();
+    isolate(() => {
+        if (underJest) {
+            // Dynamic resources serialize their provider's closure when constructed.
+            // That uses the V8 inspector, which cannot run inside jest's module
+            // sandbox; the graph does not depend on the text, so it is stubbed here.
+            // Real serialization runs in the rehearsal and in resources.test.ts.
+            jest.doMock("@pulumi/pulumi/runtime/closure/serializeClosure", () => ({
+                serializeFunction: async () => ({ text: "exports.handler = undefined;", exportName: "handler", containsSecrets: false }),
+            }));
+        }
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const pulumi = require("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
         // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -139,6 +145,11 @@ export async function evaluateProgram(opts: {
 
         const registrations: Registration[] = [];
         const pending = new Map<string, Registration>();
+        let failResource: (e: unknown) => void = () => undefined;
+        const resourceFailed = new Promise<never>((_resolve, reject) => {
+            failResource = (e) => reject(new ProgramFailure(e, registrations));
+        });
+        resourceFailed.catch(() => undefined);
 
         const MockMonitorBase = mocksModule.MockMonitor as new (mocks: unknown) => {
             newUrn(parent: string, type: string, name: string): string;
@@ -184,8 +195,14 @@ export async function evaluateProgram(opts: {
                 const registration = pending.get(`${args.type}::${args.name}`);
                 if (!registration) throw new Error(`no registration recorded for ${args.type} ${args.name}`);
                 if (!args.custom) return { id: "", state: args.inputs };
-                // Mocks see the secret wrappers; providers see plain values.
-                return newResource({ ...args, inputs: registration.inputs }, registration);
+                try {
+                    // Mocks see the secret wrappers; providers see plain values.
+                    return await newResource({ ...args, inputs: registration.inputs }, registration);
+                } catch (e) {
+                    // A failed resource never resolves its outputs: stop the evaluation with its error.
+                    failResource(e);
+                    throw e;
+                }
             },
             call: async () => ({}),
         };
@@ -203,7 +220,7 @@ export async function evaluateProgram(opts: {
             failure = new ProgramFailure(e, registrations);
             return;
         }
-        finished = (async () => {
+        const work = (async () => {
             const exports: Record<string, unknown> = {};
             for (const [k, v] of Object.entries(program)) {
                 exports[k] = await resolveDeep(pulumi, v);
@@ -212,6 +229,7 @@ export async function evaluateProgram(opts: {
             const byName = new Map(registrations.map((r) => [r.name, r]));
             result = { registrations, exports, byName };
         })();
+        finished = Promise.race([work, resourceFailed]);
     });
     if (failure) throw failure;
     await finished;

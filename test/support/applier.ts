@@ -1,0 +1,339 @@
+// Performs a program evaluation for real: every resource the program declares is
+// created, updated, replaced or left alone like the Pulumi engine would, against
+// a real Vault and this machine. Used by the real-Vault tests and the rehearsal.
+//
+// Why not the Pulumi CLI: it (and its provider plugins) cannot be downloaded
+// here. The program still runs unchanged through the SDK; this module stands in
+// for the engine and the providers:
+//   - Vault resources go through Vault's HTTP API, with `@pulumi/vault` input
+//     names translated to Vault's parameters;
+//   - tls.PrivateKey / tls.CertRequest use Node's crypto and openssl;
+//   - command.local runs its `create` script with its stdin and environment;
+//   - dynamic resources call this repo's provider objects directly.
+// State (inputs and outputs per URN) is kept between runs, so a second run with
+// the same inputs changes nothing and a new epoch replaces what it triggers.
+import { execFileSync, spawnSync } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import type * as pulumi from "@pulumi/pulumi";
+import { certRevocationProvider } from "../../providers/certRevocation";
+import { kvMountProvider } from "../../providers/kvMount";
+import { kvSeedProvider } from "../../providers/kvSeed";
+import { rotationCheckProvider } from "../../providers/rotationCheck";
+import { versionDriftProvider } from "../../providers/versionDrift";
+import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
+import { vaultRequest, VaultConnection as TestVault } from "./vaultAdmin";
+
+/** One resource as the applier last left it. */
+export interface StateEntry {
+    type: string;
+    name: string;
+    id: string;
+    inputs: Record<string, unknown>;
+    outputs: Record<string, unknown>;
+    trigger: unknown;
+}
+
+export interface ApplierState {
+    resources: Record<string, StateEntry>;
+}
+
+export type Action = "create" | "update" | "replace" | "same" | "delete";
+
+export interface AppliedStep {
+    urn: string;
+    type: string;
+    name: string;
+    action: Action;
+}
+
+export interface ApplyResult {
+    steps: AppliedStep[];
+    evaluation: Evaluation;
+    state: ApplierState;
+}
+
+export interface ApplyOptions {
+    /** Flat Pulumi config for the stack. */
+    config: Record<string, string>;
+    secretKeys?: string[];
+    stack?: string;
+    vault: TestVault;
+    /** Previous state (from the last apply), or undefined for a new stack. */
+    state?: ApplierState;
+    /** Extra environment for host commands (PATH with shims, ...). */
+    hostEnv?: Record<string, string>;
+    /** Progress lines (never secrets). */
+    log?: (line: string) => void;
+    /** Program to run (defaults to the repo's index.ts). */
+    programPath?: string;
+}
+
+const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
+    "pulumi-nodejs:dynamic/vault-rotation:CertRevocation": certRevocationProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:KvMount": kvMountProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:KvSeed": kvSeedProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:RotationCheck": rotationCheckProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:VersionDrift": versionDriftProvider,
+};
+
+/** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */
+function vaultParam(name: string): string {
+    const special: Record<string, string> = { keyUsages: "key_usage", extKeyUsages: "ext_key_usage", allowedCommonNames: "allowed_common_names" };
+    return special[name] ?? name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+function vaultBody(inputs: Record<string, unknown>, skip: string[]): Record<string, unknown> {
+    const body: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(inputs)) {
+        if (skip.includes(k) || v === undefined || k === "__provider") continue;
+        body[vaultParam(k)] = v;
+    }
+    return body;
+}
+
+function comparable(inputs: Record<string, unknown>): string {
+    const { __provider: _ignored, ...rest } = inputs;
+    return JSON.stringify(rest);
+}
+
+/** What a changed resource needs, following each provider's own replace rules. */
+async function planChange(type: string, prior: StateEntry, inputs: Record<string, unknown>, trigger: unknown): Promise<"update" | "replace"> {
+    if (JSON.stringify(prior.trigger ?? null) !== JSON.stringify(trigger ?? null)) return "replace";
+    switch (type) {
+        case "tls:index/privateKey:PrivateKey":
+        case "tls:index/certRequest:CertRequest":
+        case "vault:pkiSecret/secretBackendSign:SecretBackendSign":
+            return "replace";
+        case "command:local:Command":
+        case "command:remote:Command":
+            return JSON.stringify(prior.inputs.triggers ?? null) !== JSON.stringify(inputs.triggers ?? null) ? "replace" : "update";
+        default: {
+            const provider = DYNAMIC_PROVIDERS[type];
+            if (provider?.diff) {
+                const d = await provider.diff(prior.id, prior.outputs, inputs);
+                return (d.replaces ?? []).length > 0 ? "replace" : "update";
+            }
+            return "update";
+        }
+    }
+}
+
+export class Applier {
+    private readonly steps: AppliedStep[] = [];
+    private readonly pendingDeletes: StateEntry[] = [];
+    private readonly seen = new Set<string>();
+    private readonly next: ApplierState;
+
+    constructor(
+        private readonly opts: ApplyOptions,
+        private readonly previous: ApplierState,
+    ) {
+        this.next = { resources: {} };
+    }
+
+    private log(line: string): void {
+        this.opts.log?.(line);
+    }
+
+    private async vault(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+        const r = await vaultRequest(this.opts.vault, method, path, body);
+        if (r.status >= 300) throw new Error(`Vault ${method} ${path}: ${r.status}: ${r.text}`);
+        return (r.body ?? {}) as Record<string, unknown>;
+    }
+
+    /** The mock's newResource: decide, perform, record. */
+    readonly newResource = async (args: MockResourceArgs, registration: Registration): Promise<{ id: string; state: Record<string, unknown> }> => {
+        const urn = registration.urn;
+        this.seen.add(urn);
+        const inputs = registration.inputs;
+        const trigger = registration.replacementTrigger;
+        const prior = this.previous.resources[urn];
+        let action: Action;
+        if (!prior) action = "create";
+        else if (comparable(prior.inputs) === comparable(inputs) && JSON.stringify(prior.trigger ?? null) === JSON.stringify(trigger ?? null)) action = "same";
+        else action = await planChange(args.type, prior, inputs, trigger);
+
+        let entry: StateEntry;
+        if (action === "same") {
+            entry = prior;
+        } else {
+            this.log(`${action} ${args.type} ${args.name}`);
+            const result =
+                action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs, trigger);
+            entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger };
+            // Create-before-delete, like the engine: the replaced object goes last.
+            if (action === "replace") this.pendingDeletes.push(prior!);
+        }
+        this.next.resources[urn] = entry;
+        this.steps.push({ urn, type: args.type, name: args.name, action });
+        return { id: entry.id, state: entry.outputs };
+    };
+
+    private async create(type: string, name: string, inputs: Record<string, unknown>, trigger: unknown): Promise<{ id: string; outputs: Record<string, unknown> }> {
+        switch (type) {
+            case "vault:index/authBackend:AuthBackend": {
+                const path = String(inputs.path ?? inputs.type);
+                const mounts = await this.vault("GET", "sys/auth");
+                if (!mounts[`${path}/`] && !(mounts.data as Record<string, unknown> | undefined)?.[`${path}/`]) {
+                    await this.vault("POST", `sys/auth/${path}`, { type: inputs.type, description: inputs.description });
+                }
+                return { id: path, outputs: { ...inputs, path } };
+            }
+            case "vault:index/policy:Policy":
+                await this.vault("PUT", `sys/policies/acl/${inputs.name}`, { policy: inputs.policy });
+                return { id: String(inputs.name), outputs: { ...inputs } };
+            case "vault:pkiSecret/secretBackendRole:SecretBackendRole":
+                await this.vault("POST", `${inputs.backend}/roles/${inputs.name}`, vaultBody(inputs, ["backend", "name"]));
+                return { id: `${inputs.backend}/roles/${inputs.name}`, outputs: { ...inputs } };
+            case "vault:index/certAuthBackendRole:CertAuthBackendRole":
+                await this.vault("POST", `auth/${inputs.backend}/certs/${inputs.name}`, vaultBody(inputs, ["backend", "name"]));
+                return { id: `auth/${inputs.backend}/certs/${inputs.name}`, outputs: { ...inputs } };
+            case "vault:pkiSecret/secretBackendSign:SecretBackendSign": {
+                const body = vaultBody(inputs, ["backend", "name", "autoRenew", "minSecondsRemaining", "altNames"]);
+                if (Array.isArray(inputs.altNames) && inputs.altNames.length > 0) body.alt_names = inputs.altNames.join(",");
+                const r = await this.vault("POST", `${inputs.backend}/sign/${inputs.name}`, body);
+                const d = r.data as Record<string, unknown>;
+                return {
+                    id: String(d.serial_number),
+                    outputs: {
+                        ...inputs,
+                        certificate: d.certificate,
+                        issuingCa: d.issuing_ca,
+                        caChains: d.ca_chain ?? [],
+                        serialNumber: d.serial_number,
+                        expiration: d.expiration,
+                        renewPending: false,
+                    },
+                };
+            }
+            case "tls:index/privateKey:PrivateKey": {
+                if (inputs.algorithm !== "ECDSA" || inputs.ecdsaCurve !== "P256") throw new Error(`applier: only ECDSA P256 keys are modelled, got ${inputs.algorithm} ${inputs.ecdsaCurve}`);
+                const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+                return {
+                    id: crypto.randomUUID(),
+                    outputs: {
+                        ...inputs,
+                        // The tls provider renders ECDSA keys as SEC1 "EC PRIVATE KEY".
+                        privateKeyPem: privateKey.export({ type: "sec1", format: "pem" }).toString(),
+                        privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+                        publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+                    },
+                };
+            }
+            case "tls:index/certRequest:CertRequest": {
+                const subject = (inputs.subject ?? {}) as { commonName?: string };
+                // The key reaches openssl on stdin only.
+                const csr = execFileSync("openssl", ["req", "-new", "-key", "/dev/stdin", "-subj", `/CN=${subject.commonName}`], {
+                    input: String(inputs.privateKeyPem),
+                }).toString();
+                return { id: crypto.randomUUID(), outputs: { ...inputs, certRequestPem: csr } };
+            }
+            case "command:local:Command":
+                return { id: crypto.randomUUID(), outputs: { ...inputs, ...this.runLocal(name, inputs) } };
+            case "command:remote:Command":
+                throw new Error(`applier: ${name} targets an SSH host; only local hosts can be performed on this machine`);
+            default: {
+                const provider = DYNAMIC_PROVIDERS[type];
+                if (!provider) throw new Error(`applier: no way to perform ${type} (${name})`);
+                const checked = provider.check ? await provider.check({}, inputs) : { inputs, failures: [] };
+                if (checked.failures && checked.failures.length > 0) {
+                    throw new Error(`${name}: invalid inputs: ${checked.failures.map((f) => `${f.property}: ${f.reason}`).join("; ")}`);
+                }
+                const r = await provider.create(checked.inputs);
+                void trigger;
+                return { id: r.id, outputs: { ...checked.inputs, ...(r.outs ?? {}) } };
+            }
+        }
+    }
+
+    private async update(type: string, prior: StateEntry, inputs: Record<string, unknown>): Promise<{ id: string; outputs: Record<string, unknown> }> {
+        const provider = DYNAMIC_PROVIDERS[type];
+        if (provider) {
+            const checked = provider.check ? await provider.check(prior.outputs, inputs) : { inputs, failures: [] };
+            if (!provider.update) return { id: prior.id, outputs: { ...prior.outputs, ...checked.inputs } };
+            const r = await provider.update(prior.id, prior.outputs, checked.inputs);
+            return { id: prior.id, outputs: { ...checked.inputs, ...(r.outs ?? {}) } };
+        }
+        // Vault objects are upserts and commands re-run `create` on change: the same as creating.
+        const r = await this.create(type, prior.name, inputs, undefined);
+        return { id: type.startsWith("command:") ? prior.id : r.id, outputs: r.outputs };
+    }
+
+    private runLocal(name: string, inputs: Record<string, unknown>): { stdout: string; stderr: string } {
+        const interpreter = (inputs.interpreter as string[] | undefined) ?? ["/bin/sh", "-c"];
+        const env = { ...process.env, ...(inputs.environment as Record<string, string> | undefined), ...this.opts.hostEnv };
+        const r = spawnSync(interpreter[0], [...interpreter.slice(1), String(inputs.create)], {
+            input: inputs.stdin === undefined ? "" : String(inputs.stdin),
+            env,
+            cwd: (inputs.dir as string | undefined) ?? process.cwd(),
+            encoding: "utf8",
+            maxBuffer: 16 * 1024 * 1024,
+        });
+        if (r.status !== 0) {
+            throw new Error(`${name}: command failed (exit ${r.status ?? r.signal}): ${r.stderr.trim()}`);
+        }
+        return { stdout: r.stdout.trimEnd(), stderr: r.stderr.trimEnd() };
+    }
+
+    private async destroy(entry: StateEntry): Promise<void> {
+        const provider = DYNAMIC_PROVIDERS[entry.type];
+        if (provider?.delete) {
+            this.log(`delete ${entry.type} ${entry.name}`);
+            await provider.delete(entry.id, entry.outputs);
+        }
+        // Vault objects and commands of a replaced resource need no cleanup here:
+        // their successor overwrote them (same path) or they have no delete script.
+    }
+
+    /** After the evaluation: delete replaced objects, then those no longer declared. */
+    async finish(): Promise<ApplierState> {
+        for (const entry of [...this.pendingDeletes].reverse()) {
+            await this.destroy(entry);
+        }
+        for (const [urn, entry] of Object.entries(this.previous.resources).reverse()) {
+            if (!this.seen.has(urn)) {
+                await this.destroy(entry);
+                this.steps.push({ urn, type: entry.type, name: entry.name, action: "delete" });
+            }
+        }
+        return this.next;
+    }
+
+    report(): AppliedStep[] {
+        return [...this.steps];
+    }
+}
+
+/** Evaluates the program and performs it; returns what it did and the new state. */
+export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
+    const previous = opts.state ?? { resources: {} };
+    const applier = new Applier(opts, previous);
+    // Dynamic providers read the token from the environment, as under `pulumi up`.
+    const savedToken = process.env.VAULT_TOKEN;
+    process.env.VAULT_TOKEN = opts.vault.token;
+    try {
+        const evaluation = await evaluateProgram({
+            config: opts.config,
+            secretKeys: opts.secretKeys,
+            stack: opts.stack,
+            newResource: applier.newResource,
+            programPath: opts.programPath,
+        });
+        const state = await applier.finish();
+        return { steps: applier.report(), evaluation, state };
+    } finally {
+        if (savedToken === undefined) delete process.env.VAULT_TOKEN;
+        else process.env.VAULT_TOKEN = savedToken;
+    }
+}
+
+export function saveState(file: string, state: ApplierState): void {
+    const tmp = `${file}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(state, null, 2), { mode: 0o600 });
+    fs.renameSync(tmp, file);
+}
+
+export function loadState(file: string): ApplierState | undefined {
+    return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as ApplierState) : undefined;
+}
