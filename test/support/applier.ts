@@ -223,8 +223,9 @@ export class Applier {
             }
             case "tls:index/certRequest:CertRequest": {
                 const subject = (inputs.subject ?? {}) as { commonName?: string };
-                // The key reaches openssl on stdin only.
-                const csr = execFileSync("openssl", ["req", "-new", "-key", "/dev/stdin", "-subj", `/CN=${subject.commonName}`], {
+                // The key reaches openssl on stdin only. Node hands children a socket as
+                // stdin, which openssl cannot open as /dev/stdin: `cat |` makes it a pipe.
+                const csr = execFileSync("/bin/sh", ["-c", 'cat | openssl req -new -key /dev/stdin -subj "$1"', "sh", `/CN=${subject.commonName}`], {
                     input: String(inputs.privateKeyPem),
                 }).toString();
                 return { id: crypto.randomUUID(), outputs: { ...inputs, certRequestPem: csr } };

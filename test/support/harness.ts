@@ -232,7 +232,21 @@ export async function evaluateProgram(opts: {
         finished = Promise.race([work, resourceFailed]);
     });
     if (failure) throw failure;
-    await finished;
+    // A failed registration also surfaces inside the SDK as an unhandled
+    // rejection; route it to the evaluation's result instead of crashing.
+    let unhandled: unknown;
+    const onUnhandled = (reason: unknown) => {
+        unhandled = unhandled ?? reason;
+    };
+    process.on("unhandledRejection", onUnhandled);
+    try {
+        await finished;
+    } finally {
+        // Give the SDK's own rejections a turn to arrive before unhooking.
+        await new Promise((resolve) => setImmediate(resolve));
+        process.off("unhandledRejection", onUnhandled);
+    }
+    if (unhandled && !result) throw unhandled;
     if (!result) throw new Error("program evaluation did not finish");
     return result;
 }

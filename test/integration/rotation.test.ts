@@ -1,0 +1,71 @@
+// The whole program against a real Vault and real Vault Agents: first apply,
+// rotation with a new epoch, and a no-op re-run.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
+import { loadStackConfig, REPO_ROOT } from "../support/harness";
+import { prepareSandbox, Sandbox } from "../support/sandbox";
+import { testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
+
+const vault = testVaultFromEnv();
+let sandbox: Sandbox;
+let first: ApplyResult;
+let rotated: ApplyResult;
+let again: ApplyResult;
+
+function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
+    const rotation = JSON.parse(config["vault-rotation:rotation"]);
+    return { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) };
+}
+
+async function apply(config: Record<string, string>, state?: ApplierState): Promise<ApplyResult> {
+    return applyProgram({ config, state, vault, hostEnv: sandbox.hostEnv, stack: "local", log: () => undefined });
+}
+
+beforeAll(async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-it-"));
+    sandbox = prepareSandbox({ root, config: loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml")), vault });
+    first = await apply(sandbox.config);
+    rotated = await apply(withEpoch(sandbox.config, "local-2"), first.state);
+    again = await apply(withEpoch(sandbox.config, "local-2"), rotated.state);
+}, 300_000);
+
+afterAll(() => {
+    sandbox?.stopAgents();
+    if (sandbox) fs.rmSync(sandbox.root, { recursive: true, force: true });
+});
+
+type Report = Record<string, Record<string, unknown>>;
+
+it("renders each app's fullchain through a real agent and passes the checklist", () => {
+    const apps = first.evaluation.exports.apps as Report;
+    for (const app of ["app-a", "app-b"]) {
+        expect(apps[app].leafSerial).toMatch(/^[0-9a-f]{2}(:[0-9a-f]{2})+$/);
+        expect(apps[app].leafDaysLeft).toBeGreaterThan(2);
+        const fullchain = fs.readFileSync(path.join(sandbox.home(app), "tls", `${app}.fullchain.pem`), "utf8");
+        expect(fullchain).toContain("BEGIN CERTIFICATE");
+        expect(fs.statSync(path.join(sandbox.home(app), "vault", "mtls", "agent.key")).mode & 0o777).toBe(0o600);
+    }
+    expect(apps["app-a"].kvStatus).toBe("seeded");
+    expect(apps["app-b"].kvStatus).toBe("missing");
+});
+
+it("rotates: new agent and leaf serials, the old agent cert revoked", async () => {
+    const before = first.evaluation.exports.apps as Report;
+    const after = rotated.evaluation.exports.apps as Report;
+    for (const app of ["app-a", "app-b"]) {
+        expect(after[app].agentCertSerial).not.toBe(before[app].agentCertSerial);
+        expect(after[app].leafSerial).not.toBe(before[app].leafSerial);
+        expect(after[app].previousLeafSerial).toBe(before[app].leafSerial);
+        const old = await vaultRequest(vault, "GET", `pki_int/cert/${before[app].agentCertSerial}`);
+        expect((old.body as { data: { revocation_time: number } }).data.revocation_time).toBeGreaterThan(0);
+    }
+    const replaced = rotated.steps.filter((s) => s.action === "replace").map((s) => s.name);
+    expect(replaced).toEqual(expect.arrayContaining(["app-a-agent-key", "app-a-leaf-restart", "app-b-agent-revocation"]));
+    expect(rotated.steps.filter((s) => s.type === "vault:pkiSecret/secretBackendRole:SecretBackendRole").every((s) => s.action === "same")).toBe(true);
+});
+
+it("changes nothing on a second run with the same epoch", () => {
+    expect(again.steps.filter((s) => s.action !== "same")).toEqual([]);
+});
