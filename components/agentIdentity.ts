@@ -190,12 +190,14 @@ export class AgentIdentity extends pulumi.ComponentResource {
             { parent: this, dependsOn: [mapping] },
         );
 
-        // Revokes the cert it records when it is replaced or destroyed. Pulumi
+        // Revokes the cert it records when it is replaced or destroyed, and
+        // refreshes the cert auth method's copy of the CRL (cert auth does not see
+        // PKI revocations otherwise). Pulumi
         // deletes a replaced resource after its successor (and the host files that
         // depend on it) are in place, so the old cert stays valid until then.
         new CertRevocation(
             `${name}-revocation`,
-            { connection: args.connection, pkiMount: args.pkiMount, serialNumber: cert.serialNumber },
+            { connection: args.connection, pkiMount: args.pkiMount, serialNumber: cert.serialNumber, certAuthPath: args.certAuthPath },
             { parent: this, dependsOn: [files] },
         );
 

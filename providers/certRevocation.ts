@@ -10,7 +10,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "./connection";
 import { normalizeSerial } from "./pem";
-import { changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
+import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
 
 export interface CertRevocationInputs {
     connection: VaultConnection;
@@ -18,6 +18,13 @@ export interface CertRevocationInputs {
     pkiMount: string;
     /** The certificate's serial (Vault's colon form or plain hex; stored in colon form). */
     serialNumber: string;
+    /**
+     * Mount path of the cert auth method that logs in with this cert. Vault's cert
+     * auth does not consult the PKI mount's revocations: it checks only CRLs
+     * registered with it. After revoking, the PKI's current CRL is copied to
+     * `auth/<certAuthPath>/crls/<pki mount>` so the revoked cert stops logging in.
+     */
+    certAuthPath?: string;
 }
 
 export type CertRevocationOutputs = CertRevocationInputs;
@@ -31,6 +38,21 @@ const REPLACE_ON: readonly (keyof CertRevocationInputs)[] = ["pkiMount", "serial
  */
 export function revocationNotNeeded(messages: readonly string[]): boolean {
     return messages.some((m) => /already (been )?revoked|already expired|expired.*refusing|not found/i.test(m));
+}
+
+/** The name under which a PKI mount's CRL is registered with the cert auth method. */
+export function crlName(pkiMount: string): string {
+    return pkiMount.replace(/\//g, "-");
+}
+
+/** Copies the PKI mount's current CRL (rebuilt by the revoke) into the cert auth method. */
+export async function syncCrlToCertAuth(client: ReturnType<typeof clientForConnection>, pkiMount: string, certAuthPath: string): Promise<void> {
+    const body = asRecord(await client.read(`${pkiMount}/cert/crl`));
+    const crl = asString(asRecord(body.data).certificate);
+    if (!crl || !crl.includes("BEGIN X509 CRL")) {
+        throw new Error(`revoked the cert, but ${pkiMount}/cert/crl returned no CRL to give to auth/${certAuthPath}: the old cert may still log in`);
+    }
+    await client.write(`auth/${certAuthPath}/crls/${crlName(pkiMount)}`, { crl });
 }
 
 export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocationInputs, CertRevocationOutputs> = {
@@ -54,18 +76,18 @@ export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocat
 
     async diff(_id, olds, news) {
         const replaces = changedKeys(olds, news, REPLACE_ON);
-        const changes = replaces.length > 0 || changedKeys(olds, news, ["connection"]).length > 0;
+        const changes = replaces.length > 0 || changedKeys(olds, news, ["connection", "certAuthPath"]).length > 0;
         // Revoking first would break the agent before its successor cert exists.
         return { changes, replaces, deleteBeforeReplace: false };
     },
 
     async create(inputs) {
         // Recording only: the cert is the live one until a successor replaces it.
-        return { id: `${inputs.pkiMount}:${inputs.serialNumber}`, outs: { connection: inputs.connection, pkiMount: inputs.pkiMount, serialNumber: inputs.serialNumber } };
+        return { id: `${inputs.pkiMount}:${inputs.serialNumber}`, outs: { connection: inputs.connection, pkiMount: inputs.pkiMount, serialNumber: inputs.serialNumber, certAuthPath: inputs.certAuthPath } };
     },
 
     async update(_id, _olds, news) {
-        return { outs: { connection: news.connection, pkiMount: news.pkiMount, serialNumber: news.serialNumber } };
+        return { outs: { connection: news.connection, pkiMount: news.pkiMount, serialNumber: news.serialNumber, certAuthPath: news.certAuthPath } };
     },
 
     async delete(_id, props) {
@@ -75,8 +97,10 @@ export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocat
             // warning) from current Vault; older versions answered 400 for some of them.
             await client.write(`${props.pkiMount}/revoke`, { serial_number: props.serialNumber });
         } catch (e) {
-            if (e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors)) return;
-            throw e;
+            if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) throw e;
+        }
+        if (props.certAuthPath) {
+            await syncCrlToCertAuth(client, props.pkiMount, props.certAuthPath);
         }
     },
 };
@@ -88,6 +112,8 @@ export interface CertRevocationArgs {
     pkiMount: pulumi.Input<string>;
     /** Serial of the certificate to revoke when this resource is replaced or deleted. */
     serialNumber: pulumi.Input<string>;
+    /** Cert auth mount that must stop accepting the revoked cert (its CRL is refreshed). */
+    certAuthPath?: pulumi.Input<string>;
 }
 
 /** Revokes the recorded certificate when deleted (including after a replacement). */

@@ -13,6 +13,8 @@ let sandbox: Sandbox;
 let first: ApplyResult;
 let rotated: ApplyResult;
 let again: ApplyResult;
+/** The agent credentials on the hosts before the rotation. */
+const oldAgent: Record<string, { cert: string; key: string }> = {};
 
 function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
     const rotation = JSON.parse(config["vault-rotation:rotation"]);
@@ -27,6 +29,10 @@ beforeAll(async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-it-"));
     sandbox = prepareSandbox({ root, config: loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml")), vault });
     first = await apply(sandbox.config);
+    for (const app of ["app-a", "app-b"]) {
+        const mtls = path.join(sandbox.home(app), "vault", "mtls");
+        oldAgent[app] = { cert: fs.readFileSync(path.join(mtls, "agent.crt"), "utf8"), key: fs.readFileSync(path.join(mtls, "agent.key"), "utf8") };
+    }
     rotated = await apply(withEpoch(sandbox.config, "local-2"), first.state);
     again = await apply(withEpoch(sandbox.config, "local-2"), rotated.state);
 }, 300_000);
@@ -60,6 +66,13 @@ it("rotates: new agent and leaf serials, the old agent cert revoked", async () =
         expect(after[app].previousLeafSerial).toBe(before[app].leafSerial);
         const old = await vaultRequest(vault, "GET", `pki_int/cert/${before[app].agentCertSerial}`);
         expect((old.body as { data: { revocation_time: number } }).data.revocation_time).toBeGreaterThan(0);
+        // ...and cert auth refuses it (its CRL copy was refreshed), while the new cert logs in.
+        const login = (cert: string, key: string) =>
+            vaultRequest(vault, "POST", "auth/cert/login", { name: `agent-${app}` }, { token: null, clientCertPem: cert, clientKeyPem: key });
+        expect((await login(oldAgent[app].cert, oldAgent[app].key)).status).toBeGreaterThanOrEqual(400);
+        const mtls = path.join(sandbox.home(app), "vault", "mtls");
+        const fresh = await login(fs.readFileSync(path.join(mtls, "agent.crt"), "utf8"), fs.readFileSync(path.join(mtls, "agent.key"), "utf8"));
+        expect(fresh.status).toBe(200);
     }
     const replaced = rotated.steps.filter((s) => s.action === "replace").map((s) => s.name);
     expect(replaced).toEqual(expect.arrayContaining(["app-a-agent-key", "app-a-leaf-restart", "app-b-agent-revocation"]));

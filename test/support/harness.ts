@@ -57,6 +57,21 @@ export interface Evaluation {
     byName: Map<string, Registration>;
 }
 
+/**
+ * Outside jest: forget the SDK and the program's modules so the next require
+ * loads them anew, as a new `pulumi up` process would. The support modules
+ * (this harness, the applier, the rehearsal) stay loaded.
+ */
+function freshModules(fn: () => void): void {
+    const support = [path.join(REPO_ROOT, "test", "support"), path.join(REPO_ROOT, "scripts")];
+    for (const file of Object.keys(require.cache)) {
+        const sdk = file.includes(`${path.sep}node_modules${path.sep}@pulumi${path.sep}`);
+        const program = file.startsWith(REPO_ROOT) && !file.includes(`${path.sep}node_modules${path.sep}`) && !support.some((d) => file.startsWith(d));
+        if (sdk || program) delete require.cache[file];
+    }
+    fn();
+}
+
 /** Reads `Pulumi.<stack>.yaml` into the flat `namespace:key -> string` map the SDK expects. */
 export function loadStackConfig(file: string): Record<string, string> {
     const doc = yaml.load(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
@@ -121,7 +136,7 @@ export async function evaluateProgram(opts: {
     // Under jest every evaluation gets a fresh module registry (a fresh SDK and
     // program). Outside jest (the rehearsal) each process evaluates once.
     const underJest = typeof jest !== "undefined";
-    const isolate = underJest ? (fn: () => void) => jest.isolateModules(fn) : (fn: () => void) => fn();
+    const isolate = underJest ? (fn: () => void) => jest.isolateModules(fn) : (fn: () => void) => freshModules(fn);
     isolate(() => {
         if (underJest) {
             // Dynamic resources serialize their provider's closure when constructed.

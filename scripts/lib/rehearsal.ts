@@ -1,0 +1,308 @@
+// The rehearsal: a complete rotation of every app of a local stack, for real,
+// on this machine: a throwaway Vault dev-TLS server, the program evaluated and
+// performed by the applier, real Vault Agents (started by the systemctl shim)
+// rendering the leaf and firing the post-hook (podman shim), the program's own
+// checks, then a rotation and a no-op run. The checklist at the end is verified
+// independently of the program's RotationCheck, in the runbook's words.
+import { X509Certificate } from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { applyProgram, ApplierState, ApplyResult } from "../../test/support/applier";
+import { loadStackConfig, REPO_ROOT } from "../../test/support/harness";
+import { prepareSandbox, Sandbox } from "../../test/support/sandbox";
+import { setupProductionLikeVault, vaultRequest } from "../../test/support/vaultAdmin";
+import { startVaultServer, VaultServer } from "../../test/support/vaultServer";
+
+export interface RehearsalOptions {
+    /** Stack file (default: Pulumi.local.yaml in the repo). */
+    stackFile?: string;
+    /** Sandbox directory (default: .rehearsal in the repo). */
+    sandboxDir?: string;
+    /** Remove the sandbox at the end. */
+    clean?: boolean;
+    /** Progress lines. */
+    log?: (line: string) => void;
+}
+
+export interface CheckItem {
+    item: string;
+    ok: boolean;
+    detail: string;
+}
+
+export interface AppReport {
+    app: string;
+    checklist: CheckItem[];
+    agentSerial: string;
+    leafSerial: string;
+    leafNotAfter: string;
+    rotated?: {
+        agentSerial: string;
+        leafSerial: string;
+        leafNotAfter: string;
+        oldAgentRevoked: boolean;
+        oldAgentLoginRefused: boolean;
+        newAgentLoginWorks: boolean;
+        leafReRendered: boolean;
+    };
+}
+
+export interface RehearsalReport {
+    ok: boolean;
+    stackFile: string;
+    sandbox: string;
+    vaultVersion: string;
+    epochs: { first: string; rotated: string };
+    apps: AppReport[];
+    noop: { replaced: string[]; changed: string[]; restarts: number };
+    versionWarnings: string[];
+    failures: string[];
+}
+
+const MARKER = ".vault-rotation-rehearsal";
+
+/** Creates (or safely re-creates) the sandbox: only a directory we made before is ever wiped. */
+function freshSandbox(dir: string): void {
+    if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+        if (!fs.existsSync(path.join(dir, MARKER))) {
+            throw new Error(`refusing to use ${dir}: it is not empty and was not made by a rehearsal (no ${MARKER} file)`);
+        }
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, MARKER), "made by npm run rehearse; safe to delete\n");
+}
+
+function readLines(file: string): string[] {
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l !== "") : [];
+}
+
+function serialOf(pem: string): string {
+    return (new X509Certificate(pem).serialNumber.toLowerCase().match(/../g) ?? []).join(":");
+}
+
+/** The first certificate block of a PEM bundle. */
+function firstCert(text: string): string {
+    const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text);
+    if (!m) throw new Error("no certificate in the file");
+    return `${m[0]}\n`;
+}
+
+type Report = Record<string, Record<string, unknown>>;
+
+export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalReport> {
+    const log = opts.log ?? (() => undefined);
+    const stackFile = path.resolve(opts.stackFile ?? path.join(REPO_ROOT, "Pulumi.local.yaml"));
+    const sandboxDir = path.resolve(opts.sandboxDir ?? path.join(REPO_ROOT, ".rehearsal"));
+    const failures: string[] = [];
+    let server: VaultServer | undefined;
+    let sandbox: Sandbox | undefined;
+
+    // Ctrl-C: stop the agents we started (the server module stops its own server).
+    const onSignal = () => {
+        sandbox?.stopAgents();
+        void server?.stop().finally(() => process.exit(130));
+    };
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+
+    try {
+        const baseConfig = loadStackConfig(stackFile);
+        const vaultConfig = JSON.parse(baseConfig["vault-rotation:vault"] ?? "{}") as { pkiMount?: string; issuerCommonName?: string; kvMount?: string };
+
+        log("[1/7] starting a throwaway Vault dev-TLS server (first run builds Vault: many minutes)");
+        freshSandbox(sandboxDir);
+        server = await startVaultServer({ log: (l) => log(`      ${l}`) });
+        await setupProductionLikeVault(server, { pkiMount: vaultConfig.pkiMount, issuerCommonName: vaultConfig.issuerCommonName, kvV2Mount: vaultConfig.kvMount });
+        log(`      Vault ${server.version} at ${server.address}: PKI root + intermediate "${vaultConfig.issuerCommonName}", KV v2 at ${vaultConfig.kvMount}`);
+        const vault = { address: server.address, caCertFile: server.caCertFile, token: server.token };
+
+        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims)`);
+        sandbox = prepareSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin } });
+        const sb = sandbox;
+        const apps = sb.stack.apps.map((a) => a.name);
+        const rotation = JSON.parse(sb.config["vault-rotation:rotation"]) as { epoch?: string };
+        const firstEpoch = rotation.epoch ?? "rehearsal-1";
+        const rotatedEpoch = `${firstEpoch}-rotated`;
+        const withEpoch = (epoch: string) => ({ ...sb.config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) });
+        const apply = async (epoch: string, state?: ApplierState): Promise<ApplyResult> =>
+            applyProgram({ config: withEpoch(epoch), state, vault, hostEnv: sb.hostEnv, stack: "local", log: (l) => log(`      ${l}`) });
+        const statePath = path.join(sandboxDir, "state.json");
+        const saveState = (state: ApplierState) => fs.writeFileSync(statePath, JSON.stringify(state, null, 2), { mode: 0o600 });
+
+        log(`[3/7] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
+        const first = await apply(firstEpoch);
+        saveState(first.state);
+        const firstReport = first.evaluation.exports.apps as Report;
+
+        log("[4/7] checking each app in the runbook's words");
+        const appReports: AppReport[] = [];
+        for (const app of sb.stack.apps) {
+            const checklist = await checkApp(sb, app, vault);
+            appReports.push({
+                app: app.name,
+                checklist,
+                agentSerial: String(firstReport[app.name].agentCertSerial),
+                leafSerial: String(firstReport[app.name].leafSerial),
+                leafNotAfter: String(firstReport[app.name].leafNotAfter),
+            });
+            for (const c of checklist) if (!c.ok) failures.push(`${app.name}: ${c.item}: ${c.detail}`);
+        }
+
+        log(`[5/7] rotating: epoch ${firstEpoch} -> ${rotatedEpoch}`);
+        const oldAgent = Object.fromEntries(
+            sb.stack.apps.map((a) => [a.name, { cert: fs.readFileSync(path.join(a.home, "vault/mtls/agent.crt"), "utf8"), key: fs.readFileSync(path.join(a.home, "vault/mtls/agent.key"), "utf8") }]),
+        );
+        const rotated = await apply(rotatedEpoch, first.state);
+        saveState(rotated.state);
+        const rotatedReport = rotated.evaluation.exports.apps as Report;
+        for (const [i, app] of sb.stack.apps.entries()) {
+            const before = appReports[i];
+            const now = rotatedReport[app.name];
+            const oldSerial = before.agentSerial;
+            const cert = await vaultRequest(vault, "GET", `${sb.stack.vault.pkiMount}/cert/${oldSerial}`);
+            const revokedAt = Number((cert.body as { data?: { revocation_time?: number } }).data?.revocation_time ?? 0);
+            const oldLogin = await vaultRequest(vault, "POST", `auth/${sb.stack.vault.certAuthPath}/login`, { name: `agent-${app.name}` }, {
+                token: null,
+                clientCertPem: oldAgent[app.name].cert,
+                clientKeyPem: oldAgent[app.name].key,
+            });
+            const newLogin = await login(sb, app, vault);
+            const leafNow = serialOf(firstCert(fs.readFileSync(path.join(app.home, "tls", `${app.name}.fullchain.pem`), "utf8")));
+            before.rotated = {
+                agentSerial: String(now.agentCertSerial),
+                leafSerial: String(now.leafSerial),
+                leafNotAfter: String(now.leafNotAfter),
+                oldAgentRevoked: revokedAt > 0,
+                oldAgentLoginRefused: oldLogin.status >= 400,
+                newAgentLoginWorks: newLogin.ok,
+                leafReRendered: leafNow === String(now.leafSerial) && leafNow !== before.leafSerial,
+            };
+            const r = before.rotated;
+            if (r.agentSerial === before.agentSerial) failures.push(`${app.name}: rotation: agent serial unchanged`);
+            if (!r.oldAgentRevoked) failures.push(`${app.name}: rotation: old agent cert ${oldSerial} not revoked`);
+            if (!r.oldAgentLoginRefused) failures.push(`${app.name}: rotation: old agent cert still logs in`);
+            if (!r.newAgentLoginWorks) failures.push(`${app.name}: rotation: new agent cert does not log in (${newLogin.detail})`);
+            if (!r.leafReRendered) failures.push(`${app.name}: rotation: the agent did not render a new leaf`);
+        }
+
+        log(`[6/7] running again with epoch ${rotatedEpoch}: nothing may change`);
+        const restartsBefore = readLines(path.join(sb.systemctlDir, "calls.log")).filter((l) => l.includes(" restart ")).length;
+        const again = await apply(rotatedEpoch, rotated.state);
+        saveState(again.state);
+        const restarts = readLines(path.join(sb.systemctlDir, "calls.log")).filter((l) => l.includes(" restart ")).length - restartsBefore;
+        const changed = again.steps.filter((s) => s.action !== "same");
+        const noop = { replaced: changed.filter((s) => s.action === "replace").map((s) => s.name), changed: changed.map((s) => `${s.action} ${s.name}`), restarts };
+        if (changed.length > 0) failures.push(`no-op run changed: ${noop.changed.join(", ")}`);
+        if (restarts > 0) failures.push(`no-op run restarted ${restarts} agent(s)`);
+
+        const versionWarnings = Object.values(rotatedReport)
+            .map((r) => String(r.versionWarning ?? ""))
+            .filter((w) => w !== "");
+
+        log("[7/7] done");
+        return {
+            ok: failures.length === 0,
+            stackFile,
+            sandbox: sandboxDir,
+            vaultVersion: server.version,
+            epochs: { first: firstEpoch, rotated: rotatedEpoch },
+            apps: appReports,
+            noop,
+            versionWarnings,
+            failures,
+        };
+    } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+        sandbox?.stopAgents();
+        await server?.stop();
+        if (opts.clean) fs.rmSync(sandboxDir, { recursive: true, force: true });
+    }
+}
+
+async function login(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: { address: string; caCertFile: string; token: string }) {
+    const r = await vaultRequest(vault, "POST", `auth/${sb.stack.vault.certAuthPath}/login`, { name: `agent-${app.name}` }, {
+        token: null,
+        clientCertPem: fs.readFileSync(path.join(app.home, "vault/mtls/agent.crt"), "utf8"),
+        clientKeyPem: fs.readFileSync(path.join(app.home, "vault/mtls/agent.key"), "utf8"),
+    });
+    const auth = (r.body as { auth?: { client_token?: string; token_policies?: string[] } }).auth;
+    if (auth?.client_token) {
+        // Only a probe: give the token back.
+        await vaultRequest(vault, "POST", "auth/token/revoke-self", {}, { token: auth.client_token });
+    }
+    return { ok: r.status === 200 && Boolean(auth?.client_token), policies: auth?.token_policies ?? [], detail: r.status === 200 ? "ok" : `HTTP ${r.status}: ${r.text.slice(0, 200)}` };
+}
+
+/** The runbook's post-rotation checklist for one app, verified from the host files, Vault and the shims. */
+async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: { address: string; caCertFile: string; token: string }): Promise<CheckItem[]> {
+    const items: CheckItem[] = [];
+    const fullchainPath = path.join(app.home, "tls", `${app.name}.fullchain.pem`);
+    const exists = fs.existsSync(fullchainPath);
+    items.push({ item: "*.fullchain.pem exists where expected", ok: exists, detail: fullchainPath });
+    if (exists) {
+        const leaf = new X509Certificate(firstCert(fs.readFileSync(fullchainPath, "utf8")));
+        const notAfter = new Date(leaf.validTo);
+        const daysLeft = (notAfter.getTime() - Date.now()) / 86_400_000;
+        const cn = /CN=([^\n,]+)/.exec(leaf.subject)?.[1] ?? "";
+        const issuer = /CN=([^\n,]+)/.exec(leaf.issuer)?.[1] ?? "";
+        items.push({ item: "expiry is sane", ok: new Date(leaf.validFrom) <= new Date() && daysLeft > 0.5, detail: `notAfter ${notAfter.toISOString()} (${daysLeft.toFixed(1)} days left)` });
+        items.push({ item: "subject CN matches expected domain", ok: cn === app.leaf.commonName, detail: `${cn} (expected ${app.leaf.commonName})` });
+        items.push({ item: "issuer matches the expected intermediate", ok: issuer === sb.stack.vault.issuerCommonName, detail: `${issuer} (expected ${sb.stack.vault.issuerCommonName})` });
+        items.push({ item: "fullchain file is 0600", ok: (fs.statSync(fullchainPath).mode & 0o777) === 0o600, detail: (fs.statSync(fullchainPath).mode & 0o777).toString(8) });
+    }
+    const unit = `vault-agent-${app.name}`;
+    const pidFile = path.join(sb.systemctlDir, `${unit}.pid`);
+    let active = false;
+    if (fs.existsSync(pidFile)) {
+        try {
+            process.kill(Number(fs.readFileSync(pidFile, "utf8")), 0);
+            active = true;
+        } catch {
+            active = false;
+        }
+    }
+    items.push({ item: "Vault Agent service is active (running)", ok: active, detail: `${unit} (systemctl shim: a real vault agent process)` });
+    const l = await login(sb, app, vault);
+    const policies = [...l.policies].sort().join(",");
+    items.push({ item: "cert-auth login works with generated agent cert", ok: l.ok, detail: l.ok ? `token policies: ${policies}` : l.detail });
+    const calls = readLines(path.join(sb.podmanDir(app.name), "calls.log"));
+    const proxy = app.reload.proxy?.replace(/^podman:/, "");
+    const reloaded = calls.filter((c) => c.startsWith("kill ")).map((c) => c.split(" ").pop());
+    const wanted = [`${app.name}-web`, ...(proxy ? [proxy] : [])];
+    items.push({
+        item: "post-hook reloads fired (labelled containers, then the edge proxy)",
+        ok: wanted.every((w) => reloaded.includes(w)),
+        detail: `podman reloaded: ${reloaded.join(", ") || "nothing"}`,
+    });
+    return items;
+}
+
+/** The report as the terminal shows it. */
+export function formatReport(r: RehearsalReport): string {
+    const lines: string[] = [];
+    lines.push("", `Rehearsal of ${path.relative(process.cwd(), r.stackFile) || r.stackFile} against Vault ${r.vaultVersion}`);
+    for (const a of r.apps) {
+        lines.push("", `${a.app}: post-rotation checklist`);
+        for (const c of a.checklist) lines.push(`  - [${c.ok ? "x" : " "}] ${c.item}: ${c.detail}`);
+        lines.push(`  agent cert serial ${a.agentSerial}`, `  leaf serial       ${a.leafSerial} (notAfter ${a.leafNotAfter})`);
+        if (a.rotated) {
+            const x = a.rotated;
+            lines.push(
+                `  rotation (${r.epochs.first} -> ${r.epochs.rotated}):`,
+                `    agent serial ${a.agentSerial} -> ${x.agentSerial}`,
+                `    leaf serial  ${a.leafSerial} -> ${x.leafSerial} (notAfter ${x.leafNotAfter})`,
+                `    - [${x.oldAgentRevoked ? "x" : " "}] old agent cert revoked`,
+                `    - [${x.oldAgentLoginRefused ? "x" : " "}] old agent cert no longer logs in`,
+                `    - [${x.newAgentLoginWorks ? "x" : " "}] new agent cert logs in`,
+                `    - [${x.leafReRendered ? "x" : " "}] agent re-rendered a new leaf`,
+            );
+        }
+    }
+    lines.push("", `same epoch again: ${r.noop.changed.length === 0 ? "nothing replaced, nothing changed" : r.noop.changed.join(", ")}; agent restarts: ${r.noop.restarts}`);
+    for (const w of r.versionWarnings) lines.push(`warning: ${w}`);
+    lines.push("", r.ok ? "RESULT: every check passed" : `RESULT: ${r.failures.length} check(s) failed:\n${r.failures.map((f) => `  - ${f}`).join("\n")}`);
+    lines.push(`sandbox kept for inspection: ${r.sandbox} (npm run rehearse -- --clean removes it)`);
+    return lines.join("\n");
+}

@@ -1,0 +1,44 @@
+// `npm run rehearse [-- --stack <file>] [--sandbox <dir>] [--clean] [--json <file>]`
+// A complete rotation of every app of a local stack, for real, on this machine.
+import * as fs from "fs";
+import { formatReport, rehearse } from "./lib/rehearsal";
+
+function usage(message?: string): never {
+    if (message) process.stderr.write(`rehearse: ${message}\n`);
+    process.stderr.write("usage: npm run rehearse -- [--stack Pulumi.local.yaml] [--sandbox .rehearsal] [--clean] [--json report.json]\n");
+    process.exit(2);
+}
+
+function parseArgs(argv: string[]) {
+    const opts: { stackFile?: string; sandboxDir?: string; clean: boolean; json?: string } = { clean: false };
+    for (let i = 0; i < argv.length; i++) {
+        const arg = argv[i];
+        const value = () => argv[++i] ?? usage(`${arg} needs a value`);
+        if (arg === "--stack") opts.stackFile = value();
+        else if (arg === "--sandbox") opts.sandboxDir = value();
+        else if (arg === "--json") opts.json = value();
+        else if (arg === "--clean") opts.clean = true;
+        else if (arg === "--help" || arg === "-h") usage();
+        else usage(`unknown argument ${arg}`);
+    }
+    return opts;
+}
+
+async function main(): Promise<void> {
+    const opts = parseArgs(process.argv.slice(2));
+    const started = Date.now();
+    const report = await rehearse({ ...opts, log: (line) => process.stdout.write(`${line}\n`) });
+    let text = formatReport(report);
+    if (opts.clean) text = text.replace(/sandbox kept for inspection: .*/, `sandbox removed (--clean)`);
+    process.stdout.write(`${text}\n(${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    if (opts.json) {
+        fs.writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
+        process.stdout.write(`report written to ${opts.json}\n`);
+    }
+    process.exitCode = report.ok ? 0 : 1;
+}
+
+main().catch((e: unknown) => {
+    process.stderr.write(`rehearse: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+});
