@@ -1,0 +1,93 @@
+// `npm run rehearse`, run in-process: the report must show a complete rotation.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as yaml from "js-yaml";
+import { rehearse, RehearsalReport } from "../../scripts/lib/rehearsal";
+import { loadStackConfig, REPO_ROOT } from "../support/harness";
+import { prepareSandbox } from "../support/sandbox";
+import { threeAppStackObject } from "../support/stacks";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-rehearsal-it-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.apps.map((a) => a.app)).toEqual(apps);
+    for (const a of report.apps) {
+        expect(a.checklist.length).toBeGreaterThanOrEqual(7);
+        for (const c of a.checklist) expect({ app: a.app, item: c.item, ok: c.ok }).toEqual({ app: a.app, item: c.item, ok: true });
+        expect(a.rotated).toBeDefined();
+        expect(a.rotated!.agentSerial).not.toBe(a.agentSerial);
+        expect(a.rotated!.leafSerial).not.toBe(a.leafSerial);
+        expect(a.rotated).toMatchObject({ oldAgentRevoked: true, oldAgentLoginRefused: true, newAgentLoginWorks: true, leafReRendered: true });
+    }
+    expect(report.noop).toEqual({ replaced: [], changed: [], restarts: 0 });
+}
+
+it("rehearses the committed local stack end to end", async () => {
+    const report = await rehearse({ sandboxDir: path.join(tmp, "local") });
+    expectCompleteRotation(report, ["app-a", "app-b"]);
+    expect(report.epochs).toEqual({ first: "local-1", rotated: "local-1-rotated" });
+    // The sandbox is kept for inspection, with the agents' rendered files.
+    expect(fs.existsSync(path.join(tmp, "local", "home", "app-a", "tls", "app-a.fullchain.pem"))).toBe(true);
+}, 180_000);
+
+it("rehearses a three-app stack with debug policy, no KV and no proxy, and cleans up with --clean", async () => {
+    const stack = threeAppStackObject("/unused/ca.pem");
+    const apps = (stack["vault-rotation:apps"] as Array<Record<string, unknown>>).map((a) => ({ ...a, host: { local: true } }));
+    const file = path.join(tmp, "Pulumi.three.yaml");
+    const vault = { ...(stack["vault-rotation:vault"] as Record<string, string>), pkiMount: "pki_int", issuerCommonName: "Prod Intermediate CA", kvMount: "secret" };
+    fs.writeFileSync(
+        file,
+        yaml.dump({
+            config: {
+                "vault:address": "https://127.0.0.1:8200",
+                "vault:caCertFile": "/unused/ca.pem",
+                "vault-rotation:rotation": { epoch: "three-1", waitSeconds: 60, leafMinRemaining: "1h" },
+                "vault-rotation:vault": vault,
+                "vault-rotation:kvSeedData": stack["vault-rotation:kvSeedData"],
+                "vault-rotation:apps": apps,
+            },
+        }),
+    );
+    const sandboxDir = path.join(tmp, "three");
+    const report = await rehearse({ stackFile: file, sandboxDir, clean: true });
+    expectCompleteRotation(report, ["web", "api", "jobs"]);
+    const login = (app: string) => report.apps.find((a) => a.app === app)!.checklist.find((c) => c.item.startsWith("cert-auth login"))!.detail;
+    expect(login("web")).toContain("debug-policy");
+    expect(login("api")).toBe("token policies: api-issue,default");
+    expect(fs.existsSync(sandboxDir)).toBe(false);
+}, 180_000);
+
+describe("what it refuses", () => {
+    const vault = { address: "https://127.0.0.1:1", caCertFile: "/x", vaultBin: "/bin/true" };
+    const local = () => loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
+
+    it("refuses a stack with an ssh host", () => {
+        const config = local();
+        const apps = JSON.parse(config["vault-rotation:apps"]);
+        apps[1].host = { ssh: { host: "app-b.prod.internal", port: 22, user: "deploy" } };
+        expect(() => prepareSandbox({ root: path.join(tmp, "refuse-ssh"), config: { ...config, "vault-rotation:apps": JSON.stringify(apps) }, vault })).toThrow(
+            /apps\[1\]\.host: only local hosts can be rehearsed/,
+        );
+    });
+
+    it("refuses a home that would escape the sandbox", () => {
+        const config = local();
+        const apps = JSON.parse(config["vault-rotation:apps"]);
+        apps[0].home = "/home/../../etc";
+        expect(() => prepareSandbox({ root: path.join(tmp, "refuse-escape"), config: { ...config, "vault-rotation:apps": JSON.stringify(apps) }, vault })).toThrow(
+            /apps\[0\]\.home: must not contain '\.' or '\.\.' segments/,
+        );
+    });
+
+    it("refuses to wipe a non-empty directory it did not make", async () => {
+        const dir = path.join(tmp, "not-ours");
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(path.join(dir, "precious.txt"), "keep me");
+        await expect(rehearse({ sandboxDir: dir })).rejects.toThrow(/refusing to use .*not-ours: it is not empty and was not made by a rehearsal/);
+        expect(fs.readFileSync(path.join(dir, "precious.txt"), "utf8")).toBe("keep me");
+    });
+});
