@@ -18,7 +18,7 @@ module.exports = tseslint.config(
       "@typescript-eslint/no-floating-promises": "error",
       // Dynamic providers must `require` their dependencies inside methods (see DESIGN.md).
       "@typescript-eslint/no-require-imports": "off",
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
     },
   },
 );

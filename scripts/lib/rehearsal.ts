@@ -100,6 +100,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
 
     // Ctrl-C: stop the agents we started (the server module stops its own server).
     const onSignal = () => {
+        process.stderr.write("\nrehearse: interrupted; stopping the Vault Agents and the Vault server it started\n");
         sandbox?.stopAgents();
         void server?.stop().finally(() => process.exit(130));
     };

@@ -147,15 +147,10 @@ export async function evaluateProgram(opts: {
                 serializeFunction: async () => ({ text: "exports.handler = undefined;", exportName: "handler", containsSecrets: false }),
             }));
         }
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const pulumi = require("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const mocksModule = require("@pulumi/pulumi/runtime/mocks");
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const rpc = require("@pulumi/pulumi/runtime/rpc");
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const settings = require("@pulumi/pulumi/runtime/settings");
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const state = require("@pulumi/pulumi/runtime/state");
 
         const registrations: Registration[] = [];
@@ -229,7 +224,6 @@ export async function evaluateProgram(opts: {
 
         let program: Record<string, unknown>;
         try {
-            // eslint-disable-next-line @typescript-eslint/no-require-imports
             program = require(programPath);
         } catch (e) {
             failure = new ProgramFailure(e, registrations);
@@ -280,7 +274,6 @@ async function resolveDeep(pulumi: typeof import("@pulumi/pulumi"), value: unkno
 }
 
 function digest(text: string): string {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require("crypto") as typeof import("crypto")).createHash("sha256").update(text).digest("hex");
 }
 

@@ -323,6 +323,9 @@ async function startOnce(
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("VAULT_")) env[k] = v;
     env.HOME = dir;
+    // The root token goes through the environment, not the command line, so it
+    // does not show in `ps`. (Throwaway dev server on loopback, random token.)
+    env.VAULT_DEV_ROOT_TOKEN_ID = token;
 
     const logFd = fs.openSync(logFile, "a", 0o600);
     let child: ChildProcess;
@@ -334,10 +337,6 @@ async function startOnce(
                 "-dev",
                 "-dev-tls",
                 `-dev-tls-cert-dir=${dir}`,
-                // The root token on the command line is visible in `ps`; acceptable
-                // only because this is a throwaway dev-mode server on loopback with
-                // a random token that dies with the test run.
-                `-dev-root-token-id=${token}`,
                 `-dev-listen-address=127.0.0.1:${port}`,
             ],
             // The server's output goes to a file (it prints the root token and

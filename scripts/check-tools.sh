@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs before `npm test` and `npm run rehearse`: says clearly what is missing.
+set -u
+missing=0
+check() { # command, why, how to install
+  if ! command -v "$1" >/dev/null 2>&1; then
+    printf 'missing: %s (%s). Install: %s\n' "$1" "$2" "$3" >&2
+    missing=1
+  fi
+}
+check openssl "test certificates and CSRs" "apt-get install openssl"
+check shellcheck "the host scripts are linted by the tests" "apt-get install shellcheck"
+if ! command -v vault >/dev/null 2>&1 && [ -z "${VAULT_BIN:-}" ]; then
+  check go "Vault is built from its Go module when no vault binary is on PATH" "https://go.dev/doc/install, or put vault on PATH / set VAULT_BIN"
+fi
+exit "$missing"
