@@ -154,6 +154,13 @@ const stackSchema = z
                 issuerCommonName: z.string().regex(CN_TEXT, { message: "must be letters, digits, spaces, '.', '_' and '-'" }),
                 certAuthPath: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
                 kvMount: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
+                jwtAuth: z
+                    .object({
+                        mount: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
+                        role: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: "must be a Vault role name" }),
+                    })
+                    .strict()
+                    .optional(),
             })
             .strict(),
         apps: z.array(appSchema).min(1),

@@ -2,25 +2,44 @@
 // Vault objects and one AppRotation per app, export what operators read.
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
+import * as vault from "@pulumi/vault";
 import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "./config";
 import { AppRotation } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
 import { StackBase } from "./components/stackBase";
-import type { VaultConnection } from "./providers/connection";
+import { readOidcToken, VaultConnection } from "./providers/connection";
 
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
 const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));
 const own = new pulumi.Config("vault-rotation");
 const decision = resolveEpoch(config.rotation, new Date());
 
-const connection: VaultConnection = { address: config.vault.address, caCertFile: config.vault.caCertFile };
+const connection: VaultConnection = { address: config.vault.address, caCertFile: config.vault.caCertFile, jwtAuth: config.vault.jwtAuth };
 const anyKv = config.apps.some((a) => a.kv.access);
 
-const base = new StackBase("vault-rotation", {
-    certAuthPath: config.vault.certAuthPath,
-    debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
-    kv: anyKv ? { connection, mount: config.vault.kvMount } : undefined,
-});
+// Unattended runs (Pulumi Deployments) log in with the Deployment's OIDC token
+// through Vault's JWT auth: no long-lived token is stored anywhere. Without an
+// OIDC token (an operator's shell), the same provider falls back to VAULT_TOKEN.
+const jwtAuth = config.vault.jwtAuth;
+const oidcToken = jwtAuth ? readOidcToken() : undefined;
+const vaultProvider = jwtAuth
+    ? new vault.Provider("vault-jwt", {
+          address: config.vault.address,
+          caCertFile: config.vault.caCertFile,
+          authLoginJwt: oidcToken ? { mount: jwtAuth.mount, role: jwtAuth.role, jwt: pulumi.secret(oidcToken) } : undefined,
+      })
+    : undefined;
+const providers = vaultProvider ? { providers: [vaultProvider] } : {};
+
+const base = new StackBase(
+    "vault-rotation",
+    {
+        certAuthPath: config.vault.certAuthPath,
+        debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
+        kv: anyKv ? { connection, mount: config.vault.kvMount } : undefined,
+    },
+    providers,
+);
 
 const sshKey = own.getSecret("sshPrivateKey");
 const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kvSeedData");
@@ -70,7 +89,7 @@ const rotations = config.apps.map((app) => {
         reload: { label: app.reload.label, proxy: app.reload.proxy, signal: app.reload.signal },
         waitSeconds: config.rotation.waitSeconds,
         leafMinRemainingSeconds: durationSeconds(config.rotation.leafMinRemaining),
-    });
+    }, providers);
 });
 
 /** Why this run would (or would not) rotate: readable in `pulumi preview`. */

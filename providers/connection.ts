@@ -10,6 +10,25 @@ export interface VaultConnection {
     caCertFile?: string;
     /** Vault Enterprise namespace, if any. */
     namespace?: string;
+    /**
+     * Unattended runs: log in through Vault's JWT auth method with the OIDC token
+     * of the Pulumi Deployment (PULUMI_OIDC_TOKEN, or the file /mnt/pulumi/pulumi.oidc)
+     * when no VAULT_TOKEN is set. Names only; the JWT itself is read at call time.
+     */
+    jwtAuth?: { mount: string; role: string };
+}
+
+/** The Deployment's OIDC token, when the Pulumi process has one. */
+export function readOidcToken(): string | undefined {
+    const fs = require("fs") as typeof import("fs");
+    const fromEnv = process.env.PULUMI_OIDC_TOKEN;
+    if (fromEnv && fromEnv.trim() !== "") return fromEnv.trim();
+    const file = process.env.VAULT_ROTATION_OIDC_TOKEN_FILE ?? "/mnt/pulumi/pulumi.oidc";
+    if (fs.existsSync(file)) {
+        const token = fs.readFileSync(file, "utf8").trim();
+        if (token !== "") return token;
+    }
+    return undefined;
 }
 
 /**
@@ -17,15 +36,24 @@ export interface VaultConnection {
  * (what `vault login` writes). Read at call time, never captured or stored.
  */
 export function resolveVaultToken(): string {
+    const token = findVaultToken();
+    if (token === undefined) {
+        throw new Error("no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists)");
+    }
+    return token;
+}
+
+/** VAULT_TOKEN, else ~/.vault-token, else undefined. */
+export function findVaultToken(): string | undefined {
     const fs = require("fs") as typeof import("fs");
     const os = require("os") as typeof import("os");
     const path = require("path") as typeof import("path");
     const fromEnv = process.env.VAULT_TOKEN;
     if (fromEnv && fromEnv.trim() !== "") return fromEnv.trim();
-    const file = path.join(os.homedir(), ".vault-token");
+    const file = path.join(process.env.HOME || os.homedir(), ".vault-token");
     if (fs.existsSync(file)) {
         const token = fs.readFileSync(file, "utf8").trim();
         if (token !== "") return token;
     }
-    throw new Error("no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists)");
+    return undefined;
 }

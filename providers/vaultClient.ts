@@ -6,7 +6,7 @@
 // that created it.
 import type { IncomingHttpHeaders } from "http";
 import type { VaultConnection } from "./connection";
-import { resolveVaultToken } from "./connection";
+import { findVaultToken, readOidcToken } from "./connection";
 
 export interface VaultClientOptions {
     /** `https://host[:port]`; plain http is refused. */
@@ -15,8 +15,8 @@ export interface VaultClientOptions {
     caCertFile?: string;
     /** The same as a PEM string; added to `caCertFile` when both are given. */
     caCertPem?: string;
-    /** Sent as `X-Vault-Token` unless a request says `noToken`. */
-    token?: string;
+    /** Sent as `X-Vault-Token` unless a request says `noToken`; a function is called once, on first use. */
+    token?: string | (() => Promise<string>);
     /** Client certificate and key for mTLS (cert auth logins). */
     clientCertPem?: string;
     clientKeyPem?: string;
@@ -111,9 +111,15 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     }
     if (options.caCertPem) caBundles.push(options.caCertPem);
 
+    let token: string | undefined = typeof options.token === "string" ? options.token : undefined;
+    const tokenSource = typeof options.token === "function" ? options.token : undefined;
+    async function currentToken(): Promise<string | undefined> {
+        if (token === undefined && tokenSource) token = await tokenSource();
+        return token;
+    }
+
     // Vault may echo parts of a request in its errors; the token never leaves this client.
-    const scrub = (text: string): string =>
-        options.token && options.token.length >= 4 ? text.split(options.token).join("[redacted]") : text;
+    const scrub = (text: string): string => (token && token.length >= 4 ? text.split(token).join("[redacted]") : text);
 
     interface RawAnswer {
         status: number;
@@ -180,8 +186,9 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
         const query = requestOptions.query ? `?${new URLSearchParams(requestOptions.query).toString()}` : "";
         const headers: Record<string, string> = { Accept: "application/json", "X-Vault-Request": "true" };
         if (!requestOptions.noToken) {
-            if (!options.token) throw new Error(`Vault ${method} ${cleanPath}: no token given to the client`);
-            headers["X-Vault-Token"] = options.token;
+            const current = await currentToken();
+            if (!current) throw new Error(`Vault ${method} ${cleanPath}: no token given to the client`);
+            headers["X-Vault-Token"] = current;
         }
         if (options.namespace) headers["X-Vault-Namespace"] = options.namespace;
         let payload: string | undefined;
@@ -257,8 +264,32 @@ export function clientForConnection(
         address: connection.address,
         caCertFile: connection.caCertFile,
         namespace: connection.namespace,
-        token: withToken ? resolveVaultToken() : rest.token,
+        token: withToken ? () => tokenForConnection(connection) : rest.token,
     });
+}
+
+/**
+ * The token for a provider call: VAULT_TOKEN, else ~/.vault-token, else (for
+ * unattended Deployments) a JWT login with the Deployment's OIDC token. Resolved
+ * when the first request needs it; never stored.
+ */
+export async function tokenForConnection(connection: VaultConnection): Promise<string> {
+    const direct = findVaultToken();
+    if (direct !== undefined) return direct;
+    if (connection.jwtAuth) {
+        const jwt = readOidcToken();
+        if (jwt === undefined) {
+            throw new Error(
+                `no Vault token: VAULT_TOKEN is unset and no OIDC token was found for the JWT login at auth/${connection.jwtAuth.mount} (PULUMI_OIDC_TOKEN or /mnt/pulumi/pulumi.oidc)`,
+            );
+        }
+        const client = createVaultClient({ address: connection.address, caCertFile: connection.caCertFile, namespace: connection.namespace });
+        const answer = await client.request("POST", `auth/${connection.jwtAuth.mount}/login`, { role: connection.jwtAuth.role, jwt }, { noToken: true });
+        const clientToken = asString(asRecord(asRecord(answer.body).auth).client_token);
+        if (!clientToken) throw new Error(`Vault auth/${connection.jwtAuth.mount}/login returned no client token for role ${connection.jwtAuth.role}`);
+        return clientToken;
+    }
+    throw new Error("no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists), or configure vault.jwtAuth for Deployments");
 }
 
 /** The value as a plain object, or `{}`: Vault's JSON is untyped, callers narrow field by field. */

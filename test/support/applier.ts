@@ -232,6 +232,9 @@ export class Applier {
             }
             case "command:local:Command":
                 return { id: crypto.randomUUID(), outputs: { ...inputs, ...this.runLocal(name, inputs) } };
+            case "pulumi:providers:vault":
+                // An explicit Vault provider (JWT login): the applier talks to Vault itself.
+                return { id: crypto.randomUUID(), outputs: { ...inputs } };
             case "command:remote:Command":
                 throw new Error(`applier: ${name} targets an SSH host; only local hosts can be performed on this machine`);
             default: {

@@ -24,6 +24,8 @@ export interface Registration {
     deleteBeforeReplace: boolean;
     /** Inputs the SDK marked secret (top-level property names). */
     secretInputs: string[];
+    /** Provider reference (`urn::id`), or "" for the default provider. */
+    provider: string;
 }
 
 export interface MockResourceArgs {
@@ -193,6 +195,7 @@ export async function evaluateProgram(opts: {
                     additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
                     deleteBeforeReplace: req.getDeletebeforereplace(),
                     secretInputs,
+                    provider: req.getProvider(),
                 };
                 registrations.push(registration);
                 pending.set(`${type}::${name}`, registration);

@@ -253,3 +253,38 @@ describe("component structure", () => {
         expect(prod.exports.rotationPlan).toMatchObject({ epoch: "2026-11-27", epochSource: "explicit" });
     });
 });
+
+describe("unattended runs: JWT login", () => {
+    const VAULT_TYPES = [ROLE, POLICY, MAPPING, AUTH, SIGN];
+    let jwt: Evaluation;
+    const saved = process.env.PULUMI_OIDC_TOKEN;
+    beforeAll(async () => {
+        process.env.PULUMI_OIDC_TOKEN = "oidc-token-of-the-deployment";
+        const config = prodStack(caFile);
+        const vault = JSON.parse(config["vault-rotation:vault"]);
+        config["vault-rotation:vault"] = JSON.stringify({ ...vault, jwtAuth: { mount: "jwt", role: "vault-rotation" } });
+        jwt = await evaluateProgram({ config, stack: "prod" });
+    });
+    afterAll(() => {
+        if (saved === undefined) delete process.env.PULUMI_OIDC_TOKEN;
+        else process.env.PULUMI_OIDC_TOKEN = saved;
+    });
+
+    it("declares one explicit Vault provider that logs in with the Deployment's OIDC token", () => {
+        const providers = ofType(jwt, "pulumi:providers:vault");
+        expect(providers).toHaveLength(1);
+        // Provider config reaches the engine JSON-encoded.
+        expect(JSON.parse(String(providers[0].inputs.authLoginJwt))).toEqual(expect.objectContaining({ mount: "jwt", role: "vault-rotation", jwt: "oidc-token-of-the-deployment" }));
+        expect(providers[0].secretInputs).toContain("authLoginJwt");
+        expect(providers[0].inputs.token).toBeUndefined();
+    });
+
+    it("routes every Vault resource through it, and gives the dynamic providers the JWT role", () => {
+        const vaultResources = jwt.registrations.filter((r) => VAULT_TYPES.includes(r.type));
+        expect(vaultResources.length).toBeGreaterThan(10);
+        for (const r of vaultResources) expect(r.provider).toMatch(/::pulumi:providers:vault::vault-jwt::/);
+        for (const r of prod.registrations.filter((r) => VAULT_TYPES.includes(r.type))) expect(r.provider).not.toMatch(/vault-jwt/);
+        const check = named(jwt, "app-a-check");
+        expect(check.inputs.connection).toEqual(expect.objectContaining({ jwtAuth: { mount: "jwt", role: "vault-rotation" } }));
+    });
+});
