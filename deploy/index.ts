@@ -28,43 +28,20 @@ const repoDir = config.get("repoDir") || ".";
 const scheduleCron = checked("scheduleCron", config.require("scheduleCron"), CRON, "a 5-field cron expression");
 const driftCron = checked("driftCron", config.require("driftCron"), CRON, "a 5-field cron expression");
 const driftAutoRemediate = config.getBoolean("driftAutoRemediate") ?? false;
-const vaultAddr = checked("vaultAddr", config.require("vaultAddr"), /^https:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/, "https://host[:port]");
-const vaultCaCertFile = config.get("vaultCaCertFile") || "";
-const vaultJwtRole = config.get("vaultJwtRole") || "";
-const vaultJwtMount = config.get("vaultJwtMount") || "jwt";
 const agentPoolId = config.get("agentPoolId") || "";
 const executorImage = config.get("executorImage") || "";
-if (vaultJwtRole !== "") checked("vaultJwtRole", vaultJwtRole, NAME, "a Vault role name");
-checked("vaultJwtMount", vaultJwtMount, /^[A-Za-z0-9][A-Za-z0-9_/-]*$/, "a Vault auth mount path");
-if (vaultCaCertFile !== "") checked("vaultCaCertFile", vaultCaCertFile, /^[A-Za-z0-9._/-]+$/, "a relative file path");
+if (agentPoolId !== "") checked("agentPoolId", agentPoolId, /^[A-Za-z0-9-]+$/, "an agent pool id");
+if (executorImage !== "") checked("executorImage", executorImage, /^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, "a container image reference");
 
-/**
- * Pre-run step: trade the Deployment's Pulumi OIDC token (PULUMI_OIDC_TOKEN, also in
- * /mnt/pulumi/pulumi.oidc) for a Vault token through Vault's JWT auth method, and store it
- * where both the Vault provider and the program's dynamic providers look when VAULT_TOKEN
- * is unset: ~/.vault-token (0600). The provider SDK's OIDC settings cover AWS, Azure and
- * GCP only, hence this step. It reads only environment variables (set below, no secrets):
- * the JWT goes through printf (a bash builtin) into curl's stdin, so it never appears on a
- * process command line, and neither token is printed.
- */
-const VAULT_JWT_LOGIN = [
-    "set -euo pipefail; umask 077;",
-    `printf '{"role":"%s","jwt":"%s"}' "$VAULT_JWT_ROLE" "\${PULUMI_OIDC_TOKEN:-$(cat /mnt/pulumi/pulumi.oidc)}"`,
-    `| curl --fail --silent --show-error \${VAULT_CACERT:+--cacert "$VAULT_CACERT"} --data @- "$VAULT_ADDR/v1/auth/$VAULT_JWT_MOUNT/login"`,
-    `| node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{if(!s.trim())process.exit(1);const t=JSON.parse(s).auth.client_token;` +
-        `require("fs").writeFileSync(require("os").homedir()+"/.vault-token",t,{mode:0o600});console.log("vault: logged in with the deployment OIDC token")})'`,
-].join(" ");
-
-const environmentVariables: Record<string, string> = { VAULT_ADDR: vaultAddr.replace(/\/$/, "") };
-if (vaultCaCertFile !== "") environmentVariables.VAULT_CACERT = vaultCaCertFile;
-if (vaultJwtRole !== "") {
-    environmentVariables.VAULT_JWT_ROLE = vaultJwtRole;
-    environmentVariables.VAULT_JWT_MOUNT = vaultJwtMount;
-}
-
+// Vault access is the rotation program's own business: it reads `vault:address`,
+// `vault:caCertFile` and `vault-rotation:vault.jwtAuth` from its stack config and logs in
+// with the Deployment's OIDC token (PULUMI_OIDC_TOKEN, or /mnt/pulumi/pulumi.oidc), which
+// every Pulumi Deployment gets without any setting here. So the run needs no pre-run
+// login and no environment variables: in particular no VAULT_TOKEN, which would take
+// precedence over the JWT login in the program's dynamic providers.
 // `npm ci` installs exactly the lockfile; the default install step is skipped so it
 // does not run a second, unpinned install.
-const preRunCommands = ["npm ci", ...(vaultJwtRole !== "" ? [VAULT_JWT_LOGIN] : [])];
+const preRunCommands = ["npm ci"];
 
 const target = { organization, project, stack };
 const prefix = `${project}-${stack}`;
@@ -74,7 +51,6 @@ const settings = new pulumiservice.DeploymentSettings(`${prefix}-deployment-sett
     sourceContext: { git: { repoUrl, branch, repoDir } },
     operationContext: {
         preRunCommands,
-        environmentVariables,
         options: { skipInstallDependencies: true },
     },
     ...(executorImage !== "" ? { executorContext: { executorImage } } : {}),

@@ -78,6 +78,7 @@ let debug: ApplyResult;
 let strict: ApplyResult;
 let debugHcl: string;
 let debugLogin: string[];
+let debugPolicyText: { status: number; policy?: string };
 
 beforeAll(async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-sm-"));
@@ -86,6 +87,8 @@ beforeAll(async () => {
     debug = await applyProgram({ config: sandbox.config, vault, hostEnv: sandbox.hostEnv, stack: "sm", log: () => undefined });
     debugHcl = fs.readFileSync(path.join(sandbox.home(APP), "vault", "agent.hcl"), "utf8");
     debugLogin = await freshLoginPolicies(debug.state);
+    const policy = await vaultRequest<{ data?: { policy: string } }>(vault, "GET", "sys/policies/acl/debug-policy");
+    debugPolicyText = { status: policy.status, policy: policy.body.data?.policy };
     strict = await applyProgram({ config: strictConfig, state: debug.state, vault, hostEnv: sandbox.hostEnv, stack: "sm", log: () => undefined });
 }, 240_000);
 
@@ -95,10 +98,9 @@ afterAll(() => {
 });
 
 describe("with agent.debugPolicy: true", () => {
-    it("creates debug-policy and attaches it to the mapping", async () => {
-        const policy = await vaultRequest<{ data: { policy: string } }>(vault, "GET", "sys/policies/acl/debug-policy");
-        expect(policy.status).toBe(200);
-        expect(policy.body.data.policy).toContain("sys/capabilities-self");
+    it("creates debug-policy and attaches it to the mapping", () => {
+        expect(debugPolicyText.status).toBe(200);
+        expect(debugPolicyText.policy).toContain("sys/capabilities-self");
         expect((debug.evaluation.exports.apps as Record<string, { tokenPolicies: string[] }>)[APP].tokenPolicies).toContain("debug-policy");
     });
 
@@ -112,6 +114,11 @@ describe("after switching to strict mode (debugPolicy: false)", () => {
         const changed = strict.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`);
         expect(changed).toContain(`update ${APP}-agent-mapping`);
         expect(changed.filter((c) => c.startsWith("replace ")).sort()).toEqual([`replace ${APP}-check`]);
+    });
+
+    it("debug-policy is gone: no app of the stack asks for it any more", async () => {
+        expect(strict.steps.filter((s) => s.action === "delete").map((s) => s.name)).toEqual(["vault-rotation-debug-policy"]);
+        expect((await vaultRequest(vault, "GET", "sys/policies/acl/debug-policy")).status).toBe(404);
     });
 
     it("the mapping's token_policies no longer include debug-policy", async () => {

@@ -290,6 +290,28 @@ export class Applier {
         // their successor overwrote them (same path) or they have no delete script.
     }
 
+    /**
+     * A Vault object the program no longer declares is removed, as its provider's
+     * delete would (e.g. `debug-policy` once no app asks for it). Not for replaced
+     * objects: their successor lives at the same path.
+     */
+    private async removeUndeclared(entry: StateEntry): Promise<void> {
+        const o = entry.outputs;
+        const paths: Record<string, () => string> = {
+            "vault:index/policy:Policy": () => `sys/policies/acl/${o.name}`,
+            "vault:pkiSecret/secretBackendRole:SecretBackendRole": () => `${o.backend}/roles/${o.name}`,
+            "vault:index/certAuthBackendRole:CertAuthBackendRole": () => `auth/${o.backend}/certs/${o.name}`,
+            "vault:index/authBackend:AuthBackend": () => `sys/auth/${o.path}`,
+        };
+        const apiPath = paths[entry.type]?.();
+        if (apiPath !== undefined) {
+            this.log(`delete ${entry.type} ${entry.name}`);
+            await this.vault("DELETE", apiPath);
+        } else {
+            await this.destroy(entry);
+        }
+    }
+
     /** After the evaluation: delete replaced objects, then those no longer declared. */
     async finish(): Promise<ApplierState> {
         for (const entry of [...this.pendingDeletes].reverse()) {
@@ -297,7 +319,7 @@ export class Applier {
         }
         for (const [urn, entry] of Object.entries(this.previous.resources).reverse()) {
             if (!this.seen.has(urn)) {
-                await this.destroy(entry);
+                await this.removeUndeclared(entry);
                 this.steps.push({ urn, type: entry.type, name: entry.name, action: "delete" });
             }
         }

@@ -97,7 +97,7 @@ describe.each([
             const key = named(e, `${app}-agent-key`);
             expect(key.type).toBe(KEY);
             expect(key.inputs).toMatchObject({ algorithm: "ECDSA", ecdsaCurve: "P256" });
-            expect(key.replacementTrigger).toBe(e === prod ? "2026-11-27" : "e1");
+            expect(key.replacementTrigger).toBe(e === prod ? (prod.exports.rotationPlan as { epoch: string }).epoch : "e1");
             const csr = named(e, `${app}-agent-csr`);
             expect(csr.type).toBe(CSR);
             expect(csr.inputs.privateKeyPem).toMatch(PRIVATE_KEY);
@@ -250,7 +250,7 @@ describe("component structure", () => {
         });
         expect(apps["app-a"].agentCertSerial).toMatch(/^[0-9a-f:]+$/);
         expect(apps["app-a"].agentCertNotAfter).toBe(new Date(1893456000 * 1000).toISOString());
-        expect(prod.exports.rotationPlan).toMatchObject({ epoch: "2026-11-27", epochSource: "explicit" });
+        expect(prod.exports.rotationPlan).toMatchObject({ epoch: expect.stringMatching(/^every-720h-\d{4}-\d\d-\d\dT/), epochSource: "schedule" });
     });
 });
 
@@ -283,7 +283,8 @@ describe("unattended runs: JWT login", () => {
         const vaultResources = jwt.registrations.filter((r) => VAULT_TYPES.includes(r.type));
         expect(vaultResources.length).toBeGreaterThan(10);
         for (const r of vaultResources) expect(r.provider).toMatch(/::pulumi:providers:vault::vault-jwt::/);
-        for (const r of prod.registrations.filter((r) => VAULT_TYPES.includes(r.type))) expect(r.provider).not.toMatch(/vault-jwt/);
+        // A stack without jwtAuth keeps the default provider (configured by the vault: keys).
+        for (const r of three.registrations.filter((r) => VAULT_TYPES.includes(r.type))) expect(r.provider).not.toMatch(/vault-jwt/);
         const check = named(jwt, "app-a-check");
         expect(check.inputs.connection).toEqual(expect.objectContaining({ jwtAuth: { mount: "jwt", role: "vault-rotation" } }));
     });
