@@ -92,12 +92,18 @@ const rotations = config.apps.map((app) => {
     }, providers);
 });
 
-/** Why this run would (or would not) rotate: readable in `pulumi preview`. */
+/**
+ * Why this run would (or would not) rotate, readable in `pulumi preview`: the
+ * epoch and where it came from (a changed epoch shows as the agent keys'
+ * replacement in the preview), and per app whether its agent cert is due for
+ * renewal.
+ */
 export const rotationPlan = {
     epoch: decision.epoch,
     epochSource: decision.source,
     bucketStart: decision.bucketStart,
     nextScheduledRotation: decision.nextRotation,
+    apps: Object.fromEntries(config.apps.map((app, i) => [app.name, rotations[i].renewal])),
 };
 
 /** One report per app; never a key. */

@@ -54,6 +54,8 @@ export class AgentIdentity extends pulumi.ComponentResource {
     public readonly certSerial: pulumi.Output<string>;
     /** Unix seconds at which the agent cert expires. */
     public readonly certExpiration: pulumi.Output<number>;
+    /** The signed cert is within its renewal window: this run renews it (provider-computed). */
+    public readonly certRenewPending: pulumi.Output<boolean>;
     public readonly certPem: pulumi.Output<string>;
     /** The agent's private key: a secret Output, consumed only by the file writer and the check. */
     public readonly privateKeyPem: pulumi.Output<string>;
@@ -206,6 +208,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
         this.tokenPolicies = pulumi.output(policyNames);
         this.certSerial = cert.serialNumber;
         this.certExpiration = cert.expiration;
+        this.certRenewPending = cert.renewPending.apply((p) => p === true);
         this.certPem = cert.certificate;
         this.privateKeyPem = pulumi.secret(key.privateKeyPem);
         this.filesWritten = files;

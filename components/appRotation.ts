@@ -95,6 +95,8 @@ export class AppRotation extends pulumi.ComponentResource {
     public readonly agentCertSerial: pulumi.Output<string>;
     /** Agent cert expiry, ISO 8601. */
     public readonly agentCertNotAfter: pulumi.Output<string>;
+    /** Why a run would touch this app's agent cert besides an epoch change: readable in `pulumi preview`. */
+    public readonly renewal: pulumi.Output<{ agentCertNotAfter: string; renewalDue: boolean; why: string }>;
     /** Host facts read after the rotation (public certificate text, service state, agent version). */
     public readonly hostState: pulumi.Output<string>;
     /** The verified facts of this rotation (stack output). */
@@ -196,6 +198,13 @@ export class AppRotation extends pulumi.ComponentResource {
         this.agentCertSerial = this.identity.certSerial;
         this.agentCertNotAfter = this.identity.certExpiration.apply((s) => new Date(s * 1000).toISOString());
         this.hostState = this.leaf.hostState;
+        this.renewal = pulumi.all([this.agentCertNotAfter, this.identity.certRenewPending]).apply(([notAfter, due]) => ({
+            agentCertNotAfter: notAfter,
+            renewalDue: due,
+            why: due
+                ? `agent cert expires ${notAfter}, inside the renewal window (${args.agent.renewBeforeSeconds}s): this run renews it`
+                : `agent cert valid until ${notAfter}; renewed once less than ${args.agent.renewBeforeSeconds}s remain`,
+        }));
         const report: pulumi.Input<{ [K in keyof RotationReport]: pulumi.Input<RotationReport[K]> }> = {
             agentRole: this.agentRoleName,
             leafRole: this.leafRoleName,

@@ -5,11 +5,15 @@ import * as os from "os";
 import * as path from "path";
 import { flattenConfig, loadStackConfig, REPO_ROOT } from "./harness";
 
-/** A listener CA file for unit tests: the program only reads it and copies it to hosts. */
+/**
+ * A listener CA file for unit tests: the program only reads it and copies it to
+ * hosts. Removed when the test file ends (jest's afterAll of the caller).
+ */
 export function fakeListenerCaFile(): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-unit-"));
     const file = path.join(dir, "listener-ca.pem");
     fs.writeFileSync(file, "-----BEGIN CERTIFICATE-----\nTEST-LISTENER-CA\n-----END CERTIFICATE-----\n");
+    if (typeof afterAll === "function") afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
     return file;
 }
 

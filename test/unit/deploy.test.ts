@@ -141,34 +141,34 @@ describe("deploy/index.ts", () => {
         expect(registered.map((r) => r.type).sort()).toEqual([T.settings, T.schedule, T.drift].sort());
     });
 
-    it("points the DeploymentSettings at the target stack's git source, with `npm ci` first", () => {
+    it("points the DeploymentSettings at the target stack's git source, with `npm ci` as the only pre-run step", () => {
         const s = only(T.settings).inputs as {
             organization: string;
             project: string;
             stack: string;
             sourceContext: { git: { repoUrl: string; branch: string; repoDir: string } };
-            operationContext: { preRunCommands: string[]; environmentVariables: Record<string, string>; options: Record<string, unknown> };
+            operationContext: { preRunCommands: string[]; environmentVariables?: Record<string, string>; options: Record<string, unknown> };
         };
         expect([s.organization, s.project, s.stack]).toEqual(["acme-platform", "vault-rotation", "prod"]);
         expect(s.sourceContext.git).toEqual({ repoUrl: "https://github.com/acme-platform/vault-rotation.git", branch: "main", repoDir: "." });
-        expect(s.operationContext.preRunCommands[0]).toBe("npm ci");
+        expect(s.operationContext.preRunCommands).toEqual(["npm ci"]);
         // `npm ci` replaces the default install step rather than running after it.
         expect(s.operationContext.options.skipInstallDependencies).toBe(true);
-        expect(s.operationContext.environmentVariables.VAULT_ADDR).toBe("https://vault.prod.acme.internal:8200");
     });
 
-    it("logs in to Vault with the Deployment's OIDC token, keeping it off command lines", () => {
-        const s = only(T.settings).inputs as { operationContext: { preRunCommands: string[]; environmentVariables: Record<string, string> } };
-        const [, login] = s.operationContext.preRunCommands;
-        expect(s.operationContext.preRunCommands).toHaveLength(2);
-        expect(s.operationContext.environmentVariables).toMatchObject({ VAULT_JWT_ROLE: stackConfig.vaultJwtRole, VAULT_JWT_MOUNT: "jwt" });
-        expect(login).toContain("${PULUMI_OIDC_TOKEN:-");
-        expect(login).toContain("/mnt/pulumi/pulumi.oidc");
-        expect(login).toContain('"$VAULT_ADDR/v1/auth/$VAULT_JWT_MOUNT/login"');
-        // The JWT reaches curl on stdin (`--data @-`), never as an argument.
-        expect(login).toMatch(/--data @-/);
-        expect(login).not.toMatch(/curl[^|]*PULUMI_OIDC_TOKEN/);
-        expect(login).toContain(".vault-token");
+    it("leaves the Vault login to the program: no Vault environment, no Vault config keys", () => {
+        const s = only(T.settings).inputs as { operationContext: Record<string, unknown> & { environmentVariables?: Record<string, string> } };
+        // The program reads vault:address / vault:caCertFile / vault.jwtAuth from its own
+        // stack config and logs in with PULUMI_OIDC_TOKEN; a VAULT_TOKEN here would win over that.
+        expect(Object.keys(s.operationContext.environmentVariables ?? {})).toEqual([]);
+        // Pulumi Deployments provide the OIDC token to every run; the SDK's oidc options are cloud-only.
+        expect(s.operationContext.oidc).toBeUndefined();
+        const declared = [...readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml")).keys()];
+        expect(declared.filter((k) => /^vault/i.test(k))).toEqual([]);
+        expect([...configKeysRead].filter((k) => /^vault/i.test(k))).toEqual([]);
+        expect(Object.keys(stackConfig).filter((k) => /^vault/i.test(k))).toEqual([]);
+        const prodYaml = fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "utf8");
+        expect(prodYaml).not.toMatch(/certs\//);
     });
 
     it("schedules a `pulumi up` on the configured cron, after the settings exist", () => {
@@ -202,8 +202,8 @@ describe("deploy/index.ts", () => {
     });
 
     it("puts no secret in plain text: no VAULT_TOKEN, no token/key-like names or values", () => {
-        const s = only(T.settings).inputs as { operationContext: { environmentVariables: Record<string, string> } };
-        const env = s.operationContext.environmentVariables;
+        const s = only(T.settings).inputs as { operationContext: { environmentVariables?: Record<string, string> } };
+        const env = s.operationContext.environmentVariables ?? {};
         expect(Object.keys(env)).not.toContain("VAULT_TOKEN");
         for (const [k, v] of Object.entries(env)) {
             expect(k).not.toMatch(/TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|CREDENTIAL|_KEY$/i);
@@ -223,8 +223,9 @@ describe("deploy/index.ts config checks", () => {
         ["scheduleCron", "weekly", /vault-rotation-deploy:scheduleCron must be a 5-field cron expression/],
         ["driftCron", "0 6 * *", /vault-rotation-deploy:driftCron must be a 5-field cron expression/],
         ["repoUrl", "git@github.com:acme-platform/vault-rotation.git", /vault-rotation-deploy:repoUrl must be an https:\/\/ git URL/],
-        ["vaultAddr", "http://vault:8200", /vault-rotation-deploy:vaultAddr must be https:\/\/host\[:port\]/],
-        ["vaultJwtRole", "role; rm -rf /", /vault-rotation-deploy:vaultJwtRole must be a Vault role name/],
+        ["branch", "main; rm -rf /", /vault-rotation-deploy:branch must be a git branch name/],
+        ["agentPoolId", "pool id", /vault-rotation-deploy:agentPoolId must be an agent pool id/],
+        ["executorImage", "img $(id)", /vault-rotation-deploy:executorImage must be a container image reference/],
     ])("rejects %s = %j before registering anything", (key, value, message) => {
         setConfig({ ...stackConfig, [key]: value });
         const before = registered.length;
@@ -232,10 +233,9 @@ describe("deploy/index.ts config checks", () => {
         expect(registered.length).toBe(before);
     });
 
-    it("defaults driftAutoRemediate to false, repoDir to '.', and skips the Vault login without a JWT role", async () => {
-        const minimal: Record<string, string> = { ...stackConfig };
-        for (const k of ["driftAutoRemediate", "repoDir", "vaultJwtRole", "vaultJwtMount", "vaultCaCertFile"]) delete minimal[k];
-        setConfig(minimal);
+    /** Loads deploy/index.ts afresh with `values` and returns what it registered. */
+    async function loadWith(values: Record<string, string>): Promise<Registered[]> {
+        setConfig(values);
         const before = registered.length;
         let mod: Record<string, pulumi.Output<unknown>> = {};
         jest.isolateModules(() => {
@@ -243,16 +243,38 @@ describe("deploy/index.ts config checks", () => {
         });
         await promiseOf(mod.driftScheduleId);
         await promiseOf(mod.deploymentScheduleId);
-        const fresh = registered.slice(before);
+        return registered.slice(before);
+    }
+
+    it("defaults driftAutoRemediate to false and repoDir to '.', with no agent pool or executor image", async () => {
+        const minimal: Record<string, string> = { ...stackConfig };
+        for (const k of ["driftAutoRemediate", "repoDir", "agentPoolId", "executorImage"]) delete minimal[k];
+        const fresh = await loadWith(minimal);
         const drift = fresh.find((r) => r.type === T.drift)!;
         const settings = fresh.find((r) => r.type === T.settings)!.inputs as {
             sourceContext: { git: { repoDir: string } };
-            operationContext: { preRunCommands: string[]; environmentVariables: Record<string, string> };
+            operationContext: { preRunCommands: string[]; environmentVariables?: Record<string, string> };
+            agentPoolId?: string;
+            executorContext?: unknown;
         };
         expect(drift.inputs.autoRemediate).toBe(false);
         expect(settings.sourceContext.git.repoDir).toBe(".");
         expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
-        expect(Object.keys(settings.operationContext.environmentVariables)).toEqual(["VAULT_ADDR"]);
+        expect(settings.operationContext.environmentVariables).toBeUndefined();
+        expect(settings.agentPoolId).toBeUndefined();
+        expect(settings.executorContext).toBeUndefined();
+    });
+
+    it("passes an agent pool and an executor image through, still with only `npm ci`", async () => {
+        const fresh = await loadWith({ ...stackConfig, agentPoolId: "0c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f", executorImage: "registry.acme.internal/pulumi/vault-rotation-executor:1.0" });
+        const settings = fresh.find((r) => r.type === T.settings)!.inputs as {
+            operationContext: { preRunCommands: string[] };
+            agentPoolId?: string;
+            executorContext?: { executorImage: string };
+        };
+        expect(settings.agentPoolId).toBe("0c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f");
+        expect(settings.executorContext).toEqual({ executorImage: "registry.acme.internal/pulumi/vault-rotation-executor:1.0" });
+        expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
     });
 
     it("fails on a missing required key", () => {

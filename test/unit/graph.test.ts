@@ -1,6 +1,6 @@
 // The resource graph under Pulumi mocks: types, names, security-relevant inputs
 // and resource options, for the prod stack and a three-app stack of our own.
-import { evaluateProgram, Evaluation, Registration } from "../support/harness";
+import { defaultNewResource, evaluateProgram, Evaluation, Registration } from "../support/harness";
 import { fakeListenerCaFile, prodStack, threeAppStack } from "../support/stacks";
 
 const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
@@ -287,5 +287,24 @@ describe("unattended runs: JWT login", () => {
         for (const r of three.registrations.filter((r) => VAULT_TYPES.includes(r.type))) expect(r.provider).not.toMatch(/vault-jwt/);
         const check = named(jwt, "app-a-check");
         expect(check.inputs.connection).toEqual(expect.objectContaining({ jwtAuth: { mount: "jwt", role: "vault-rotation" } }));
+    });
+});
+
+describe("rotation plan output", () => {
+    it("says per app whether the agent cert is due for renewal, from the provider's renewPending", async () => {
+        const e = await evaluateProgram({
+            config: prodStack(caFile),
+            stack: "prod",
+            newResource: async (args, registration) => {
+                const base = await defaultNewResource(args, registration);
+                if (args.type === SIGN) base.state.renewPending = args.name === "app-b-agent-cert";
+                return base;
+            },
+        });
+        const plan = e.exports.rotationPlan as { apps: Record<string, { renewalDue: boolean; why: string }> };
+        expect(plan.apps["app-a"].renewalDue).toBe(false);
+        expect(plan.apps["app-a"].why).toMatch(/^agent cert valid until 2030-01-01T00:00:00\.000Z; renewed once less than 86400s remain$/);
+        expect(plan.apps["app-b"].renewalDue).toBe(true);
+        expect(plan.apps["app-b"].why).toMatch(/inside the renewal window \(86400s\): this run renews it/);
     });
 });

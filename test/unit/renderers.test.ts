@@ -30,8 +30,15 @@ function expectGolden(name: string, actual: string): void {
     expect(actual).toBe(fs.readFileSync(file, "utf8"));
 }
 
+const tmpdirs: string[] = [];
+afterAll(() => {
+    for (const d of tmpdirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function tmpdir(): string {
-    return fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-render-"));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-render-"));
+    tmpdirs.push(dir);
+    return dir;
 }
 
 const APPS = [

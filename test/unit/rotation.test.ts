@@ -118,3 +118,41 @@ describe("host step order", () => {
         expect(changedNames(e, b)).toEqual(["app-a-leaf-agent-config", "app-a-leaf-move-aside", "app-a-leaf-read-state", "app-a-leaf-restart", "app-a-leaf-wait", "app-a-check"].sort());
     });
 });
+
+describe("scheduled rotation (rotation.every) with an injected clock", () => {
+    // Only Date is faked: the SDK's timers and promises keep running for real.
+    const atTime = async (iso: string, config = prodStack(caFile)) => {
+        jest.useFakeTimers({
+            now: new Date(iso),
+            doNotFake: ["nextTick", "setImmediate", "clearImmediate", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "queueMicrotask", "hrtime", "performance"],
+        });
+        try {
+            return await evaluateProgram({ config, stack: "prod" });
+        } finally {
+            jest.useRealTimers();
+        }
+    };
+    // 720h buckets start at multiples of 30 days since the Unix epoch; 2026-11-03T00:00Z is one.
+    const BUCKET = "2026-11-03T00:00:00.000Z";
+
+    it("gives identical inputs for two runs in the same bucket", async () => {
+        const a = await atTime("2026-11-03T01:00:00Z");
+        const b = await atTime("2026-12-02T23:00:00Z");
+        expect(a.exports.rotationPlan).toMatchObject({ epoch: `every-720h-${BUCKET}`, epochSource: "schedule", nextScheduledRotation: "2026-12-03T00:00:00.000Z" });
+        expect(changedNames(a, b)).toEqual([]);
+    });
+
+    it("replaces the agent keys and what depends on them, and nothing else, when the bucket turns", async () => {
+        const a = await atTime("2026-12-02T23:59:00Z");
+        const b = await atTime("2026-12-03T00:01:00Z");
+        expect(changedNames(a, b)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b")].sort());
+    });
+
+    it("lets an explicit epoch win over the bucket", async () => {
+        const explicit = withEpoch(prodStack(caFile), "incident-1");
+        const a = await atTime("2026-12-02T23:59:00Z", explicit);
+        const b = await atTime("2026-12-03T00:01:00Z", explicit);
+        expect(changedNames(a, b)).toEqual([]);
+        expect(a.exports.rotationPlan).toMatchObject({ epoch: "incident-1", epochSource: "explicit" });
+    });
+});
