@@ -5,6 +5,7 @@ import * as tls from "@pulumi/tls";
 import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
+import { restrictedRoleArgs } from "./pkiRole";
 import { DEBUG_POLICY, hostPaths, vaultNames } from "./naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
 import { renderAgentFilesScript } from "./renderers/scripts";
@@ -68,36 +69,10 @@ export class AgentIdentity extends pulumi.ComponentResource {
         const paths = hostPaths(args.home, args.app);
         const ttl = String(args.ttlSeconds);
 
-        // Vault's role defaults allow server use, wildcards, localhost and IP SANs:
-        // every restriction is set explicitly.
+        // Client certs for the agent's CN only; every permissive default off.
         const role = new vault.pkisecret.SecretBackendRole(
             `${name}-role`,
-            {
-                backend: args.pkiMount,
-                name: names.agentRole,
-                clientFlag: true,
-                serverFlag: false,
-                codeSigningFlag: false,
-                emailProtectionFlag: false,
-                allowedDomains: [args.commonName],
-                allowBareDomains: true,
-                allowSubdomains: false,
-                allowGlobDomains: false,
-                allowWildcardCertificates: false,
-                allowAnyName: false,
-                allowLocalhost: false,
-                allowIpSans: false,
-                allowedUriSans: [],
-                allowedOtherSans: [],
-                enforceHostnames: true,
-                keyType: "ec",
-                keyBits: 256,
-                keyUsages: ["DigitalSignature"],
-                ttl,
-                maxTtl: ttl,
-                noStore: false,
-                generateLease: false,
-            },
+            restrictedRoleArgs({ backend: args.pkiMount, name: names.agentRole, usage: "client", allowedDomains: [args.commonName], ttlSeconds: args.ttlSeconds }),
             { parent: this },
         );
 

@@ -7,6 +7,7 @@ import * as vault from "@pulumi/vault";
 import type { VaultConnection } from "../providers/connection";
 import { KvSeed } from "../providers/kvSeed";
 import { hostCommand, HostTarget } from "./hostCommand";
+import { restrictedRoleArgs } from "./pkiRole";
 import { hostPaths, vaultNames } from "./naming";
 import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
 import { renderKvPolicy } from "./renderers/policies";
@@ -92,38 +93,11 @@ export class AppLeaf extends pulumi.ComponentResource {
         super("vault-rotation:components:AppLeaf", name, {}, opts);
         const names = vaultNames(args.app);
         const paths = hostPaths(args.home, args.app);
-        const ttl = String(args.ttlSeconds);
 
         // Server certs only, only the configured names; every permissive default off.
         const role = new vault.pkisecret.SecretBackendRole(
             `${name}-role`,
-            {
-                backend: args.pkiMount,
-                name: names.leafRole,
-                serverFlag: true,
-                clientFlag: false,
-                codeSigningFlag: false,
-                emailProtectionFlag: false,
-                allowedDomains: args.allowedDomains,
-                // Names are listed exactly, so each must be allowed as a bare domain.
-                allowBareDomains: true,
-                allowSubdomains: false,
-                allowGlobDomains: false,
-                allowWildcardCertificates: false,
-                allowAnyName: false,
-                allowLocalhost: false,
-                allowIpSans: false,
-                allowedUriSans: [],
-                allowedOtherSans: [],
-                enforceHostnames: true,
-                keyType: "ec",
-                keyBits: 256,
-                keyUsages: ["DigitalSignature"],
-                ttl,
-                maxTtl: ttl,
-                noStore: false,
-                generateLease: false,
-            },
+            restrictedRoleArgs({ backend: args.pkiMount, name: names.leafRole, usage: "server", allowedDomains: args.allowedDomains, ttlSeconds: args.ttlSeconds }),
             { parent: this },
         );
 

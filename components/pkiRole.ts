@@ -1,0 +1,50 @@
+// The PKI role arguments both roles share. Vault's role defaults allow server
+// and client use, wildcards, globs, localhost, IP SANs and (with allow_any_name)
+// any name: every one of them is set explicitly here, so the agent role and the
+// leaf role differ only in what they are for and the names they allow.
+import type * as vault from "@pulumi/vault";
+
+export interface RestrictedRoleInput {
+    /** PKI mount the role lives on. */
+    backend: string;
+    /** Role name (`agent-<app>` or `nginx-<app>`). */
+    name: string;
+    /** `client` for agent login certs, `server` for frontend leaves; never both. */
+    usage: "client" | "server";
+    /** The exact names the role may issue for (bare domains, no subdomains). */
+    allowedDomains: string[];
+    /** TTL and max TTL in seconds. */
+    ttlSeconds: number;
+}
+
+/** `SecretBackendRole` arguments with every permissive Vault default turned off. */
+export function restrictedRoleArgs(i: RestrictedRoleInput): vault.pkisecret.SecretBackendRoleArgs {
+    const ttl = String(i.ttlSeconds);
+    return {
+        backend: i.backend,
+        name: i.name,
+        clientFlag: i.usage === "client",
+        serverFlag: i.usage === "server",
+        codeSigningFlag: false,
+        emailProtectionFlag: false,
+        allowedDomains: i.allowedDomains,
+        // Names are listed exactly, so each must be allowed as a bare domain.
+        allowBareDomains: true,
+        allowSubdomains: false,
+        allowGlobDomains: false,
+        allowWildcardCertificates: false,
+        allowAnyName: false,
+        allowLocalhost: false,
+        allowIpSans: false,
+        allowedUriSans: [],
+        allowedOtherSans: [],
+        enforceHostnames: true,
+        keyType: "ec",
+        keyBits: 256,
+        keyUsages: ["DigitalSignature"],
+        ttl,
+        maxTtl: ttl,
+        noStore: false,
+        generateLease: false,
+    };
+}
