@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
 import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "./config";
-import { AppRotation } from "./components/appRotation";
+import { AppRotation, AppRotationArgs } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
 import { StackBase } from "./components/stackBase";
 import { readOidcToken, VaultConnection } from "./providers/connection";
@@ -20,12 +20,15 @@ const anyKv = config.apps.some((a) => a.kv.access);
 // Unattended runs (Pulumi Deployments) log in with the Deployment's OIDC token
 // through Vault's JWT auth: no long-lived token is stored anywhere. Without an
 // OIDC token (an operator's shell), the same provider falls back to VAULT_TOKEN.
+// The login token is used directly (no child token): its TTL is the JWT role's,
+// and the deployer needs no right to create tokens.
 const jwtAuth = config.vault.jwtAuth;
 const oidcToken = jwtAuth ? readOidcToken() : undefined;
 const vaultProvider = jwtAuth
     ? new vault.Provider("vault-jwt", {
           address: config.vault.address,
           caCertFile: config.vault.caCertFile,
+          skipChildToken: true,
           authLoginJwt: oidcToken ? { mount: jwtAuth.mount, role: jwtAuth.role, jwt: pulumi.secret(oidcToken) } : undefined,
       })
     : undefined;
@@ -49,7 +52,7 @@ const rotations = config.apps.map((app) => {
         "ssh" in app.host
             ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.host.ssh.user, privateKey: sshKey! }
             : { kind: "local" };
-    return new AppRotation(app.name, {
+    const args: AppRotationArgs = {
         app: app.name,
         user: app.user,
         home: app.home,
@@ -89,7 +92,8 @@ const rotations = config.apps.map((app) => {
         reload: { label: app.reload.label, proxy: app.reload.proxy, signal: app.reload.signal },
         waitSeconds: config.rotation.waitSeconds,
         leafMinRemainingSeconds: durationSeconds(config.rotation.leafMinRemaining),
-    }, providers);
+    };
+    return new AppRotation(app.name, args, providers);
 });
 
 /**
