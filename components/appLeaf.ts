@@ -148,7 +148,7 @@ export class AppLeaf extends pulumi.ComponentResource {
             altNames: args.altNames,
             ttl: args.ttl,
         });
-        const hookText = renderReloadHook({ app: args.app, label: args.reloadLabel, proxy: args.reloadProxy, signal: args.reloadSignal });
+        const hookText = renderReloadHook({ app: args.app, label: args.reloadLabel, proxy: args.reloadProxy, signal: args.reloadSignal, statusFile: paths.reloadStatus });
 
         // Order on the host, always: agent files -> agent config, template, hook ->
         // move the old fullchain aside -> restart -> wait for the new fullchain.
@@ -203,6 +203,7 @@ export class AppLeaf extends pulumi.ComponentResource {
                     service: names.service,
                     fullchain: paths.fullchain,
                     previousFullchain: paths.previousFullchain,
+                    reloadStatus: paths.reloadStatus,
                     waitSeconds: args.waitSeconds,
                 }),
                 triggers: rotationTriggers,
@@ -218,6 +219,7 @@ export class AppLeaf extends pulumi.ComponentResource {
                     service: names.service,
                     fullchain: paths.fullchain,
                     previousFullchain: paths.previousFullchain,
+                    reloadStatus: paths.reloadStatus,
                 }),
                 triggers: rotationTriggers,
             },

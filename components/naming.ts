@@ -30,6 +30,8 @@ export function hostPaths(home: string, app: string) {
         agentHcl: `${home}/vault/agent.hcl`,
         template: `${home}/vault/templates/${app}.fullchain.ctmpl`,
         hook: `${home}/vault/hooks/reload-tls.sh`,
+        /** Written by the hook after each run: what it reloaded and whether all succeeded. */
+        reloadStatus: `${home}/vault/hooks/reload-tls.status`,
         fullchain: `${home}/tls/${app}.fullchain.pem`,
         leafKey: `${home}/tls/${app}.key`,
         previousFullchain: `${home}/tls/${app}.fullchain.pem.prev`,

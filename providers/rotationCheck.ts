@@ -198,6 +198,13 @@ export function checkSerialChanged(app: string, leafSerial: string, previousText
     return { lines: [], previousSerial };
 }
 
+/** The post-hook must have reported a successful reload after this render (issue -> write -> reload). */
+export function checkReload(app: string, report: string): string[] {
+    const line = report.trim();
+    if (/^result=ok( |$)/.test(line)) return [];
+    return [failureLine(app, "post-hook reload", "result=ok after the new render", line === "" ? "no report from the hook since the render" : JSON.stringify(line))];
+}
+
 /** `systemctl --user is-active` must say exactly `active`. */
 export function checkAgentService(app: string, serviceState: string): string[] {
     const state = serviceState.trim();
@@ -323,6 +330,7 @@ export async function runRotationCheck(
         lines.push(...serial.lines);
         previousLeafSerial = serial.previousSerial;
     }
+    lines.push(...checkReload(app, host.reload));
     lines.push(...checkAgentService(app, host.service));
 
     if (lines.length > 0) throw new Error(rotationFailureMessage(app, lines));

@@ -162,28 +162,39 @@ export interface WaitScriptInput {
     service: string;
     fullchain: string;
     previousFullchain: string;
+    reloadStatus: string;
     waitSeconds: number;
 }
 
 /**
- * Waits, bounded, for the agent to render a new fullchain. On timeout the
- * previous fullchain is put back so the frontend keeps a working certificate.
+ * Waits, bounded, for the agent to render a new fullchain and for the post-hook
+ * to report on the reload that follows it (issue -> write -> reload). When no
+ * fullchain appears in time, the previous one is put back so the frontend keeps
+ * a working certificate.
  */
 export function renderWaitScript(i: WaitScriptInput): string {
     return `${preamble(i.app, "wait-fullchain", i.user)}
 FULLCHAIN=${shQuote(i.fullchain)}
 PREVIOUS=${shQuote(i.previousFullchain)}
+STATUS=${shQuote(i.reloadStatus)}
 SERVICE=${shQuote(i.service)}
 WAIT_SECONDS=${i.waitSeconds}
+rendered() { [ -s "$FULLCHAIN" ] && grep -q -- '-----BEGIN CERTIFICATE-----' "$FULLCHAIN"; }
+# The hook writes its report after the render; an older report is the last rotation's.
+# (find -newer: POSIX, and finer than a second where the filesystem is.)
+reported() { [ -f "$STATUS" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
 waited=0
 while [ "$waited" -lt "$WAIT_SECONDS" ]; do
-  if [ -s "$FULLCHAIN" ] && grep -q -- '-----BEGIN CERTIFICATE-----' "$FULLCHAIN"; then
-    log "new fullchain rendered after \${waited}s"
+  if rendered && reported; then
+    log "new fullchain rendered and post-hook reported after \${waited}s"
     exit 0
   fi
   sleep 1
   waited=$((waited + 1))
 done
+if rendered; then
+  fail "the new fullchain is in place but the post-hook did not report within \${WAIT_SECONDS}s; look at: journalctl --user -u $SERVICE (as $APP_USER)"
+fi
 if [ -f "$PREVIOUS" ] && [ ! -s "$FULLCHAIN" ]; then
   mv -f -- "$PREVIOUS" "$FULLCHAIN" && log "restored the previous fullchain to $FULLCHAIN"
 fi
@@ -197,16 +208,19 @@ export interface ReadHostStateScriptInput {
     service: string;
     fullchain: string;
     previousFullchain: string;
+    reloadStatus: string;
 }
 
 /**
  * Prints the public facts the rotation check needs, in marked sections:
  * the certificate blocks of the fullchain and of the previous one (never their
- * key blocks), the service state and the agent's `vault version`.
+ * key blocks), the post-hook's report on the reload after this render, the
+ * service state and the agent's `vault version`.
  */
 export function renderReadHostStateScript(i: ReadHostStateScriptInput): string {
     return `${preamble(i.app, "read-host-state", i.user)}${asAppUser()}FULLCHAIN=${shQuote(i.fullchain)}
 PREVIOUS=${shQuote(i.previousFullchain)}
+STATUS=${shQuote(i.reloadStatus)}
 SERVICE=${shQuote(i.service)}
 # Only CERTIFICATE blocks leave the host: the fullchain file also holds the key.
 certs_only() {
@@ -216,6 +230,9 @@ echo '### fullchain'
 certs_only "$FULLCHAIN"
 echo '### previous'
 certs_only "$PREVIOUS"
+echo '### reload'
+# The hook's report counts only if it is not older than the fullchain.
+if [ -f "$STATUS" ] && [ -f "$FULLCHAIN" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; then head -n 1 "$STATUS"; fi
 echo '### service'
 as_app_user systemctl --user is-active "$SERVICE" 2>/dev/null || true
 echo '### agent-version'
@@ -225,7 +242,7 @@ echo '### end'
 }
 
 /** Splits the output of the read-host-state script into its sections. */
-export function parseHostState(stdout: string): { fullchain: string; previous: string; service: string; agentVersion: string } {
+export function parseHostState(stdout: string): { fullchain: string; previous: string; reload: string; service: string; agentVersion: string } {
     const sections: Record<string, string[]> = {};
     let current: string | undefined;
     for (const line of stdout.split("\n")) {
@@ -238,7 +255,7 @@ export function parseHostState(stdout: string): { fullchain: string; previous: s
         }
     }
     const text = (k: string) => (sections[k] ?? []).join("\n").trim();
-    return { fullchain: text("fullchain"), previous: text("previous"), service: text("service"), agentVersion: text("agent-version") };
+    return { fullchain: text("fullchain"), previous: text("previous"), reload: text("reload"), service: text("service"), agentVersion: text("agent-version") };
 }
 
 export interface ReloadHookInput {
@@ -246,12 +263,16 @@ export interface ReloadHookInput {
     label: string;
     proxy?: string;
     signal: string;
+    /** Where the hook reports its last run (read back by the rotation check). */
+    statusFile: string;
 }
 
 /**
  * The post-render hook: signal every podman container carrying the label, then
  * the edge proxy (once, even if it also carries the label). Exits non-zero when
  * any reload fails, so the agent logs the failure; no match is not an error.
+ * Its one-line report (`result=ok|failed reloaded=... failed=...`) lets the
+ * rotation check verify that a reload followed the render.
  */
 export function renderReloadHook(i: ReloadHookInput): string {
     return `#!/bin/sh
@@ -261,9 +282,11 @@ APP=${shQuote(i.app)}
 RELOAD_TLS_LABEL=${shQuote(i.label)}
 PROXY_RELOAD=${shQuote(i.proxy ?? "")}
 RELOAD_SIGNAL=${shQuote(i.signal)}
+STATUS_FILE=${shQuote(i.statusFile)}
 log() { printf 'reload-tls: %s: %s\\n' "$APP" "$*"; }
 failed=0
 reloaded=' '
+failed_names=''
 reload() { # container name
   if podman kill --signal "$RELOAD_SIGNAL" "$1" >/dev/null; then
     log "reloaded $1 ($RELOAD_SIGNAL)"
@@ -271,10 +294,19 @@ reload() { # container name
   else
     log "FAILED to reload $1"
     failed=1
+    failed_names="$failed_names$1,"
   fi
+}
+# One line, replaced atomically: result, what was reloaded, what failed.
+report() { # result
+  tmp=$(mktemp "$STATUS_FILE.XXXXXX") || { log "cannot write $STATUS_FILE"; return; }
+  list=$(printf '%s' "$reloaded" | sed 's/^ *//; s/ *$//; s/  */,/g')
+  printf 'result=%s reloaded=%s failed=%s\\n' "$1" "$list" "\${failed_names%,}" >"$tmp" && mv -f -- "$tmp" "$STATUS_FILE"
 }
 if ! names=$(podman ps --filter "label=$RELOAD_TLS_LABEL" --format '{{.Names}}'); then
   log "FAILED to list containers labelled $RELOAD_TLS_LABEL"
+  failed_names="podman ps,"
+  report failed
   exit 1
 fi
 if [ -z "$names" ]; then
@@ -292,8 +324,9 @@ case "$PROXY_RELOAD" in
     esac
     ;;
   '') ;;
-  *) log "unsupported PROXY_RELOAD=$PROXY_RELOAD"; failed=1 ;;
+  *) log "unsupported PROXY_RELOAD=$PROXY_RELOAD"; failed=1; failed_names="$failed_names$PROXY_RELOAD," ;;
 esac
+if [ "$failed" -eq 0 ]; then report ok; else report failed; fi
 exit "$failed"
 `;
 }

@@ -5,9 +5,11 @@ APP='app-a'
 RELOAD_TLS_LABEL='tls=true'
 PROXY_RELOAD='podman:edge-proxy'
 RELOAD_SIGNAL='SIGHUP'
+STATUS_FILE='/home/app-a/vault/hooks/reload-tls.status'
 log() { printf 'reload-tls: %s: %s\n' "$APP" "$*"; }
 failed=0
 reloaded=' '
+failed_names=''
 reload() { # container name
   if podman kill --signal "$RELOAD_SIGNAL" "$1" >/dev/null; then
     log "reloaded $1 ($RELOAD_SIGNAL)"
@@ -15,10 +17,19 @@ reload() { # container name
   else
     log "FAILED to reload $1"
     failed=1
+    failed_names="$failed_names$1,"
   fi
+}
+# One line, replaced atomically: result, what was reloaded, what failed.
+report() { # result
+  tmp=$(mktemp "$STATUS_FILE.XXXXXX") || { log "cannot write $STATUS_FILE"; return; }
+  list=$(printf '%s' "$reloaded" | sed 's/^ *//; s/ *$//; s/  */,/g')
+  printf 'result=%s reloaded=%s failed=%s\n' "$1" "$list" "${failed_names%,}" >"$tmp" && mv -f -- "$tmp" "$STATUS_FILE"
 }
 if ! names=$(podman ps --filter "label=$RELOAD_TLS_LABEL" --format '{{.Names}}'); then
   log "FAILED to list containers labelled $RELOAD_TLS_LABEL"
+  failed_names="podman ps,"
+  report failed
   exit 1
 fi
 if [ -z "$names" ]; then
@@ -36,6 +47,7 @@ case "$PROXY_RELOAD" in
     esac
     ;;
   '') ;;
-  *) log "unsupported PROXY_RELOAD=$PROXY_RELOAD"; failed=1 ;;
+  *) log "unsupported PROXY_RELOAD=$PROXY_RELOAD"; failed=1; failed_names="$failed_names$PROXY_RELOAD," ;;
 esac
+if [ "$failed" -eq 0 ]; then report ok; else report failed; fi
 exit "$failed"

@@ -248,7 +248,7 @@ describe("RotationCheck, on a stack applied for real", () => {
 
     /** The read-host-state output the check parses. */
     const hostState = (chain: string, previous = "", service = "active") =>
-        `### fullchain\n${chain.trim()}\n### previous\n${previous.trim()}\n### service\n${service}\n### agent-version\nVault v${vault.version}\n### end\n`;
+        `### fullchain\n${chain.trim()}\n### previous\n${previous.trim()}\n### reload\nresult=ok reloaded=web failed=\n### service\n${service}\n### agent-version\nVault v${vault.version}\n### end\n`;
 
     /** The checklist lines of a failed check (without the header and the advice). */
     async function failureLines(inputs: Partial<RotationCheckInputs>, now = NOW): Promise<string[]> {

@@ -71,7 +71,7 @@ describe("golden files", () => {
             `${a.app}.fullchain.ctmpl`,
             renderFullchainTemplate({ pkiMount: "pki_int", leafRole: vaultNames(a.app).leafRole, commonName: a.cn, altNames: a.alt, ttl: "720h" }),
         );
-        expectGolden(`${a.app}.reload-tls.sh`, renderReloadHook({ app: a.app, label: a.label, proxy: a.proxy, signal: a.signal }));
+        expectGolden(`${a.app}.reload-tls.sh`, renderReloadHook({ app: a.app, label: a.label, proxy: a.proxy, signal: a.signal, statusFile: hostPaths(a.home, a.app).reloadStatus }));
     });
 
     it("policies", () => {
@@ -101,7 +101,7 @@ describe("golden files", () => {
         expectGolden("app-a.restart.sh", renderRestartScript({ app: "app-a", user: "app-a", service: "vault-agent-app-a" }));
         expectGolden(
             "app-a.wait.sh",
-            renderWaitScript({ app: "app-a", user: "app-a", service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, waitSeconds: 120 }),
+            renderWaitScript({ app: "app-a", user: "app-a", service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 120 }),
         );
     });
 });
@@ -148,8 +148,8 @@ describe("renderer properties", () => {
     });
 
     it("parses the host-state sections", () => {
-        const s = parseHostState("### fullchain\nA\nB\n### previous\n### service\nactive\n### agent-version\nVault v1.21.1 (abc)\n### end\n");
-        expect(s).toEqual({ fullchain: "A\nB", previous: "", service: "active", agentVersion: "Vault v1.21.1 (abc)" });
+        const s = parseHostState("### fullchain\nA\nB\n### previous\n### reload\nresult=ok reloaded=x failed=\n### service\nactive\n### agent-version\nVault v1.21.1 (abc)\n### end\n");
+        expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", agentVersion: "Vault v1.21.1 (abc)" });
     });
 });
 
@@ -157,12 +157,14 @@ describe("the post-hook, run with a podman shim", () => {
     function runHook(opts: { containers: string; fail?: string; label?: string; proxy?: string }) {
         const dir = tmpdir();
         const hook = path.join(dir, "reload-tls.sh");
-        fs.writeFileSync(hook, renderReloadHook({ app: "app-a", label: opts.label ?? "tls=true", proxy: opts.proxy, signal: "SIGHUP" }), { mode: 0o750 });
+        const statusFile = path.join(dir, "reload-tls.status");
+        fs.writeFileSync(hook, renderReloadHook({ app: "app-a", label: opts.label ?? "tls=true", proxy: opts.proxy, signal: "SIGHUP", statusFile }), { mode: 0o750 });
         fs.writeFileSync(path.join(dir, "containers"), opts.containers);
         if (opts.fail) fs.writeFileSync(path.join(dir, "fail"), opts.fail);
         const r = spawnSync(hook, [], { env: { PATH: `${SHIMS}:/usr/bin:/bin`, PODMAN_SHIM_DIR: dir }, encoding: "utf8" });
         const calls = fs.existsSync(path.join(dir, "calls.log")) ? fs.readFileSync(path.join(dir, "calls.log"), "utf8").trim().split("\n") : [];
-        return { status: r.status, stdout: r.stdout, calls };
+        const report = fs.existsSync(statusFile) ? fs.readFileSync(statusFile, "utf8") : undefined;
+        return { status: r.status, stdout: r.stdout, calls, report };
     }
 
     it("reloads every labelled container, then the edge proxy once", () => {
@@ -176,6 +178,7 @@ describe("the post-hook, run with a podman shim", () => {
         ]);
         expect(r.stdout).toContain("reloaded web-1 (SIGHUP)");
         expect(r.stdout).toContain("edge proxy edge-proxy already reloaded");
+        expect(r.report).toBe("result=ok reloaded=web-1,web-2,edge-proxy failed=\n");
     });
 
     it("reloads the proxy when it does not carry the label", () => {
@@ -189,6 +192,7 @@ describe("the post-hook, run with a podman shim", () => {
         expect(r.status).toBe(0);
         expect(r.calls).toEqual(["ps --filter label=tls=true --format {{.Names}}"]);
         expect(r.stdout).toContain("no running container labelled tls=true");
+        expect(r.report).toBe("result=ok reloaded= failed=\n");
     });
 
     it("exits non-zero and names the container when a reload fails, after trying the rest", () => {
@@ -197,6 +201,7 @@ describe("the post-hook, run with a podman shim", () => {
         expect(r.stdout).toContain("FAILED to reload web-1");
         expect(r.calls).toContain("kill --signal SIGHUP web-2");
         expect(r.calls).toContain("kill --signal SIGHUP edge-proxy");
+        expect(r.report).toBe("result=failed reloaded=web-2,edge-proxy failed=web-1\n");
     });
 });
 
@@ -273,11 +278,33 @@ describe("host scripts, run for real in a temp dir", () => {
         expect(move.status).toBe(0);
         expect(fs.existsSync(p.fullchain)).toBe(false);
         expect(fs.readFileSync(p.previousFullchain, "utf8")).toContain("OLD");
-        const wait = run(renderWaitScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, waitSeconds: 1 }));
+        const wait = run(renderWaitScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 1 }));
         expect(wait.status).toBe(1);
         expect(wait.stderr).toContain("vault-rotation: app-a: wait-fullchain: no new fullchain at");
         expect(wait.stderr).toContain("journalctl --user -u vault-agent-app-a");
         expect(fs.readFileSync(p.fullchain, "utf8")).toContain("OLD");
+    });
+
+    it("waits for the hook's report on the new render, and says so when it never comes", () => {
+        const home = tmpdir();
+        const p = hostPaths(home, "app-a");
+        fs.mkdirSync(p.tlsDir, { recursive: true });
+        fs.mkdirSync(p.hooksDir, { recursive: true });
+        const script = renderWaitScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 2 });
+        // A report from the last rotation, older than the new render, does not count.
+        fs.writeFileSync(p.reloadStatus, "result=ok reloaded=old failed=\n");
+        const old = new Date(Date.now() - 60_000);
+        fs.utimesSync(p.reloadStatus, old, old);
+        fs.writeFileSync(p.fullchain, "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n");
+        const stale = run(script);
+        expect(stale.status).toBe(1);
+        expect(stale.stderr).toContain("the new fullchain is in place but the post-hook did not report within 2s");
+        expect(fs.readFileSync(p.fullchain, "utf8")).toContain("NEW");
+        // The hook's report after the render completes the step.
+        fs.writeFileSync(p.reloadStatus, "result=ok reloaded=app-a-web failed=\n");
+        const ok = run(script);
+        expect(ok.status).toBe(0);
+        expect(ok.stdout).toContain("new fullchain rendered and post-hook reported");
     });
 
     it("prints only certificate blocks of the fullchain, never its key", () => {
@@ -288,7 +315,9 @@ describe("host scripts, run for real in a temp dir", () => {
             p.fullchain,
             "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n-----BEGIN EC PRIVATE KEY-----\nSECRET\n-----END EC PRIVATE KEY-----\n",
         );
-        const r = spawnSync("/bin/sh", ["-c", renderReadHostStateScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain })], {
+        fs.mkdirSync(p.hooksDir, { recursive: true });
+        fs.writeFileSync(p.reloadStatus, "result=ok reloaded=app-a-web failed=\n");
+        const r = spawnSync("/bin/sh", ["-c", renderReadHostStateScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus })], {
             encoding: "utf8",
             env: { PATH: "/usr/bin:/bin" },
         });
@@ -297,6 +326,7 @@ describe("host scripts, run for real in a temp dir", () => {
         expect(r.stdout).not.toContain("PRIVATE KEY");
         expect(parseHostState(r.stdout).fullchain).toContain("LEAF");
         expect(parseHostState(r.stdout).fullchain).toContain("CA");
+        expect(parseHostState(r.stdout).reload).toBe("result=ok reloaded=app-a-web failed=");
     });
 });
 
@@ -306,13 +336,13 @@ describe("shellcheck", () => {
         const p = hostPaths("/home/app-a", "app-a");
         const base = { app: "app-a", user: "app-a" };
         const scripts: Record<string, string> = {
-            "hook.sh": renderReloadHook({ app: "app-a", label: "tls=true", proxy: "podman:edge-proxy", signal: "SIGHUP" }),
+            "hook.sh": renderReloadHook({ app: "app-a", label: "tls=true", proxy: "podman:edge-proxy", signal: "SIGHUP", statusFile: p.reloadStatus }),
             "files.sh": renderAgentFilesScript({ ...base, mtlsDir: p.mtlsDir, caDir: p.caDir, agentKey: p.agentKey, agentCert: p.agentCert, caPem: p.caPem, agentCertPem: "C", listenerCaPem: "L" }),
             "config.sh": renderAgentConfigScript({ ...base, vaultDir: "/home/app-a/vault", templatesDir: "/home/app-a/vault/templates", hooksDir: p.hooksDir, tlsDir: p.tlsDir, agentHcl: p.agentHcl, agentHclText: "x", template: p.template, templateText: "{{ .Cert }}", hook: p.hook, hookText: "#!/bin/sh\n" }),
             "move.sh": renderMoveAsideScript({ ...base, fullchain: p.fullchain, previousFullchain: p.previousFullchain }),
             "restart.sh": renderRestartScript({ ...base, service: "vault-agent-app-a" }),
-            "wait.sh": renderWaitScript({ ...base, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, waitSeconds: 5 }),
-            "read.sh": renderReadHostStateScript({ ...base, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain }),
+            "wait.sh": renderWaitScript({ ...base, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 5 }),
+            "read.sh": renderReadHostStateScript({ ...base, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus }),
         };
         const files = Object.entries(scripts).map(([name, text]) => {
             const file = path.join(dir, name);

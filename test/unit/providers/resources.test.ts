@@ -86,7 +86,7 @@ function rotationInputs(service: string) {
         agentCertPem: certs.agent.certPem,
         agentKeyPem: certs.agent.keyPem,
         expectedPolicies: ["app-a-issue", "default"],
-        hostState: ["### fullchain", certs.leaf.certPem, "### previous", "### service", service, "### agent-version", "### end"].join("\n"),
+        hostState: ["### fullchain", certs.leaf.certPem, "### previous", "### reload", "result=ok reloaded=web failed=", "### service", service, "### agent-version", "### end"].join("\n"),
         leafCommonName: "app-a.internal",
         allowedDomains: ["app-a.internal"],
         issuerCommonName: "Prod Intermediate CA",

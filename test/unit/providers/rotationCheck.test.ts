@@ -24,9 +24,9 @@ const certs: Record<string, TestCert> = {};
 let tokenPolicies: string[];
 const savedToken = process.env.VAULT_TOKEN;
 
-function hostState(o: { fullchain?: string; previous?: string; service?: string }): string {
+function hostState(o: { fullchain?: string; previous?: string; reload?: string; service?: string }): string {
     // The layout renderReadHostStateScript prints.
-    return ["### fullchain", o.fullchain ?? "", "### previous", o.previous ?? "", "### service", o.service ?? "active", "### agent-version", "Vault v1.21.1", "### end", ""].join("\n");
+    return ["### fullchain", o.fullchain ?? "", "### previous", o.previous ?? "", "### reload", o.reload ?? "result=ok reloaded=app-a-web failed=", "### service", o.service ?? "active", "### agent-version", "Vault v1.21.1", "### end", ""].join("\n");
 }
 
 /** A fullchain as the agent renders it: leaf, then the issuing CA. */
@@ -222,6 +222,13 @@ describe("each failure is one precise line", () => {
         const serial = parseCertificate(certs.leaf.certPem).serial;
         const inputs = { ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.leaf) }) };
         expect(await failureLines(inputs)).toEqual([`app-a: serial changed: expected a serial other than the previous leaf's ${serial}, found the same serial ${serial}`]);
+    });
+
+    test("no report from the post-hook after the render, or a failed reload", async () => {
+        const missing = { ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.previous), reload: "" }) };
+        expect(await failureLines(missing)).toEqual(["app-a: post-hook reload: expected result=ok after the new render, found no report from the hook since the render"]);
+        const failed = { ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.previous), reload: "result=failed reloaded=edge-proxy failed=app-a-web" }) };
+        expect(await failureLines(failed)).toEqual(['app-a: post-hook reload: expected result=ok after the new render, found "result=failed reloaded=edge-proxy failed=app-a-web"']);
     });
 
     test("inactive agent service", async () => {
