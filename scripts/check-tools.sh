@@ -10,7 +10,9 @@ check() { # command, why, how to install
 }
 check openssl "test certificates and CSRs" "apt-get install openssl"
 check shellcheck "the host scripts are linted by the tests" "apt-get install shellcheck"
-if ! command -v vault >/dev/null 2>&1 && [ -z "${VAULT_BIN:-}" ]; then
+cache="${VAULT_ROTATION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-rotation}"
+cached=$(find "$cache" -maxdepth 2 -name vault -type f -perm -u+x 2>/dev/null | head -n 1)
+if ! command -v vault >/dev/null 2>&1 && [ -z "${VAULT_BIN:-}" ] && [ -z "$cached" ]; then
   check go "Vault is built from its Go module when no vault binary is on PATH" "https://go.dev/doc/install, or put vault on PATH / set VAULT_BIN"
 fi
 exit "$missing"

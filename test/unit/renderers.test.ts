@@ -356,4 +356,11 @@ describe("shellcheck", () => {
         expect(r.stdout).toBe("");
         expect(r.status).toBe(0);
     });
+
+    it("passes on the repository's own bash scripts", () => {
+        const files = ["scripts/get-vault.sh", "scripts/check-tools.sh", ".ci/run"].map((f) => path.join(REPO_ROOT, f));
+        const r = spawnSync("shellcheck", ["--shell=bash", "--severity=style", ...files], { encoding: "utf8" });
+        expect(r.stdout).toBe("");
+        expect(r.status).toBe(0);
+    });
 });
