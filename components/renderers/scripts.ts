@@ -39,16 +39,21 @@ write_atomic() { # dest mode
 `;
 }
 
-/** Runs a command as the app user with its systemd user instance reachable. */
+/**
+ * Runs a command as the app user with its systemd user instance reachable:
+ * `systemctl --user` needs the user's runtime dir and session bus, which a
+ * non-login shell (runuser, sudo, ssh without a session) does not set.
+ */
 function asAppUser(): string {
     return `as_app_user() {
   uid=$(id -u "$APP_USER") || fail "no such user $APP_USER"
+  set -- env XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" "$@"
   if [ "$(id -un)" = "$APP_USER" ]; then
-    XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+    "$@"
   elif [ "$(id -u)" = 0 ]; then
-    runuser -u "$APP_USER" -- env XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+    runuser -u "$APP_USER" -- "$@"
   else
-    sudo -n -u "$APP_USER" env XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+    sudo -n -u "$APP_USER" -- "$@"
   fi
 }
 `;

@@ -7,12 +7,13 @@ fail() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*" >&2; exit 1; 
 log() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*"; }
 as_app_user() {
   uid=$(id -u "$APP_USER") || fail "no such user $APP_USER"
+  set -- env XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" "$@"
   if [ "$(id -un)" = "$APP_USER" ]; then
-    XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+    "$@"
   elif [ "$(id -u)" = 0 ]; then
-    runuser -u "$APP_USER" -- env XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+    runuser -u "$APP_USER" -- "$@"
   else
-    sudo -n -u "$APP_USER" env XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+    sudo -n -u "$APP_USER" -- "$@"
   fi
 }
 SERVICE='vault-agent-app-a'
