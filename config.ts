@@ -287,13 +287,10 @@ export interface LoadedStack {
  * file. Pure apart from that read, so tests can call it with plain values.
  */
 export function validateStackInputs(raw: RawStackInputs, readFile: (path: string) => string): LoadedStack {
-    const vaultObject = typeof raw.vault === "object" && raw.vault !== null ? (raw.vault as Record<string, unknown>) : raw.vault;
+    // A non-object `vault` is passed through as is, so zod reports it at `vault`.
     const merged = {
         rotation: raw.rotation,
-        vault:
-            typeof vaultObject === "object" && vaultObject !== null
-                ? { ...vaultObject, address: raw.vaultAddress, caCertFile: raw.vaultCaCertFile }
-                : vaultObject,
+        vault: typeof raw.vault === "object" && raw.vault !== null ? { ...raw.vault, address: raw.vaultAddress, caCertFile: raw.vaultCaCertFile } : raw.vault,
         apps: raw.apps,
     };
     let config: StackConfig;

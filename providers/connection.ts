@@ -32,18 +32,10 @@ export function readOidcToken(): string | undefined {
 }
 
 /**
- * The Vault token for provider calls: `VAULT_TOKEN`, else `~/.vault-token`
- * (what `vault login` writes). Read at call time, never captured or stored.
+ * VAULT_TOKEN, else ~/.vault-token (what `vault login` writes), else undefined.
+ * Read at call time, never captured or stored; `tokenForConnection` in
+ * vaultClient.ts adds the JWT login for Deployments.
  */
-export function resolveVaultToken(): string {
-    const token = findVaultToken();
-    if (token === undefined) {
-        throw new Error("no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists)");
-    }
-    return token;
-}
-
-/** VAULT_TOKEN, else ~/.vault-token, else undefined. */
 export function findVaultToken(): string | undefined {
     const fs = require("fs") as typeof import("fs");
     const os = require("os") as typeof import("os");

@@ -92,6 +92,10 @@ function vaultBody(inputs: Record<string, unknown>, skip: string[]): Record<stri
     return body;
 }
 
+function sameTrigger(a: unknown, b: unknown): boolean {
+    return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
 function comparable(inputs: Record<string, unknown>): string {
     const { __provider: _ignored, ...rest } = inputs;
     return JSON.stringify(rest);
@@ -99,7 +103,7 @@ function comparable(inputs: Record<string, unknown>): string {
 
 /** What a changed resource needs, following each provider's own replace rules. */
 async function planChange(type: string, prior: StateEntry, inputs: Record<string, unknown>, trigger: unknown): Promise<"update" | "replace"> {
-    if (JSON.stringify(prior.trigger ?? null) !== JSON.stringify(trigger ?? null)) return "replace";
+    if (!sameTrigger(prior.trigger, trigger)) return "replace";
     switch (type) {
         case "tls:index/privateKey:PrivateKey":
         case "tls:index/certRequest:CertRequest":
@@ -107,7 +111,7 @@ async function planChange(type: string, prior: StateEntry, inputs: Record<string
             return "replace";
         case "command:local:Command":
         case "command:remote:Command":
-            return JSON.stringify(prior.inputs.triggers ?? null) !== JSON.stringify(inputs.triggers ?? null) ? "replace" : "update";
+            return sameTrigger(prior.inputs.triggers, inputs.triggers) ? "update" : "replace";
         default: {
             const provider = DYNAMIC_PROVIDERS[type];
             if (provider?.diff) {
@@ -151,7 +155,7 @@ export class Applier {
         const prior = this.previous.resources[urn];
         let action: Action;
         if (!prior) action = "create";
-        else if (comparable(prior.inputs) === comparable(inputs) && JSON.stringify(prior.trigger ?? null) === JSON.stringify(trigger ?? null)) action = "same";
+        else if (comparable(prior.inputs) === comparable(inputs) && sameTrigger(prior.trigger, trigger)) action = "same";
         else action = await planChange(args.type, prior, inputs, trigger);
 
         let entry: StateEntry;
@@ -160,7 +164,7 @@ export class Applier {
         } else {
             this.log(`${action} ${args.type} ${args.name}`);
             const result =
-                action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs, trigger);
+                action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs);
             entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger };
             // Create-before-delete, like the engine: the replaced object goes last.
             if (action === "replace") this.pendingDeletes.push(prior!);
@@ -170,7 +174,7 @@ export class Applier {
         return { id: entry.id, state: entry.outputs };
     };
 
-    private async create(type: string, name: string, inputs: Record<string, unknown>, trigger: unknown): Promise<{ id: string; outputs: Record<string, unknown> }> {
+    private async create(type: string, name: string, inputs: Record<string, unknown>): Promise<{ id: string; outputs: Record<string, unknown> }> {
         switch (type) {
             case "vault:index/authBackend:AuthBackend": {
                 const path = String(inputs.path ?? inputs.type);
@@ -245,7 +249,6 @@ export class Applier {
                     throw new Error(`${name}: invalid inputs: ${checked.failures.map((f) => `${f.property}: ${f.reason}`).join("; ")}`);
                 }
                 const r = await provider.create(checked.inputs);
-                void trigger;
                 return { id: r.id, outputs: { ...checked.inputs, ...(r.outs ?? {}) } };
             }
         }
@@ -260,7 +263,7 @@ export class Applier {
             return { id: prior.id, outputs: { ...checked.inputs, ...(r.outs ?? {}) } };
         }
         // Vault objects are upserts and commands re-run `create` on change: the same as creating.
-        const r = await this.create(type, prior.name, inputs, undefined);
+        const r = await this.create(type, prior.name, inputs);
         return { id: type.startsWith("command:") ? prior.id : r.id, outputs: r.outputs };
     }
 
@@ -358,8 +361,4 @@ export function saveState(file: string, state: ApplierState): void {
     const tmp = `${file}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(state, null, 2), { mode: 0o600 });
     fs.renameSync(tmp, file);
-}
-
-export function loadState(file: string): ApplierState | undefined {
-    return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as ApplierState) : undefined;
 }
