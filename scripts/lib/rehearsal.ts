@@ -4,10 +4,10 @@
 // rendering the leaf and firing the post-hook (podman shim), the program's own
 // checks, then a rotation and a no-op run. The checklist at the end is verified
 // independently of the program's RotationCheck, in the runbook's words.
-import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { applyProgram, ApplierState, ApplyResult } from "../../test/support/applier";
+import { parseCertificate } from "../../providers/pem";
+import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
 import { loadStackConfig, REPO_ROOT } from "../../test/support/harness";
 import { prepareSandbox, Sandbox } from "../../test/support/sandbox";
 import { setupProductionLikeVault, vaultRequest } from "../../test/support/vaultAdmin";
@@ -77,17 +77,6 @@ function readLines(file: string): string[] {
     return fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l !== "") : [];
 }
 
-function serialOf(pem: string): string {
-    return (new X509Certificate(pem).serialNumber.toLowerCase().match(/../g) ?? []).join(":");
-}
-
-/** The first certificate block of a PEM bundle. */
-function firstCert(text: string): string {
-    const m = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text);
-    if (!m) throw new Error("no certificate in the file");
-    return `${m[0]}\n`;
-}
-
 type Report = Record<string, Record<string, unknown>>;
 
 export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalReport> {
@@ -129,11 +118,10 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const apply = async (epoch: string, state?: ApplierState): Promise<ApplyResult> =>
             applyProgram({ config: withEpoch(epoch), state, vault, hostEnv: sb.hostEnv, stack: "local", log: (l) => log(`      ${l}`) });
         const statePath = path.join(sandboxDir, "state.json");
-        const saveState = (state: ApplierState) => fs.writeFileSync(statePath, JSON.stringify(state, null, 2), { mode: 0o600 });
 
         log(`[3/7] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
         const first = await apply(firstEpoch);
-        saveState(first.state);
+        saveState(statePath, first.state);
         const firstReport = first.evaluation.exports.apps as Report;
 
         log("[4/7] checking each app in the runbook's words");
@@ -155,7 +143,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             sb.stack.apps.map((a) => [a.name, { cert: fs.readFileSync(path.join(a.home, "vault/mtls/agent.crt"), "utf8"), key: fs.readFileSync(path.join(a.home, "vault/mtls/agent.key"), "utf8") }]),
         );
         const rotated = await apply(rotatedEpoch, first.state);
-        saveState(rotated.state);
+        saveState(statePath, rotated.state);
         const rotatedReport = rotated.evaluation.exports.apps as Report;
         for (const [i, app] of sb.stack.apps.entries()) {
             const before = appReports[i];
@@ -169,7 +157,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
                 clientKeyPem: oldAgent[app.name].key,
             });
             const newLogin = await login(sb, app, vault);
-            const leafNow = serialOf(firstCert(fs.readFileSync(path.join(app.home, "tls", `${app.name}.fullchain.pem`), "utf8")));
+            const leafNow = parseCertificate(fs.readFileSync(path.join(app.home, "tls", `${app.name}.fullchain.pem`), "utf8")).serial;
             before.rotated = {
                 agentSerial: String(now.agentCertSerial),
                 leafSerial: String(now.leafSerial),
@@ -190,7 +178,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`[6/7] running again with epoch ${rotatedEpoch}: nothing may change`);
         const restartsBefore = readLines(path.join(sb.systemctlDir, "calls.log")).filter((l) => l.includes(" restart ")).length;
         const again = await apply(rotatedEpoch, rotated.state);
-        saveState(again.state);
+        saveState(statePath, again.state);
         const restarts = readLines(path.join(sb.systemctlDir, "calls.log")).filter((l) => l.includes(" restart ")).length - restartsBefore;
         const changed = again.steps.filter((s) => s.action !== "same");
         const noop = { replaced: changed.filter((s) => s.action === "replace").map((s) => s.name), changed: changed.map((s) => `${s.action} ${s.name}`), restarts };
@@ -243,12 +231,13 @@ async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vaul
     const exists = fs.existsSync(fullchainPath);
     items.push({ item: "*.fullchain.pem exists where expected", ok: exists, detail: fullchainPath });
     if (exists) {
-        const leaf = new X509Certificate(firstCert(fs.readFileSync(fullchainPath, "utf8")));
-        const notAfter = new Date(leaf.validTo);
+        // The first certificate block is the leaf (the file also holds the chain and the key).
+        const leaf = parseCertificate(fs.readFileSync(fullchainPath, "utf8"));
+        const notAfter = leaf.notAfter;
         const daysLeft = (notAfter.getTime() - Date.now()) / 86_400_000;
-        const cn = /CN=([^\n,]+)/.exec(leaf.subject)?.[1] ?? "";
-        const issuer = /CN=([^\n,]+)/.exec(leaf.issuer)?.[1] ?? "";
-        items.push({ item: "expiry is sane", ok: new Date(leaf.validFrom) <= new Date() && daysLeft > 0.5, detail: `notAfter ${notAfter.toISOString()} (${daysLeft.toFixed(1)} days left)` });
+        const cn = leaf.subjectCN;
+        const issuer = leaf.issuerCN;
+        items.push({ item: "expiry is sane", ok: leaf.notBefore <= new Date() && daysLeft > 0.5, detail: `notAfter ${notAfter.toISOString()} (${daysLeft.toFixed(1)} days left)` });
         items.push({ item: "subject CN matches expected domain", ok: cn === app.leaf.commonName, detail: `${cn} (expected ${app.leaf.commonName})` });
         items.push({ item: "issuer matches the expected intermediate", ok: issuer === sb.stack.vault.issuerCommonName, detail: `${issuer} (expected ${sb.stack.vault.issuerCommonName})` });
         items.push({ item: "fullchain file is 0600", ok: (fs.statSync(fullchainPath).mode & 0o777) === 0o600, detail: (fs.statSync(fullchainPath).mode & 0o777).toString(8) });
