@@ -161,6 +161,17 @@ log "restarted $SERVICE"
 `;
 }
 
+/**
+ * `reported`: the post-hook's report ($STATUS) is about the current fullchain
+ * ($FULLCHAIN). The hook writes it after each render, so a report older than
+ * the fullchain is the last rotation's. (find -newer: POSIX, and finer than a
+ * second where the filesystem is.)
+ */
+function reportedHelper(): string {
+    return `reported() { [ -f "$STATUS" ] && [ -f "$FULLCHAIN" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
+`;
+}
+
 export interface WaitScriptInput {
     app: string;
     user: string;
@@ -185,10 +196,7 @@ STATUS=${shQuote(i.reloadStatus)}
 SERVICE=${shQuote(i.service)}
 WAIT_SECONDS=${i.waitSeconds}
 rendered() { [ -s "$FULLCHAIN" ] && grep -q -- '-----BEGIN CERTIFICATE-----' "$FULLCHAIN"; }
-# The hook writes its report after the render; an older report is the last rotation's.
-# (find -newer: POSIX, and finer than a second where the filesystem is.)
-reported() { [ -f "$STATUS" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
-waited=0
+${reportedHelper()}waited=0
 while [ "$waited" -lt "$WAIT_SECONDS" ]; do
   if rendered && reported; then
     log "new fullchain rendered and post-hook reported after \${waited}s"
@@ -235,9 +243,8 @@ echo '### fullchain'
 certs_only "$FULLCHAIN"
 echo '### previous'
 certs_only "$PREVIOUS"
-echo '### reload'
-# The hook's report counts only if it is not older than the fullchain.
-if [ -f "$STATUS" ] && [ -f "$FULLCHAIN" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; then head -n 1 "$STATUS"; fi
+${reportedHelper()}echo '### reload'
+if reported; then head -n 1 "$STATUS"; fi
 echo '### service'
 as_app_user systemctl --user is-active "$SERVICE" 2>/dev/null || true
 echo '### agent-version'

@@ -12,9 +12,7 @@ STATUS='/home/app-a/vault/hooks/reload-tls.status'
 SERVICE='vault-agent-app-a'
 WAIT_SECONDS=120
 rendered() { [ -s "$FULLCHAIN" ] && grep -q -- '-----BEGIN CERTIFICATE-----' "$FULLCHAIN"; }
-# The hook writes its report after the render; an older report is the last rotation's.
-# (find -newer: POSIX, and finer than a second where the filesystem is.)
-reported() { [ -f "$STATUS" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
+reported() { [ -f "$STATUS" ] && [ -f "$FULLCHAIN" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
 waited=0
 while [ "$waited" -lt "$WAIT_SECONDS" ]; do
   if rendered && reported; then
