@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseCertificate } from "../../providers/pem";
 import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
-import { loadStackConfig, REPO_ROOT } from "../../test/support/harness";
+import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
 import { prepareSandbox, Sandbox } from "../../test/support/sandbox";
 import { setupProductionLikeVault, vaultRequest } from "../../test/support/vaultAdmin";
 import { startVaultServer, VaultServer } from "../../test/support/vaultServer";
@@ -114,9 +114,8 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const rotation = JSON.parse(sb.config["vault-rotation:rotation"]) as { epoch?: string };
         const firstEpoch = rotation.epoch ?? "rehearsal-1";
         const rotatedEpoch = `${firstEpoch}-rotated`;
-        const withEpoch = (epoch: string) => ({ ...sb.config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) });
         const apply = async (epoch: string, state?: ApplierState): Promise<ApplyResult> =>
-            applyProgram({ config: withEpoch(epoch), state, vault, hostEnv: sb.hostEnv, stack: "local", log: (l) => log(`      ${l}`) });
+            applyProgram({ config: withEpoch(sb.config, epoch), state, vault, hostEnv: sb.hostEnv, stack: "local", log: (l) => log(`      ${l}`) });
         const statePath = path.join(sandboxDir, "state.json");
 
         log(`[3/7] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
-import { flattenConfig } from "../support/harness";
+import { flattenConfig, withEpoch } from "../support/harness";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { testVaultFromEnv, vaultRequest, VaultResponse } from "../support/vaultAdmin";
 
@@ -63,11 +63,6 @@ function stackConfig(): Record<string, string> {
             reload: { label: "tls=true", proxy: "podman:edge-proxy" },
         })),
     });
-}
-
-function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
-    const rotation = JSON.parse(config["vault-rotation:rotation"]);
-    return { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) };
 }
 
 /** The outputs of the resource named `name` in the applier's state. */

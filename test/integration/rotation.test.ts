@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
-import { loadStackConfig, REPO_ROOT } from "../support/harness";
+import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
 
@@ -15,11 +15,6 @@ let rotated: ApplyResult;
 let again: ApplyResult;
 /** The agent credentials on the hosts before the rotation. */
 const oldAgent: Record<string, { cert: string; key: string }> = {};
-
-function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
-    const rotation = JSON.parse(config["vault-rotation:rotation"]);
-    return { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) };
-}
 
 async function apply(config: Record<string, string>, state?: ApplierState): Promise<ApplyResult> {
     return applyProgram({ config, state, vault, hostEnv: sandbox.hostEnv, stack: "local", log: () => undefined });

@@ -80,6 +80,12 @@ export function loadStackConfig(file: string): Record<string, string> {
     return flattenConfig(doc.config ?? {});
 }
 
+/** The same flat config with `rotation.epoch` set: how a rotation is asked for. */
+export function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
+    const rotation = JSON.parse(config["vault-rotation:rotation"]);
+    return { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) };
+}
+
 /** Turns a structured config object into the SDK's string map (objects JSON-encoded). */
 export function flattenConfig(config: Record<string, unknown>): Record<string, string> {
     const out: Record<string, string> = {};

@@ -1,7 +1,7 @@
 // What a rotation changes: the same config twice is a no-op; a new epoch
 // replaces the agent key and exactly what depends on it; the host steps run in
 // the documented order.
-import { evaluateProgram, Evaluation, Registration } from "../support/harness";
+import { evaluateProgram, Evaluation, Registration, withEpoch } from "../support/harness";
 import { fakeListenerCaFile, prodStack, threeAppStack } from "../support/stacks";
 
 const caFile = fakeListenerCaFile();
@@ -15,11 +15,6 @@ function fingerprint(r: Registration): string {
 function changedNames(a: Evaluation, b: Evaluation): string[] {
     expect([...b.byName.keys()].sort()).toEqual([...a.byName.keys()].sort());
     return [...a.byName.values()].filter((r) => fingerprint(r) !== fingerprint(b.byName.get(r.name)!)).map((r) => r.name).sort();
-}
-
-function withEpoch(config: Record<string, string>, epoch: string): Record<string, string> {
-    const rotation = JSON.parse(config["vault-rotation:rotation"]);
-    return { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, epoch }) };
 }
 
 /** Everything downstream of an app's agent key. */
