@@ -6,7 +6,7 @@ import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs } from "./pkiRole";
-import { DEBUG_POLICY, hostPaths, vaultNames } from "./naming";
+import { DEBUG_POLICY, hostPaths, vaultNames } from "../lib/naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
 import { renderAgentFilesScript } from "./renderers/scripts";
 

@@ -8,7 +8,7 @@ import type { VaultConnection } from "../providers/connection";
 import { KvSeed } from "../providers/kvSeed";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs } from "./pkiRole";
-import { hostPaths, vaultNames } from "./naming";
+import { hostPaths, vaultNames } from "../lib/naming";
 import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
 import { renderKvPolicy } from "./renderers/policies";
 import {

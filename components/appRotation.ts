@@ -3,11 +3,11 @@ import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck } from "../providers/rotationCheck";
 import { VersionDrift } from "../providers/versionDrift";
-import { parseHostState } from "./renderers/scripts";
+import { parseHostState } from "../lib/hostState";
 import { AgentIdentity } from "./agentIdentity";
 import { AppLeaf } from "./appLeaf";
 import type { HostTarget } from "./hostCommand";
-import { expectedTokenPolicies, vaultNames } from "./naming";
+import { expectedTokenPolicies, vaultNames } from "../lib/naming";
 
 export interface AppRotationArgs {
     /** App name (`[a-z][a-z0-9-]*`), unique in the stack. */

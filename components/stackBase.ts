@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
 import { KvMount } from "../providers/kvMount";
 import type { VaultConnection } from "../providers/connection";
-import { DEBUG_POLICY } from "./naming";
+import { DEBUG_POLICY } from "../lib/naming";
 import { renderDebugPolicy } from "./renderers/policies";
 
 export interface StackBaseArgs {

@@ -8,8 +8,8 @@
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
-import { vaultNames } from "../components/naming";
-import { parseHostState } from "../components/renderers/scripts";
+import { vaultNames } from "../lib/naming";
+import { parseHostState } from "../lib/hostState";
 import type { VaultConnection } from "./connection";
 import type { ParsedCertificate } from "./pem";
 import { chainsTo, parseCertificate, splitPemCertificates } from "./pem";

@@ -4,12 +4,12 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { hostPaths, vaultNames } from "../../components/naming";
+import { hostPaths, vaultNames } from "../../lib/naming";
+import { parseHostState } from "../../lib/hostState";
 import { renderAgentConfig, renderFullchainTemplate } from "../../components/renderers/agentHcl";
 import { renderDebugPolicy, renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "../../components/renderers/policies";
 import { hclString, shQuote } from "../../components/renderers/quote";
 import {
-    parseHostState,
     renderAgentConfigScript,
     renderAgentFilesScript,
     renderMoveAsideScript,
