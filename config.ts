@@ -67,9 +67,18 @@ const homePath = z
     .refine((p) => !p.includes("//") && (p === "/" || !p.endsWith("/")), { message: "must be normalised (no '//' and no trailing '/')" })
     .refine((p) => p !== "/", { message: "must not be the root directory" });
 
+/**
+ * PATH for the host steps' bodies (run as the app user): absolute directories,
+ * colon-separated. Every one of them must be writable by root only.
+ */
+const hostPath = z
+    .string()
+    .regex(/^\/[A-Za-z0-9._\/-]*(:\/[A-Za-z0-9._\/-]*)*$/, { message: "must be absolute directories separated by ':' (letters, digits, '.', '_', '-', '/')" })
+    .refine((p) => !p.split(/[:/]/).some((seg) => seg === ".."), { message: "must not contain '..' segments" });
+
 /** Where the app lives: the Pulumi runner itself, or a host reached over SSH. */
 const hostSchema = z.union([
-    z.object({ local: z.literal(true) }).strict(),
+    z.object({ local: z.literal(true), path: hostPath.optional() }).strict(),
     z
         .object({
             ssh: z
@@ -81,9 +90,26 @@ const hostSchema = z.union([
                     user: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }),
                 })
                 .strict(),
+            path: hostPath.optional(),
         })
         .strict(),
 ]);
+
+/** System directories no app home may be or live under (a home is the app user's to change). */
+const SYSTEM_DIRS = ["/etc", "/usr", "/bin", "/sbin", "/boot", "/proc", "/sys", "/dev", "/run", "/var/lib", "/root"];
+
+/** Why a home is not acceptable as an app user's home, or undefined. */
+export function systemHomeProblem(home: string): string | undefined {
+    const top = home.split("/")[1] ?? "";
+    if (top.startsWith("lib")) return `must not be under /${top} (a system directory)`;
+    const dir = SYSTEM_DIRS.find((d) => home === d || home.startsWith(`${d}/`));
+    return dir ? `must not be under ${dir} (a system directory)` : undefined;
+}
+
+/** Same host: both local, or the same ssh host and port. Homes and users only collide on one host. */
+function hostKey(host: { local: true } | { ssh: { host: string; port: number } }): string {
+    return "ssh" in host ? `ssh:${host.ssh.host.toLowerCase()}:${host.ssh.port}` : "local";
+}
 
 const AGENT_TTL_MAX = 14 * 86400; // an agent login cert lives days, not months
 const LEAF_TTL_MAX = 90 * 86400;
@@ -91,8 +117,15 @@ const LEAF_TTL_MAX = 90 * 86400;
 const appSchema = z
     .object({
         name: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }).max(40),
-        user: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }).max(32),
-        home: homePath,
+        user: z
+            .string()
+            .regex(NAME, { message: "must match [a-z][a-z0-9-]*" })
+            .max(32)
+            .refine((u) => u !== "root", { message: "must not be root: host steps run as this user, and a compromised app must not be root" }),
+        home: homePath.superRefine((home, ctx) => {
+            const problem = systemHomeProblem(home);
+            if (problem) ctx.addIssue({ code: "custom", message: `${problem} (got ${home})` });
+        }),
         host: hostSchema,
         agent: z
             .object({
@@ -179,6 +212,46 @@ const stackSchema = z
         stack.apps.forEach((app, i) => {
             unique("name", app.name, ["apps", i, "name"]);
             unique("agentCn", app.agent.commonName, ["apps", i, "agent", "commonName"]);
+        });
+        // One app must not reach another's files or names: no shared or nested
+        // homes on one host, no leaf name another app's role may issue, no agent
+        // CN that any leaf role may issue.
+        stack.apps.forEach((app, i) => {
+            stack.apps.forEach((other, j) => {
+                if (j >= i || hostKey(app.host) !== hostKey(other.host)) return;
+                if (app.home === other.home) {
+                    ctx.addIssue({ code: "custom", path: ["apps", i, "home"], message: `${app.home} is also apps[${j}].home: every app needs a home of its own` });
+                } else if (app.home.startsWith(`${other.home}/`) || other.home.startsWith(`${app.home}/`)) {
+                    ctx.addIssue({ code: "custom", path: ["apps", i, "home"], message: `${app.home} and apps[${j}].home (${other.home}) are nested: homes must not contain each other` });
+                }
+            });
+        });
+        const domainOwner = new Map<string, number>();
+        stack.apps.forEach((app, i) => {
+            app.leaf.allowedDomains.forEach((d, k) => {
+                const owner = domainOwner.get(d);
+                if (owner !== undefined && owner !== i) {
+                    ctx.addIssue({
+                        code: "custom",
+                        path: ["apps", i, "leaf", "allowedDomains", k],
+                        message: `${d} is also in apps[${owner}].leaf.allowedDomains: one app's agent could issue the other's frontend certificate`,
+                    });
+                } else {
+                    domainOwner.set(d, i);
+                }
+            });
+        });
+        stack.apps.forEach((app, i) => {
+            app.leaf.allowedDomains.forEach((d, k) => {
+                const agentOf = stack.apps.findIndex((a) => a.agent.commonName === d);
+                if (agentOf >= 0) {
+                    ctx.addIssue({
+                        code: "custom",
+                        path: ["apps", i, "leaf", "allowedDomains", k],
+                        message: `${d} is apps[${agentOf}].agent.commonName: a leaf role must not issue an agent's login name`,
+                    });
+                }
+            });
         });
         if (stack.rotation.renewBeforeSeconds !== undefined) {
             stack.apps.forEach((app, i) => {

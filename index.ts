@@ -6,6 +6,7 @@ import * as vault from "@pulumi/vault";
 import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "./config";
 import { AppRotation, AppRotationArgs } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
+import { DEFAULT_HOST_PATH } from "./components/renderers/scripts";
 import { StackBase } from "./components/stackBase";
 import { readOidcToken, VaultConnection } from "./providers/connection";
 
@@ -50,8 +51,8 @@ const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kv
 const rotations = config.apps.map((app) => {
     const host: HostTarget =
         "ssh" in app.host
-            ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.host.ssh.user, privateKey: sshKey! }
-            : { kind: "local" };
+            ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.host.ssh.user, privateKey: sshKey!, path: app.host.path ?? DEFAULT_HOST_PATH }
+            : { kind: "local", path: app.host.path ?? DEFAULT_HOST_PATH };
     const args: AppRotationArgs = {
         app: app.name,
         user: app.user,

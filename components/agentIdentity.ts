@@ -6,7 +6,7 @@ import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs } from "./pkiRole";
-import { DEBUG_POLICY, hostPaths, vaultNames } from "../lib/naming";
+import { DEBUG_POLICY, vaultNames } from "../lib/naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
 import { renderAgentFilesScript } from "./renderers/scripts";
 
@@ -66,7 +66,6 @@ export class AgentIdentity extends pulumi.ComponentResource {
     constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AgentIdentity", name, {}, opts);
         const names = vaultNames(args.app);
-        const paths = hostPaths(args.home, args.app);
         const ttl = String(args.ttlSeconds);
 
         // Client certs for the agent's CN only; every permissive default off.
@@ -148,11 +147,8 @@ export class AgentIdentity extends pulumi.ComponentResource {
                 renderAgentFilesScript({
                     app: args.app,
                     user: args.user,
-                    mtlsDir: paths.mtlsDir,
-                    caDir: paths.caDir,
-                    agentKey: paths.agentKey,
-                    agentCert: paths.agentCert,
-                    caPem: paths.caPem,
+                    home: args.home,
+                    hostPath: args.host.path,
                     agentCertPem: certPem,
                     listenerCaPem: caPem,
                 }),

@@ -11,14 +11,7 @@ import { restrictedRoleArgs } from "./pkiRole";
 import { hostPaths, vaultNames } from "../lib/naming";
 import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
 import { renderKvPolicy } from "./renderers/policies";
-import {
-    renderAgentConfigScript,
-    renderMoveAsideScript,
-    renderReadHostStateScript,
-    renderReloadHook,
-    renderRestartScript,
-    renderWaitScript,
-} from "./renderers/scripts";
+import { renderAgentConfigScript, renderReloadHook, renderRotateScript } from "./renderers/scripts";
 
 function sha256(text: string): string {
     return createHash("sha256").update(text).digest("hex");
@@ -84,7 +77,7 @@ export class AppLeaf extends pulumi.ComponentResource {
     public readonly kvStatus: pulumi.Output<string>;
     /** Vault policies this component created (the agent mapping must exist after them). */
     public readonly policies: pulumi.Resource[];
-    /** Output of the read-host-state script: public certificate text, service state, agent version. */
+    /** Output of the rotate step: public certificate text, reload report, service state, login result, agent version. */
     public readonly hostState: pulumi.Output<string>;
     /** The last step of the rotation sequence; verification runs after it. */
     public readonly rotated: pulumi.Resource;
@@ -136,7 +129,8 @@ export class AppLeaf extends pulumi.ComponentResource {
             agentCert: paths.agentCert,
             agentKey: paths.agentKey,
             template: paths.template,
-            fullchain: paths.fullchain,
+            // The agent renders to its private target; the hook installs it where the app reads it.
+            fullchain: paths.renderedFullchain,
             hook: paths.hook,
             hookTimeoutSeconds: 30,
             pidFile: `${args.home}/vault/agent.pid`,
@@ -148,89 +142,52 @@ export class AppLeaf extends pulumi.ComponentResource {
             altNames: args.altNames,
             ttl: args.ttl,
         });
-        const hookText = renderReloadHook({ app: args.app, label: args.reloadLabel, proxy: args.reloadProxy, signal: args.reloadSignal, statusFile: paths.reloadStatus });
+        const hookText = renderReloadHook({
+            app: args.app,
+            label: args.reloadLabel,
+            proxy: args.reloadProxy,
+            signal: args.reloadSignal,
+            renderedFullchain: paths.renderedFullchain,
+            fullchain: paths.fullchain,
+            statusFile: paths.reloadStatus,
+        });
+        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path };
 
         // Order on the host, always: agent files -> agent config, template, hook ->
-        // move the old fullchain aside -> restart -> wait for the new fullchain.
+        // the rotation unit (move aside, restart, wait, read back).
         const config = hostCommand(
             `${name}-agent-config`,
             args.host,
-            {
-                script: renderAgentConfigScript({
-                    app: args.app,
-                    user: args.user,
-                    vaultDir: `${args.home}/vault`,
-                    templatesDir: `${args.home}/vault/templates`,
-                    hooksDir: paths.hooksDir,
-                    tlsDir: paths.tlsDir,
-                    agentHcl: paths.agentHcl,
-                    agentHclText,
-                    template: paths.template,
-                    templateText,
-                    hook: paths.hook,
-                    hookText,
-                }),
-            },
+            { script: renderAgentConfigScript({ ...hostUser, agentHclText, templateText, hookText }) },
             { parent: this, dependsOn: [args.agentFilesWritten, role, ...this.policies] },
         );
 
         // A changed agent config, template or hook must reach the running agent
         // too: its digest joins the serial and epoch in the rotation triggers.
+        // Move-aside, restart, wait and read-back are one command because they are
+        // one unit on the host: a failure anywhere in it puts the previous
+        // fullchain back (see renderRotateScript).
         const configDigest = sha256(agentHclText + templateText + hookText);
-        const rotationTriggers = [args.agentCertSerial, args.epoch, configDigest];
-        const base = { app: args.app, user: args.user };
-        const moveAside = hostCommand(
-            `${name}-move-aside`,
+        const rotate = hostCommand(
+            `${name}-rotate`,
             args.host,
             {
-                script: renderMoveAsideScript({ ...base, fullchain: paths.fullchain, previousFullchain: paths.previousFullchain }),
-                triggers: rotationTriggers,
+                script: renderRotateScript({
+                    ...hostUser,
+                    service: names.service,
+                    waitSeconds: args.waitSeconds,
+                    login: { vaultAddress: args.agentVaultAddress, certAuthPath: args.certAuthPath, mapping: names.mapping },
+                }),
+                triggers: [args.agentCertSerial, args.epoch, configDigest],
             },
             { parent: this, dependsOn: [config] },
-        );
-        const restart = hostCommand(
-            `${name}-restart`,
-            args.host,
-            { script: renderRestartScript({ ...base, service: names.service }), triggers: rotationTriggers },
-            { parent: this, dependsOn: [moveAside] },
-        );
-        const wait = hostCommand(
-            `${name}-wait`,
-            args.host,
-            {
-                script: renderWaitScript({
-                    ...base,
-                    service: names.service,
-                    fullchain: paths.fullchain,
-                    previousFullchain: paths.previousFullchain,
-                    reloadStatus: paths.reloadStatus,
-                    waitSeconds: args.waitSeconds,
-                }),
-                triggers: rotationTriggers,
-            },
-            { parent: this, dependsOn: [restart] },
-        );
-        const readState = hostCommand(
-            `${name}-read-state`,
-            args.host,
-            {
-                script: renderReadHostStateScript({
-                    ...base,
-                    service: names.service,
-                    fullchain: paths.fullchain,
-                    previousFullchain: paths.previousFullchain,
-                    reloadStatus: paths.reloadStatus,
-                }),
-                triggers: rotationTriggers,
-            },
-            { parent: this, dependsOn: [wait] },
         );
 
         this.roleName = role.name;
         this.kvPolicyName = pulumi.output(args.kv ? names.kvPolicy : undefined);
         this.kvStatus = kvSeed ? kvSeed.status : pulumi.output("disabled");
-        this.hostState = readState.stdout;
-        this.rotated = readState;
+        this.hostState = rotate.stdout;
+        this.rotated = rotate;
         this.registerOutputs({ roleName: this.roleName, kvPolicyName: this.kvPolicyName, kvStatus: this.kvStatus });
     }
 }

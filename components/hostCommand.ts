@@ -6,9 +6,11 @@ import * as command from "@pulumi/command";
 
 /** Where an app's host commands run. */
 export type HostTarget =
-    | { kind: "local" }
+    | { kind: "local"; path: string }
     | {
           kind: "ssh";
+          /** PATH of the host steps' bodies on that host. */
+          path: string;
           host: string;
           port: number;
           user: string;
@@ -26,8 +28,10 @@ export interface HostCommandArgs {
 }
 
 /**
- * Declares the script as a command resource on the target host. Output logging
- * is stdout only: our scripts print progress there and nothing secret.
+ * Declares the script as a command resource on the target host. Only stderr is
+ * logged: each step prints exactly one line there (its result or its failure),
+ * while stdout carries the facts a step reports (certificate text), which stay
+ * in the resource's outputs instead of every `pulumi up` log.
  */
 export function hostCommand(
     name: string,
@@ -43,7 +47,7 @@ export function hostCommand(
                 interpreter: ["/bin/sh", "-c"],
                 stdin: args.stdin,
                 triggers: args.triggers,
-                logging: "stdout",
+                logging: "stderr",
             },
             opts,
         );
@@ -60,7 +64,7 @@ export function hostCommand(
             create: args.script,
             stdin: args.stdin,
             triggers: args.triggers,
-            logging: "stdout",
+            logging: "stderr",
         },
         opts,
     );

@@ -20,6 +20,8 @@ export function vaultNames(app: string) {
 /** Files on the app's host, all under its home directory. */
 export function hostPaths(home: string, app: string) {
     return {
+        vaultDir: `${home}/vault`,
+        templatesDir: `${home}/vault/templates`,
         mtlsDir: `${home}/vault/mtls`,
         caDir: `${home}/vault/ca`,
         hooksDir: `${home}/vault/hooks`,
@@ -32,9 +34,16 @@ export function hostPaths(home: string, app: string) {
         hook: `${home}/vault/hooks/reload-tls.sh`,
         /** Written by the hook after each run: what it reloaded and whether all succeeded. */
         reloadStatus: `${home}/vault/hooks/reload-tls.status`,
+        /** What the app (nginx) serves: installed here by the post-hook, atomically, never written in place. */
         fullchain: `${home}/tls/${app}.fullchain.pem`,
-        leafKey: `${home}/tls/${app}.key`,
+        /** Copy of the served fullchain taken before a rotation: what a failed rotation puts back. */
         previousFullchain: `${home}/tls/${app}.fullchain.pem.prev`,
+        /** The agent's private render target: `pkiCert` reuses it while valid, so a rotation moves it aside. */
+        renderDir: `${home}/vault/render`,
+        renderedFullchain: `${home}/vault/render/${app}.fullchain.pem`,
+        renderedPrevious: `${home}/vault/render/${app}.fullchain.pem.prev`,
+        /** Touched when a rotation starts: a render or report older than it belongs to an earlier run. */
+        rotationMark: `${home}/vault/render/.rotation-started`,
     };
 }
 

@@ -69,7 +69,7 @@ async function main(): Promise<void> {
 
     // Ctrl-C: stop the agents of the stack being measured (vaultServer.ts stops the server).
     const onSignal = () => {
-        currentSandbox?.stopAgents();
+        currentSandbox?.close();
         if (currentSandbox) fs.rmSync(currentSandbox.root, { recursive: true, force: true });
     };
     process.once("SIGINT", onSignal);
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
                 const sandbox = prepareSandbox({ root, config: renamed(generated.config, `s${apps}`), vault });
                 currentSandbox = sandbox;
                 const apply = (state?: ApplierState) =>
-                    applyProgram({ config: sandbox.config, secretKeys: generated.secretKeys, state, vault, hostEnv: sandbox.hostEnv, stack: `bench-${apps}`, log: () => undefined });
+                    applyProgram({ config: sandbox.config, secretKeys: generated.secretKeys, state, vault, stack: `bench-${apps}`, log: () => undefined });
 
                 log(`${apps} app(s): full apply (real agents)`);
                 let t = process.hrtime.bigint();
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
                     for (const token of tokens) await vaultRequest(vault, "POST", "auth/token/revoke-self", undefined, { token });
                 }
             } finally {
-                currentSandbox?.stopAgents();
+                currentSandbox?.close();
                 currentSandbox = undefined;
                 fs.rmSync(root, { recursive: true, force: true });
                 generated.cleanup();

@@ -1,72 +1,115 @@
-// Host scripts, as pure functions. They run through `sh -c` locally or over SSH,
-// so every value is single-quoted into a variable at the top, and nothing secret
-// is ever in the script text: the agent key arrives on standard input.
+// Host scripts, as pure functions.
+//
+// Privilege model (README, "Threat model"): every host step is a small
+// *launcher* that runs as root (local hosts) or as the SSH login user, and does
+// nothing but switch to the app user and start the step's *body* from an empty
+// environment. The body is the only code that reads, writes, moves or lists
+// anything under the app's home, so a link or file the app user planted can
+// only ever reach what that user could reach already. Nothing of the Pulumi
+// process's environment (VAULT_TOKEN, PULUMI_*, the Deployment's OIDC token)
+// crosses to the app user. Nothing secret is ever in a script's text: the agent
+// key arrives on standard input, which the launcher hands through untouched.
+import { hostPaths } from "../../lib/naming";
 import { shQuote } from "./quote";
 
-/** Shared preamble: strict mode and failure/progress lines that name app and step. */
-function preamble(app: string, step: string, user?: string): string {
-    return `set -eu
-umask 077
-APP=${shQuote(app)}
-STEP=${shQuote(step)}
-${user === undefined ? "" : `APP_USER=${shQuote(user)}\n`}fail() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; exit 1; }
-log() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*"; }
-`;
+/** The PATH of host steps when the stack does not set one (every directory must be writable by root only). */
+export const DEFAULT_HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** Whose step it is: the app, its Unix user and home, and the PATH its body runs with. */
+export interface HostUser {
+    app: string;
+    user: string;
+    home: string;
+    /** PATH for the body (the app user's commands: systemctl, vault, podman, coreutils). */
+    hostPath: string;
 }
 
-/** Helpers of the scripts that install files: ownership, directories and atomic writes. */
-function fileHelpers(): string {
-    return `# Files belong to the app user. As root we chown; as the app user there is nothing to do.
-set_owner() {
-  if [ "$(id -u)" = 0 ]; then chown "$APP_USER:" "$1" || fail "cannot chown $1 to $APP_USER"
-  elif [ "$(id -un)" != "$APP_USER" ]; then fail "running as $(id -un), need root or $APP_USER to own $1"
-  fi
-}
-ensure_dir() { # path mode
-  mkdir -p -- "$1" || fail "cannot create directory $1"
-  chmod "$2" "$1" && set_owner "$1"
-}
-# Writes standard input to $1 with mode $2: temp file in the same directory, then
-# rename, so readers see the old file or the new one and never a truncated one.
-write_atomic() { # dest mode
-  dir=$(dirname -- "$1")
-  tmp=$(mktemp "$dir/.vault-rotation.XXXXXX") || fail "cannot create a temp file in $dir"
-  if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
-  if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
-  if ! { chmod "$2" "$tmp" && set_owner "$tmp" && mv -f -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
-  log "wrote $1 ($2)"
-}
+/**
+ * Runs `body` as the app user from an explicit minimal environment. The
+ * launcher's own commands (id, runuser, env) come from a fixed system PATH, so
+ * a configured PATH entry can never put a program in front of root.
+ */
+export function renderLauncher(u: HostUser, step: string, body: string): string {
+    return `# vault-rotation: ${step} for ${u.app}. Runs the step below as ${u.user} from an empty environment.
+set -eu
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+APP=${shQuote(u.app)}
+STEP=${shQuote(step)}
+APP_USER=${shQuote(u.user)}
+APP_HOME=${shQuote(u.home)}
+HOST_PATH=${shQuote(u.hostPath)}
+fail() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; exit 1; }
+uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+[ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
+me=$(id -u)
+if [ "$me" = "$uid" ]; then
+  switch=''
+elif [ "$me" = 0 ]; then
+  switch=runuser
+else
+  fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
+fi
+# The body is data for \`sh -c\` below, so nothing in it expands here.
+# shellcheck disable=SC2016
+BODY=${shQuote(body)}
+set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \\
+  XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \\
+  /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
+if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
 `;
 }
 
 /**
- * Runs a command as the app user with its systemd user instance reachable:
- * `systemctl --user` needs the user's runtime dir and session bus, which a
- * non-login shell (runuser, sudo, ssh without a session) does not set.
+ * The body's preamble: strict mode, a private umask, one-line messages on
+ * stderr naming app and step (the command resources log stderr only, so a
+ * step logs exactly its one success line or its failure), and the home check.
  */
-function asAppUser(): string {
-    return `as_app_user() {
-  uid=$(id -u "$APP_USER") || fail "no such user $APP_USER"
-  set -- env XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" "$@"
-  if [ "$(id -un)" = "$APP_USER" ]; then
-    "$@"
-  elif [ "$(id -u)" = 0 ]; then
-    runuser -u "$APP_USER" -- "$@"
-  else
-    sudo -n -u "$APP_USER" -- "$@"
-  fi
+function bodyPreamble(app: string, step: string): string {
+    return `set -eu
+umask 077
+APP=${shQuote(app)}
+STEP=${shQuote(step)}
+say() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; }
+fail() { say "$*"; exit 1; }
+{ [ -d "$HOME" ] && [ -O "$HOME" ]; } || fail "home $HOME must be an existing directory owned by $USER"
+cd -- "$HOME"
+`;
+}
+
+/**
+ * Helpers for paths under the home. A managed directory must be a real
+ * directory owned by the app user (never a link); a file is only ever replaced
+ * by rename (mv -T), which replaces a planted link itself, never its target.
+ */
+function pathHelpers(): string {
+    return `own_dir() { # path mode: create when missing; refuse a link, a non-directory, another owner
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ ! -e "$1" ]; then mkdir -m "$2" -- "$1" || fail "cannot create directory $1"; fi
+  [ -d "$1" ] || fail "refusing $1: it is not a directory"
+  [ -O "$1" ] || fail "refusing $1: it is not owned by $USER"
+  chmod "$2" -- "$1" || fail "cannot set mode $2 on $1"
+}
+is_own_dir() { # path: an existing directory of ours that is not a link
+  { [ ! -L "$1" ] && [ -d "$1" ] && [ -O "$1" ]; } || fail "refusing $1: it must be a directory owned by $USER, not a link"
+}
+regular_or_absent() { # path
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
+write_atomic() { # dest mode
+  if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
+  tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
+  if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
+  if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
+  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
 }
 `;
 }
 
-export interface AgentFilesScriptInput {
-    app: string;
-    user: string;
-    mtlsDir: string;
-    caDir: string;
-    agentKey: string;
-    agentCert: string;
-    caPem: string;
+export interface AgentFilesScriptInput extends HostUser {
     /** PEM of the signed agent certificate (public). */
     agentCertPem: string;
     /** PEM bundle that verifies Vault's listener (public). */
@@ -74,182 +117,212 @@ export interface AgentFilesScriptInput {
 }
 
 /**
- * Writes the agent's mTLS files: key 0600 (from standard input), cert and CA
- * bundle 0644, all owned by the app user. The cert and CA are public; the key
- * never appears in the script.
+ * Writes the agent's mTLS files as the app user: key 0600 (from standard
+ * input), cert and CA bundle 0644. The cert and CA are public; the key never
+ * appears in the script.
  */
 export function renderAgentFilesScript(i: AgentFilesScriptInput): string {
-    return `${preamble(i.app, "write-agent-files", i.user)}${fileHelpers()}
-AGENT_KEY=${shQuote(i.agentKey)}
-AGENT_CERT=${shQuote(i.agentCert)}
-CA_PEM=${shQuote(i.caPem)}
+    return renderLauncher(i, "write-agent-files", renderAgentFilesBody(i));
+}
+
+/** The body of the write-agent-files step (what runs as the app user). */
+export function renderAgentFilesBody(i: AgentFilesScriptInput): string {
+    const p = hostPaths(i.home, i.app);
+    return `${bodyPreamble(i.app, "write-agent-files")}${pathHelpers()}
 AGENT_CERT_PEM=${shQuote(i.agentCertPem.trim())}
 LISTENER_CA_PEM=${shQuote(i.listenerCaPem.trim())}
-ensure_dir ${shQuote(i.mtlsDir)} 0700
-ensure_dir ${shQuote(i.caDir)} 0755
+own_dir ${shQuote(p.vaultDir)} 0750
+own_dir ${shQuote(p.mtlsDir)} 0700
+own_dir ${shQuote(p.caDir)} 0755
 # The key comes first and from standard input only.
-write_atomic "$AGENT_KEY" 0600
-printf '%s\\n' "$AGENT_CERT_PEM" | write_atomic "$AGENT_CERT" 0644
-printf '%s\\n' "$LISTENER_CA_PEM" | write_atomic "$CA_PEM" 0644
+write_atomic ${shQuote(p.agentKey)} 0600
+printf '%s\\n' "$AGENT_CERT_PEM" | write_atomic ${shQuote(p.agentCert)} 0644
+printf '%s\\n' "$LISTENER_CA_PEM" | write_atomic ${shQuote(p.caPem)} 0644
+say "wrote agent.key (0600), agent.crt, ca.pem"
 `;
 }
 
-export interface AgentConfigScriptInput {
-    app: string;
-    user: string;
-    vaultDir: string;
-    templatesDir: string;
-    hooksDir: string;
-    tlsDir: string;
-    agentHcl: string;
+export interface AgentConfigScriptInput extends HostUser {
     agentHclText: string;
-    template: string;
     templateText: string;
-    hook: string;
     hookText: string;
 }
 
-/** Installs agent.hcl (0640), the fullchain template (0640) and the post-hook (0750). */
+/** Installs agent.hcl (0640), the fullchain template (0640) and the post-hook (0750), as the app user. */
 export function renderAgentConfigScript(i: AgentConfigScriptInput): string {
-    return `${preamble(i.app, "write-agent-config", i.user)}${fileHelpers()}
-ensure_dir ${shQuote(i.vaultDir)} 0750
-ensure_dir ${shQuote(i.templatesDir)} 0750
-ensure_dir ${shQuote(i.hooksDir)} 0750
-ensure_dir ${shQuote(i.tlsDir)} 0750
-printf '%s' ${shQuote(i.agentHclText)} | write_atomic ${shQuote(i.agentHcl)} 0640
-printf '%s' ${shQuote(i.templateText)} | write_atomic ${shQuote(i.template)} 0640
-printf '%s' ${shQuote(i.hookText)} | write_atomic ${shQuote(i.hook)} 0750
+    return renderLauncher(i, "write-agent-config", renderAgentConfigBody(i));
+}
+
+/** The body of the write-agent-config step. */
+export function renderAgentConfigBody(i: AgentConfigScriptInput): string {
+    const p = hostPaths(i.home, i.app);
+    return `${bodyPreamble(i.app, "write-agent-config")}${pathHelpers()}
+own_dir ${shQuote(p.vaultDir)} 0750
+own_dir ${shQuote(p.templatesDir)} 0750
+own_dir ${shQuote(p.hooksDir)} 0750
+own_dir ${shQuote(p.renderDir)} 0700
+own_dir ${shQuote(p.tlsDir)} 0750
+printf '%s' ${shQuote(i.agentHclText)} | write_atomic ${shQuote(p.agentHcl)} 0640
+printf '%s' ${shQuote(i.templateText)} | write_atomic ${shQuote(p.template)} 0640
+printf '%s' ${shQuote(i.hookText)} | write_atomic ${shQuote(p.hook)} 0750
+say "wrote agent.hcl, the fullchain template and the post-hook"
 `;
 }
 
-export interface MoveAsideScriptInput {
-    app: string;
-    user: string;
-    fullchain: string;
-    previousFullchain: string;
-}
-
-/**
- * Moves the current fullchain aside before the agent restarts: `pkiCert` reuses
- * a still-valid certificate from its destination file and would not reissue.
- * The moved file is the rollback copy the wait step restores on failure.
- */
-export function renderMoveAsideScript(i: MoveAsideScriptInput): string {
-    return `${preamble(i.app, "move-aside-fullchain")}
-FULLCHAIN=${shQuote(i.fullchain)}
-PREVIOUS=${shQuote(i.previousFullchain)}
-if [ -f "$FULLCHAIN" ]; then
-  mv -f -- "$FULLCHAIN" "$PREVIOUS" || fail "cannot move $FULLCHAIN aside"
-  log "moved $FULLCHAIN to $PREVIOUS"
-else
-  log "no $FULLCHAIN yet (first rotation)"
-fi
-`;
-}
-
-export interface RestartScriptInput {
-    app: string;
-    user: string;
+export interface RotateScriptInput extends HostUser {
     service: string;
-}
-
-/** Restarts the agent's systemd user service as the app user. */
-export function renderRestartScript(i: RestartScriptInput): string {
-    return `${preamble(i.app, "restart-agent", i.user)}${asAppUser()}SERVICE=${shQuote(i.service)}
-as_app_user systemctl --user restart "$SERVICE" || fail "systemctl --user restart $SERVICE failed; look at: journalctl --user -u $SERVICE (as $APP_USER)"
-log "restarted $SERVICE"
-`;
-}
-
-/**
- * `reported`: the post-hook's report ($STATUS) is about the current fullchain
- * ($FULLCHAIN). The hook writes it after each render, so a report older than
- * the fullchain is the last rotation's. (find -newer: POSIX, and finer than a
- * second where the filesystem is.)
- */
-function reportedHelper(): string {
-    return `reported() { [ -f "$STATUS" ] && [ -f "$FULLCHAIN" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
-`;
-}
-
-export interface WaitScriptInput {
-    app: string;
-    user: string;
-    service: string;
-    fullchain: string;
-    previousFullchain: string;
-    reloadStatus: string;
     waitSeconds: number;
+    /** How the host-side cert login reaches Vault: as the agent does, with the files just written. */
+    login: { vaultAddress: string; certAuthPath: string; mapping: string };
 }
 
 /**
- * Waits, bounded, for the agent to render a new fullchain and for the post-hook
- * to report on the reload that follows it (issue -> write -> reload). When no
- * fullchain appears in time, the previous one is put back so the frontend keeps
- * a working certificate.
+ * The rotation on the host, as one unit run by the app user:
+ *
+ *  1. copy the served fullchain to `.prev` and move the agent's private render
+ *     target aside (`pkiCert` reuses a still-valid file and would not reissue);
+ *  2. restart the agent's user service;
+ *  3. wait, bounded, until the agent rendered a new fullchain and the post-hook
+ *     installed it where the app reads it, reloaded, and reported `result=ok`.
+ *
+ * Any failure or signal in 1-3 puts both files back and restarts the agent on
+ * them (trap on EXIT/INT/TERM/HUP). The served file is only ever replaced by the
+ * hook's rename, so even a run killed outright (no trap runs) leaves the
+ * previous certificate in place. Then it prints the public facts the rotation
+ * check needs, each limited to what it claims to be (see lib/hostState.ts):
+ * certificate blocks only, the hook's one status line in its expected form, the
+ * service state, the result of a cert login made here with the new agent files,
+ * and `vault version`.
  */
-export function renderWaitScript(i: WaitScriptInput): string {
-    return `${preamble(i.app, "wait-fullchain", i.user)}
-FULLCHAIN=${shQuote(i.fullchain)}
-PREVIOUS=${shQuote(i.previousFullchain)}
-STATUS=${shQuote(i.reloadStatus)}
+export function renderRotateScript(i: RotateScriptInput): string {
+    return renderLauncher(i, "rotate", renderRotateBody(i));
+}
+
+/** The body of the rotate step. */
+export function renderRotateBody(i: RotateScriptInput): string {
+    const p = hostPaths(i.home, i.app);
+    return `${bodyPreamble(i.app, "rotate")}${pathHelpers()}
+FULLCHAIN=${shQuote(p.fullchain)}
+PREVIOUS=${shQuote(p.previousFullchain)}
+RENDERED=${shQuote(p.renderedFullchain)}
+RENDERED_PREV=${shQuote(p.renderedPrevious)}
+MARK=${shQuote(p.rotationMark)}
+STATUS=${shQuote(p.reloadStatus)}
 SERVICE=${shQuote(i.service)}
 WAIT_SECONDS=${i.waitSeconds}
-rendered() { [ -s "$FULLCHAIN" ] && grep -q -- '-----BEGIN CERTIFICATE-----' "$FULLCHAIN"; }
-${reportedHelper()}waited=0
-while [ "$waited" -lt "$WAIT_SECONDS" ]; do
-  if rendered && reported; then
-    log "new fullchain rendered and post-hook reported after \${waited}s"
-    exit 0
-  fi
-  sleep 1
-  waited=$((waited + 1))
+VAULT_ADDRESS=${shQuote(i.login.vaultAddress)}
+CA_PEM=${shQuote(p.caPem)}
+AGENT_CERT=${shQuote(p.agentCert)}
+AGENT_KEY=${shQuote(p.agentKey)}
+CERT_AUTH_PATH=${shQuote(i.login.certAuthPath)}
+MAPPING=${shQuote(i.login.mapping)}
+for d in ${shQuote(p.vaultDir)} ${shQuote(p.tlsDir)} ${shQuote(p.renderDir)} ${shQuote(p.hooksDir)}; do is_own_dir "$d"; done
+for f in "$FULLCHAIN" "$PREVIOUS" "$RENDERED" "$RENDERED_PREV" "$MARK" "$STATUS"; do regular_or_absent "$f"; done
+looked_at="look at: journalctl --user -u $SERVICE (as $USER)"
+
+# -- the unit: put everything back on any failure or signal until it completed
+armed=0
+restore() {
+  [ "$armed" = 1 ] || return 0
+  armed=0
+  if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; fi
+  if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || say "could not put back $RENDERED"; fi
+  if systemctl --user restart "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not restart $SERVICE on the previous certificate; $looked_at"; fi
+}
+trap restore EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+rm -f -- "$PREVIOUS" "$RENDERED_PREV"
+: >"$MARK"
+if [ -f "$FULLCHAIN" ]; then write_atomic "$PREVIOUS" 0600 <"$FULLCHAIN"; fi
+armed=1
+if [ -f "$RENDERED" ]; then mv -f -T -- "$RENDERED" "$RENDERED_PREV" || fail "cannot move $RENDERED aside"; fi
+systemctl --user restart "$SERVICE" || fail "systemctl --user restart $SERVICE failed; $looked_at"
+
+newer_than_mark() { [ -f "$1" ] && [ -n "$(find "$1" -prune -newer "$MARK")" ]; }
+# The hook writes its report after installing: a report older than the served file is an earlier run's.
+reported() { [ -f "$STATUS" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
+started=$(date +%s)
+deadline=$((started + WAIT_SECONDS))
+until newer_than_mark "$RENDERED" && newer_than_mark "$FULLCHAIN" && reported; do
+  [ "$(date +%s)" -lt "$deadline" ] || break
+  sleep 0.2
 done
-if rendered; then
-  fail "the new fullchain is in place but the post-hook did not report within \${WAIT_SECONDS}s; look at: journalctl --user -u $SERVICE (as $APP_USER)"
-fi
-if [ -f "$PREVIOUS" ] && [ ! -s "$FULLCHAIN" ]; then
-  mv -f -- "$PREVIOUS" "$FULLCHAIN" && log "restored the previous fullchain to $FULLCHAIN"
-fi
-fail "no new fullchain at $FULLCHAIN after \${WAIT_SECONDS}s; look at: journalctl --user -u $SERVICE (as $APP_USER), then re-run pulumi up"
-`;
-}
+newer_than_mark "$RENDERED" || fail "no new fullchain rendered at $RENDERED within \${WAIT_SECONDS}s; $looked_at, then re-run pulumi up"
+{ newer_than_mark "$FULLCHAIN" && reported; } || fail "the agent rendered a new fullchain but the post-hook did not install it at $FULLCHAIN and report within \${WAIT_SECONDS}s; $looked_at"
 
-export interface ReadHostStateScriptInput {
-    app: string;
-    user: string;
-    service: string;
-    fullchain: string;
-    previousFullchain: string;
-    reloadStatus: string;
+# The hook's one-line report, passed on only in its expected form.
+status_line() {
+  regular_or_absent "$STATUS"
+  line=$(head -c 512 -- "$STATUS" | head -n 1)
+  printf '%s\\n' "$line" | grep -Eqx 'result=(ok|failed) reloaded=[A-Za-z0-9_.,-]* failed=[A-Za-z0-9_.,: -]*' ||
+    fail "$STATUS does not hold a post-hook report; refusing to pass it on"
+  printf '%s\\n' "$line"
 }
+report=$(status_line)
+case "$report" in
+  'result=ok '*) ;;
+  *) fail "the post-hook reported a failed reload ($report); $looked_at" ;;
+esac
+armed=0
+took=$(($(date +%s) - started))
 
-/**
- * Prints the public facts the rotation check needs, in marked sections:
- * the certificate blocks of the fullchain and of the previous one (never their
- * key blocks), the post-hook's report on the reload after this render, the
- * service state and the agent's `vault version`.
- */
-export function renderReadHostStateScript(i: ReadHostStateScriptInput): string {
-    return `${preamble(i.app, "read-host-state", i.user)}${asAppUser()}FULLCHAIN=${shQuote(i.fullchain)}
-PREVIOUS=${shQuote(i.previousFullchain)}
-STATUS=${shQuote(i.reloadStatus)}
-SERVICE=${shQuote(i.service)}
-# Only CERTIFICATE blocks leave the host: the fullchain file also holds the key.
-certs_only() {
-  if [ -f "$1" ]; then awk '/-----BEGIN CERTIFICATE-----/{p=1} p{print} /-----END CERTIFICATE-----/{p=0}' "$1"; fi
+# -- public facts for the rotation check (stdout, kept in state)
+certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain also holds the key)
+  regular_or_absent "$1"
+  [ -f "$1" ] || return 0
+  awk '
+    /^-----BEGIN CERTIFICATE-----$/ { if (p) exit 3; p = 1; print; next }
+    /^-----END CERTIFICATE-----$/ { if (!p) exit 3; p = 0; print; next }
+    p { if (length($0) > 76 || $0 !~ /^[A-Za-z0-9+\\/=]+$/) exit 3; print }
+    END { if (p) exit 3 }
+  ' "$1" || fail "$1 holds a malformed certificate block; refusing to pass it on"
+}
+# A cert login with the files just written, the way the agent logs in. The
+# CLI keeps the token in .vault-token of a private temp HOME: never on a
+# command line, in an environment or on stdout; it is revoked right after.
+login_check() {
+  command -v vault >/dev/null 2>&1 || { echo "error=no vault binary on PATH"; return 0; }
+  vhome=$(mktemp -d) || { echo "error=cannot create a temp directory"; return 0; }
+  if out=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault login -method=cert -path="$CERT_AUTH_PATH" \\
+      -client-cert="$AGENT_CERT" -client-key="$AGENT_KEY" name="$MAPPING" 2>&1 >/dev/null); then
+    policies=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token lookup -field=policies 2>/dev/null |
+      tr -d '[]' | tr ' ' '\\n' | grep -v '^$' | sort | paste -sd, -) || policies=''
+    HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token revoke -self >/dev/null 2>&1 || true
+    case "$policies" in
+      '' | *[!A-Za-z0-9_.,-]*) echo "error=cannot read the policies of the login token" ;;
+      *) echo "policies=$policies" ;;
+    esac
+  else
+    echo "error=$(printf '%s' "$out" | tr -c '[:print:]' ' ' | tr -s ' ' | cut -c1-300)"
+  fi
+  rm -rf -- "$vhome"
+}
+service_state() {
+  state=$(systemctl --user is-active "$SERVICE" 2>/dev/null) || true
+  case "$state" in '' | *[!a-z-]*) state=unknown ;; esac
+  echo "$state"
+}
+agent_version() {
+  version=$(vault version 2>/dev/null | head -n 1 | cut -c1-200) || version=''
+  if printf '%s\\n' "$version" | grep -Eqx 'Vault v[0-9][0-9A-Za-z.+-]*( [ -~]*)?'; then echo "$version"; fi
 }
 echo '### fullchain'
 certs_only "$FULLCHAIN"
 echo '### previous'
 certs_only "$PREVIOUS"
-${reportedHelper()}echo '### reload'
-if reported; then head -n 1 "$STATUS"; fi
+echo '### reload'
+echo "$report"
 echo '### service'
-as_app_user systemctl --user is-active "$SERVICE" 2>/dev/null || true
+service_state
+echo '### login'
+login_check
 echo '### agent-version'
-vault version 2>/dev/null | head -n 1 || true
+agent_version
 echo '### end'
+say "restarted $SERVICE; new fullchain rendered, installed and reloaded in \${took}s"
 `;
 }
 
@@ -258,22 +331,32 @@ export interface ReloadHookInput {
     label: string;
     proxy?: string;
     signal: string;
-    /** Where the hook reports its last run (read back by the rotation check). */
+    /** Where the agent renders (its private target). */
+    renderedFullchain: string;
+    /** Where the app reads the fullchain: the hook installs the render there. */
+    fullchain: string;
+    /** Where the hook reports its last run (read back by the rotate step). */
     statusFile: string;
 }
 
 /**
- * The post-render hook: signal every podman container carrying the label, then
- * the edge proxy (once, even if it also carries the label). Exits non-zero when
- * any reload fails, so the agent logs the failure; no match is not an error.
- * Its one-line report (`result=ok|failed reloaded=... failed=...`) lets the
- * rotation check verify that a reload followed the render.
+ * The post-render hook, run by the agent as the app user: install the render
+ * where the app reads it (temp file + rename: the app never sees a partial
+ * file, and a planted link is replaced, not followed), then signal every
+ * podman container carrying the label, then the edge proxy (once, even if it
+ * also carries the label). Exits non-zero when anything fails, so the agent
+ * logs it; no match is not an error. Its one-line report
+ * (`result=ok|failed reloaded=... failed=...`) tells the rotate step that a
+ * reload followed the render.
  */
 export function renderReloadHook(i: ReloadHookInput): string {
     return `#!/bin/sh
 # Managed by vault-rotation: runs after Vault Agent renders the ${i.app} fullchain.
 set -u
+umask 077
 APP=${shQuote(i.app)}
+RENDERED=${shQuote(i.renderedFullchain)}
+FULLCHAIN=${shQuote(i.fullchain)}
 RELOAD_TLS_LABEL=${shQuote(i.label)}
 PROXY_RELOAD=${shQuote(i.proxy ?? "")}
 RELOAD_SIGNAL=${shQuote(i.signal)}
@@ -296,8 +379,22 @@ reload() { # container name
 report() { # result
   tmp=$(mktemp "$STATUS_FILE.XXXXXX") || { log "cannot write $STATUS_FILE"; return; }
   list=$(printf '%s' "$reloaded" | sed 's/^ *//; s/ *$//; s/  */,/g')
-  printf 'result=%s reloaded=%s failed=%s\\n' "$1" "$list" "\${failed_names%,}" >"$tmp" && mv -f -- "$tmp" "$STATUS_FILE"
+  printf 'result=%s reloaded=%s failed=%s\\n' "$1" "$list" "\${failed_names%,}" >"$tmp" && mv -f -T -- "$tmp" "$STATUS_FILE"
 }
+install_fullchain() {
+  if [ -d "$FULLCHAIN" ] && [ ! -L "$FULLCHAIN" ]; then log "$FULLCHAIN is a directory"; return 1; fi
+  tmp=$(mktemp "\${FULLCHAIN%/*}/.vault-rotation.XXXXXX") || return 1
+  if cat -- "$RENDERED" >"$tmp" && [ -s "$tmp" ] && chmod 0600 -- "$tmp" && mv -f -T -- "$tmp" "$FULLCHAIN"; then return 0; fi
+  rm -f -- "$tmp"
+  return 1
+}
+if ! install_fullchain; then
+  log "FAILED to install $FULLCHAIN"
+  failed_names="install,"
+  report failed
+  exit 1
+fi
+log "installed $FULLCHAIN"
 if ! names=$(podman ps --filter "label=$RELOAD_TLS_LABEL" --format '{{.Names}}'); then
   log "FAILED to list containers labelled $RELOAD_TLS_LABEL"
   failed_names="podman ps,"

@@ -90,7 +90,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
     // Ctrl-C: stop the agents we started (the server module stops its own server).
     const onSignal = () => {
         process.stderr.write("\nrehearse: interrupted; stopping the Vault Agents and the Vault server it started\n");
-        sandbox?.stopAgents();
+        sandbox?.close();
         void server?.stop().finally(() => process.exit(130));
     };
     process.once("SIGINT", onSignal);
@@ -115,7 +115,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const firstEpoch = rotation.epoch ?? "rehearsal-1";
         const rotatedEpoch = `${firstEpoch}-rotated`;
         const apply = async (epoch: string, state?: ApplierState): Promise<ApplyResult> =>
-            applyProgram({ config: withEpoch(sb.config, epoch), state, vault, hostEnv: sb.hostEnv, stack: "local", log: (l) => log(`      ${l}`) });
+            applyProgram({ config: withEpoch(sb.config, epoch), state, vault, stack: "local", log: (l) => log(`      ${l}`) });
         const statePath = path.join(sandboxDir, "state.json");
 
         log(`[3/7] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
@@ -175,10 +175,11 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         }
 
         log(`[6/7] running again with epoch ${rotatedEpoch}: nothing may change`);
-        const restartsBefore = readLines(path.join(sb.systemctlDir, "calls.log")).filter((l) => l.includes(" restart ")).length;
+        const restartCount = () => sb.stack.apps.flatMap((a) => readLines(path.join(sb.systemctlDir(a.name), "calls.log"))).filter((l) => l.includes(" restart ")).length;
+        const restartsBefore = restartCount();
         const again = await apply(rotatedEpoch, rotated.state);
         saveState(statePath, again.state);
-        const restarts = readLines(path.join(sb.systemctlDir, "calls.log")).filter((l) => l.includes(" restart ")).length - restartsBefore;
+        const restarts = restartCount() - restartsBefore;
         const changed = again.steps.filter((s) => s.action !== "same");
         const noop = { replaced: changed.filter((s) => s.action === "replace").map((s) => s.name), changed: changed.map((s) => `${s.action} ${s.name}`), restarts };
         if (changed.length > 0) failures.push(`no-op run changed: ${noop.changed.join(", ")}`);
@@ -203,7 +204,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
     } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
-        sandbox?.stopAgents();
+        sandbox?.close();
         await server?.stop();
         if (opts.clean) fs.rmSync(sandboxDir, { recursive: true, force: true });
     }
@@ -242,7 +243,7 @@ async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vaul
         items.push({ item: "fullchain file is 0600", ok: (fs.statSync(fullchainPath).mode & 0o777) === 0o600, detail: (fs.statSync(fullchainPath).mode & 0o777).toString(8) });
     }
     const unit = `vault-agent-${app.name}`;
-    const pidFile = path.join(sb.systemctlDir, `${unit}.pid`);
+    const pidFile = path.join(sb.systemctlDir(app.name), `${unit}.pid`);
     let active = false;
     if (fs.existsSync(pidFile)) {
         try {

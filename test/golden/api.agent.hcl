@@ -28,7 +28,7 @@ template_config {
 
 template {
   source               = "/home/api-svc/vault/templates/api.fullchain.ctmpl"
-  destination          = "/home/api-svc/tls/api.fullchain.pem"
+  destination          = "/home/api-svc/vault/render/api.fullchain.pem"
   perms                = "0600"
   error_on_missing_key = true
 

@@ -28,7 +28,7 @@ template_config {
 
 template {
   source               = "/home/app-a/vault/templates/app-a.fullchain.ctmpl"
-  destination          = "/home/app-a/tls/app-a.fullchain.pem"
+  destination          = "/home/app-a/vault/render/app-a.fullchain.pem"
   perms                = "0600"
   error_on_missing_key = true
 

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Managed by vault-rotation: runs after Vault Agent renders the app-a fullchain.
 set -u
+umask 077
 APP='app-a'
+RENDERED='/home/app-a/vault/render/app-a.fullchain.pem'
+FULLCHAIN='/home/app-a/tls/app-a.fullchain.pem'
 RELOAD_TLS_LABEL='tls=true'
 PROXY_RELOAD='podman:edge-proxy'
 RELOAD_SIGNAL='SIGHUP'
@@ -24,8 +27,22 @@ reload() { # container name
 report() { # result
   tmp=$(mktemp "$STATUS_FILE.XXXXXX") || { log "cannot write $STATUS_FILE"; return; }
   list=$(printf '%s' "$reloaded" | sed 's/^ *//; s/ *$//; s/  */,/g')
-  printf 'result=%s reloaded=%s failed=%s\n' "$1" "$list" "${failed_names%,}" >"$tmp" && mv -f -- "$tmp" "$STATUS_FILE"
+  printf 'result=%s reloaded=%s failed=%s\n' "$1" "$list" "${failed_names%,}" >"$tmp" && mv -f -T -- "$tmp" "$STATUS_FILE"
 }
+install_fullchain() {
+  if [ -d "$FULLCHAIN" ] && [ ! -L "$FULLCHAIN" ]; then log "$FULLCHAIN is a directory"; return 1; fi
+  tmp=$(mktemp "${FULLCHAIN%/*}/.vault-rotation.XXXXXX") || return 1
+  if cat -- "$RENDERED" >"$tmp" && [ -s "$tmp" ] && chmod 0600 -- "$tmp" && mv -f -T -- "$tmp" "$FULLCHAIN"; then return 0; fi
+  rm -f -- "$tmp"
+  return 1
+}
+if ! install_fullchain; then
+  log "FAILED to install $FULLCHAIN"
+  failed_names="install,"
+  report failed
+  exit 1
+fi
+log "installed $FULLCHAIN"
 if ! names=$(podman ps --filter "label=$RELOAD_TLS_LABEL" --format '{{.Names}}'); then
   log "FAILED to list containers labelled $RELOAD_TLS_LABEL"
   failed_names="podman ps,"

@@ -1,43 +1,73 @@
+# vault-rotation: write-agent-files for app-a. Runs the step below as app-a from an empty environment.
 set -eu
-umask 077
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
 APP='app-a'
 STEP='write-agent-files'
 APP_USER='app-a'
+APP_HOME='/home/app-a'
+HOST_PATH='/usr/local/bin:/usr/bin:/bin'
 fail() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*" >&2; exit 1; }
-log() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*"; }
-# Files belong to the app user. As root we chown; as the app user there is nothing to do.
-set_owner() {
-  if [ "$(id -u)" = 0 ]; then chown "$APP_USER:" "$1" || fail "cannot chown $1 to $APP_USER"
-  elif [ "$(id -un)" != "$APP_USER" ]; then fail "running as $(id -un), need root or $APP_USER to own $1"
-  fi
+uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+[ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
+me=$(id -u)
+if [ "$me" = "$uid" ]; then
+  switch=''
+elif [ "$me" = 0 ]; then
+  switch=runuser
+else
+  fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
+fi
+# The body is data for `sh -c` below, so nothing in it expands here.
+# shellcheck disable=SC2016
+BODY='set -eu
+umask 077
+APP='\''app-a'\''
+STEP='\''write-agent-files'\''
+say() { printf '\''vault-rotation: %s: %s: %s\n'\'' "$APP" "$STEP" "$*" >&2; }
+fail() { say "$*"; exit 1; }
+{ [ -d "$HOME" ] && [ -O "$HOME" ]; } || fail "home $HOME must be an existing directory owned by $USER"
+cd -- "$HOME"
+own_dir() { # path mode: create when missing; refuse a link, a non-directory, another owner
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ ! -e "$1" ]; then mkdir -m "$2" -- "$1" || fail "cannot create directory $1"; fi
+  [ -d "$1" ] || fail "refusing $1: it is not a directory"
+  [ -O "$1" ] || fail "refusing $1: it is not owned by $USER"
+  chmod "$2" -- "$1" || fail "cannot set mode $2 on $1"
 }
-ensure_dir() { # path mode
-  mkdir -p -- "$1" || fail "cannot create directory $1"
-  chmod "$2" "$1" && set_owner "$1"
+is_own_dir() { # path: an existing directory of ours that is not a link
+  { [ ! -L "$1" ] && [ -d "$1" ] && [ -O "$1" ]; } || fail "refusing $1: it must be a directory owned by $USER, not a link"
 }
-# Writes standard input to $1 with mode $2: temp file in the same directory, then
-# rename, so readers see the old file or the new one and never a truncated one.
+regular_or_absent() { # path
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
 write_atomic() { # dest mode
-  dir=$(dirname -- "$1")
-  tmp=$(mktemp "$dir/.vault-rotation.XXXXXX") || fail "cannot create a temp file in $dir"
+  if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
+  tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
   if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
   if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
-  if ! { chmod "$2" "$tmp" && set_owner "$tmp" && mv -f -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
-  log "wrote $1 ($2)"
+  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
 }
 
-AGENT_KEY='/home/app-a/vault/mtls/agent.key'
-AGENT_CERT='/home/app-a/vault/mtls/agent.crt'
-CA_PEM='/home/app-a/vault/ca/ca.pem'
-AGENT_CERT_PEM='-----BEGIN CERTIFICATE-----
+AGENT_CERT_PEM='\''-----BEGIN CERTIFICATE-----
 AGENT
------END CERTIFICATE-----'
-LISTENER_CA_PEM='-----BEGIN CERTIFICATE-----
+-----END CERTIFICATE-----'\''
+LISTENER_CA_PEM='\''-----BEGIN CERTIFICATE-----
 LISTENER
------END CERTIFICATE-----'
-ensure_dir '/home/app-a/vault/mtls' 0700
-ensure_dir '/home/app-a/vault/ca' 0755
+-----END CERTIFICATE-----'\''
+own_dir '\''/home/app-a/vault'\'' 0750
+own_dir '\''/home/app-a/vault/mtls'\'' 0700
+own_dir '\''/home/app-a/vault/ca'\'' 0755
 # The key comes first and from standard input only.
-write_atomic "$AGENT_KEY" 0600
-printf '%s\n' "$AGENT_CERT_PEM" | write_atomic "$AGENT_CERT" 0644
-printf '%s\n' "$LISTENER_CA_PEM" | write_atomic "$CA_PEM" 0644
+write_atomic '\''/home/app-a/vault/mtls/agent.key'\'' 0600
+printf '\''%s\n'\'' "$AGENT_CERT_PEM" | write_atomic '\''/home/app-a/vault/mtls/agent.crt'\'' 0644
+printf '\''%s\n'\'' "$LISTENER_CA_PEM" | write_atomic '\''/home/app-a/vault/ca/ca.pem'\'' 0644
+say "wrote agent.key (0600), agent.crt, ca.pem"
+'
+set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
+  XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
+  /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
+if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"

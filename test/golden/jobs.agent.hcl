@@ -28,7 +28,7 @@ template_config {
 
 template {
   source               = "/srv/jobs/vault/templates/jobs.fullchain.ctmpl"
-  destination          = "/srv/jobs/tls/jobs.fullchain.pem"
+  destination          = "/srv/jobs/vault/render/jobs.fullchain.pem"
   perms                = "0600"
   error_on_missing_key = true
 

@@ -118,7 +118,7 @@ beforeAll(async () => {
 
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-lp-"));
     sandbox = prepareSandbox({ root, config: stackConfig(), vault });
-    first = await applyProgram({ config: sandbox.config, vault, hostEnv: sandbox.hostEnv, stack: "lp", log: () => undefined });
+    first = await applyProgram({ config: sandbox.config, vault, stack: "lp", log: () => undefined });
     for (const a of APPS) {
         const res = await certLogin(a.name, agentCredentials(first.state, a.name));
         if (res.status !== 200 || !res.body.auth) throw new Error(`${a.name}: cert login after the first apply: ${res.status} ${res.text}`);
@@ -127,7 +127,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-    sandbox?.stopAgents();
+    sandbox?.close();
     if (sandbox) fs.rmSync(sandbox.root, { recursive: true, force: true });
     for (const token of Object.values(tokens)) {
         await vaultRequest(vault, "POST", "auth/token/revoke-self", undefined, { token });
@@ -299,7 +299,7 @@ describe("after a rotation (new epoch)", () => {
     let rotated: ApplyResult;
 
     beforeAll(async () => {
-        rotated = await applyProgram({ config: withEpoch(sandbox.config, "lp-2"), state: first.state, vault, hostEnv: sandbox.hostEnv, stack: "lp", log: () => undefined });
+        rotated = await applyProgram({ config: withEpoch(sandbox.config, "lp-2"), state: first.state, vault, stack: "lp", log: () => undefined });
     }, 240_000);
 
     it.each(names)("%s: the replaced agent cert is revoked and no longer logs in; the new one does", async (app) => {

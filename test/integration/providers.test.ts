@@ -286,7 +286,7 @@ describe("RotationCheck, on a stack applied for real", () => {
             ],
         });
         sandbox = prepareSandbox({ root: fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-prov-")), config, vault });
-        const applied = await applyProgram({ config: sandbox.config, vault, hostEnv: sandbox.hostEnv, stack: "prov", log: () => undefined });
+        const applied = await applyProgram({ config: sandbox.config, vault, stack: "prov", log: () => undefined });
         process.env.VAULT_TOKEN = vault.token;
         state = applied.state;
         const check = Object.values(state.resources).find((e) => e.name === `${APP}-check`);
@@ -297,7 +297,7 @@ describe("RotationCheck, on a stack applied for real", () => {
     }, 240_000);
 
     afterAll(() => {
-        sandbox?.stopAgents();
+        sandbox?.close();
         if (sandbox) fs.rmSync(sandbox.root, { recursive: true, force: true });
         pki?.cleanup();
     });

@@ -17,7 +17,7 @@ let again: ApplyResult;
 const oldAgent: Record<string, { cert: string; key: string }> = {};
 
 async function apply(config: Record<string, string>, state?: ApplierState): Promise<ApplyResult> {
-    return applyProgram({ config, state, vault, hostEnv: sandbox.hostEnv, stack: "local", log: () => undefined });
+    return applyProgram({ config, state, vault, stack: "local", log: () => undefined });
 }
 
 beforeAll(async () => {
@@ -33,7 +33,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(() => {
-    sandbox?.stopAgents();
+    sandbox?.close();
     if (sandbox) fs.rmSync(sandbox.root, { recursive: true, force: true });
 });
 

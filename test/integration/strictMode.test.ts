@@ -84,16 +84,16 @@ beforeAll(async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-sm-"));
     sandbox = prepareSandbox({ root, config: stackConfig(true), vault });
     const strictConfig = { ...sandbox.config, "vault-rotation:apps": JSON.stringify(JSON.parse(sandbox.config["vault-rotation:apps"]).map((a: { agent: object }) => ({ ...a, agent: { ...a.agent, debugPolicy: false } }))) };
-    debug = await applyProgram({ config: sandbox.config, vault, hostEnv: sandbox.hostEnv, stack: "sm", log: () => undefined });
+    debug = await applyProgram({ config: sandbox.config, vault, stack: "sm", log: () => undefined });
     debugHcl = fs.readFileSync(path.join(sandbox.home(APP), "vault", "agent.hcl"), "utf8");
     debugLogin = await freshLoginPolicies(debug.state);
     const policy = await vaultRequest<{ data?: { policy: string } }>(vault, "GET", "sys/policies/acl/debug-policy");
     debugPolicyText = { status: policy.status, policy: policy.body.data?.policy };
-    strict = await applyProgram({ config: strictConfig, state: debug.state, vault, hostEnv: sandbox.hostEnv, stack: "sm", log: () => undefined });
+    strict = await applyProgram({ config: strictConfig, state: debug.state, vault, stack: "sm", log: () => undefined });
 }, 240_000);
 
 afterAll(() => {
-    sandbox?.stopAgents();
+    sandbox?.close();
     if (sandbox) fs.rmSync(sandbox.root, { recursive: true, force: true });
 });
 

@@ -61,8 +61,6 @@ export interface ApplyOptions {
     vault: TestVault;
     /** Previous state (from the last apply), or undefined for a new stack. */
     state?: ApplierState;
-    /** Extra environment for host commands (PATH with shims, ...). */
-    hostEnv?: Record<string, string>;
     /** Progress lines (never secrets). */
     log?: (line: string) => void;
     /** Program to run (defaults to the repo's index.ts). */
@@ -269,7 +267,8 @@ export class Applier {
 
     private runLocal(name: string, inputs: Record<string, unknown>): { stdout: string; stderr: string } {
         const interpreter = (inputs.interpreter as string[] | undefined) ?? ["/bin/sh", "-c"];
-        const env = { ...process.env, ...(inputs.environment as Record<string, string> | undefined), ...this.opts.hostEnv };
+        // As command.local does: the provider's whole environment plus the resource's own.
+        const env = { ...process.env, ...(inputs.environment as Record<string, string> | undefined) };
         const r = spawnSync(interpreter[0], [...interpreter.slice(1), String(inputs.create)], {
             input: inputs.stdin === undefined ? "" : String(inputs.stdin),
             env,

@@ -1,12 +1,15 @@
 // A sandbox that stands in for the app hosts on this machine: every home is
-// re-rooted under one directory, `systemctl` and `podman` are shims on PATH
-// (the systemctl shim really runs `vault agent`), and the stack's Vault
-// connection points at a throwaway dev server.
+// re-rooted under one directory and belongs to the app's own Unix user (a real
+// unprivileged user per app when running as root; see hostUsers.ts),
+// `systemctl` and `podman` are shims on the hosts' PATH (the systemctl shim
+// really runs `vault agent` as the app user), and the stack's Vault connection
+// points at a throwaway dev server.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ConfigError, parseStackConfig, StackConfig } from "../../config";
+import { DEFAULT_HOST_PATH } from "../../components/renderers/scripts";
 import { REPO_ROOT } from "./harness";
+import { AppUser, createAppUsers, makeOwnedDir, reachableDir, removeAppUsers, runningAsRoot, UserMode, userMode } from "./hostUsers";
 
 export const SHIMS_DIR = path.join(REPO_ROOT, "test", "shims");
 
@@ -22,15 +25,22 @@ export interface Sandbox {
     config: Record<string, string>;
     /** The parsed, rewritten stack. */
     stack: StackConfig;
-    /** Environment for host commands (shims first on PATH). */
-    hostEnv: Record<string, string>;
-    systemctlDir: string;
+    /** Which user model the host steps run under. */
+    mode: UserMode;
+    /** The app's Unix user. */
+    user(app: string): AppUser;
+    /** Where the systemctl shim keeps an app user's unit state (pids, logs, calls.log). */
+    systemctlDir(app: string): string;
     /** Per-app podman shim directory (rootless podman is per user). */
     podmanDir(app: string): string;
     /** Home of an app inside the sandbox. */
     home(app: string): string;
+    /** The PATH host steps run with (shims and vault first). */
+    hostPath: string;
     /** Stops every agent the systemctl shim started. */
     stopAgents(): void;
+    /** Stops the agents and removes the users this sandbox created (files stay for inspection). */
+    close(): void;
 }
 
 /** Parses the three `vault-rotation:` keys of a flat config (validation happens again in the program). */
@@ -43,9 +53,21 @@ function parseFlat(config: Record<string, string>): StackConfig {
     });
 }
 
+/** A hard link where the filesystem allows it (the Vault binary is large), else a copy. */
+function linkOrCopy(from: string, to: string): void {
+    fs.rmSync(to, { force: true });
+    try {
+        fs.linkSync(from, to);
+    } catch {
+        fs.copyFileSync(from, to);
+    }
+    fs.chmodSync(to, 0o755);
+}
+
 /**
- * Rewrites a stack for the sandbox and lays out shims, units and containers.
- * Refuses stacks whose hosts are not local or whose paths would leave the sandbox.
+ * Rewrites a stack for the sandbox and lays out users, homes, shims, units and
+ * containers. Refuses stacks whose hosts are not local or whose paths would
+ * leave the sandbox.
  */
 export function prepareSandbox(opts: { root: string; config: Record<string, string>; vault: SandboxVault }): Sandbox {
     const root = path.resolve(opts.root);
@@ -56,75 +78,108 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
         if (e instanceof ConfigError) throw new Error(`the stack is invalid:\n${e.problems.map((p) => `  - ${p}`).join("\n")}`);
         throw e;
     }
+    // App users must be able to reach their homes and the shims: when the
+    // sandbox sits below a directory only root can enter, homes go elsewhere.
+    fs.mkdirSync(root, { recursive: true });
+    const homesRoot = reachableDir(root, "vault-rotation-homes-");
     const problems: string[] = [];
     stack.apps.forEach((app, i) => {
         if (!("local" in app.host)) problems.push(`apps[${i}].host: only local hosts can be rehearsed on this machine (got ssh)`);
-        const rerooted = path.resolve(root, `.${app.home}`);
-        if (!rerooted.startsWith(`${root}${path.sep}`)) problems.push(`apps[${i}].home: ${app.home} would escape the sandbox ${root}`);
+        const rerooted = path.resolve(homesRoot, `.${app.home}`);
+        if (!rerooted.startsWith(`${homesRoot}${path.sep}`)) problems.push(`apps[${i}].home: ${app.home} would escape the sandbox ${homesRoot}`);
     });
     if (problems.length > 0) throw new Error(`cannot rehearse this stack:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
 
-    const user = os.userInfo().username;
-    const systemctlDir = path.join(root, "systemd-user");
-    fs.mkdirSync(systemctlDir, { recursive: true });
     const homeOf = (app: string) => {
         const a = stack.apps.find((x) => x.name === app);
         if (!a) throw new Error(`no app ${app} in the stack`);
-        return path.resolve(root, `.${a.home}`);
+        return path.resolve(homesRoot, `.${a.home}`);
     };
-    const podmanDir = (app: string) => path.join(root, "podman", app);
-    const vaultBinDir = path.dirname(opts.vault.vaultBin);
-    const basePath = `${SHIMS_DIR}:${vaultBinDir}:/usr/local/bin:/usr/bin:/bin`;
+    const users = createAppUsers(stack.apps.map((a) => ({ app: a.name, home: homeOf(a.name) })));
+    const userOf = (app: string) => users[stack.apps.findIndex((a) => a.name === app)];
+    const podmanDir = (app: string) => path.join(homeOf(app), ".local", "share", "podman-shim");
+    const systemctlDir = (app: string) => path.join(homeOf(app), ".local", "state", "systemctl-shim");
 
-    const apps = stack.apps.map((app) => ({ ...app, home: homeOf(app.name), user }));
-    for (const app of stack.apps) {
+    // What the hosts' PATH finds first: the shims and the Vault binary, in a
+    // root-owned directory every app user can read.
+    const binDir = path.join(homesRoot, "bin");
+    fs.mkdirSync(binDir, { recursive: true, mode: 0o755 });
+    for (const shim of fs.readdirSync(SHIMS_DIR)) linkOrCopy(path.join(SHIMS_DIR, shim), path.join(binDir, shim));
+    linkOrCopy(opts.vault.vaultBin, path.join(binDir, "vault"));
+    const hostPath = `${binDir}:${DEFAULT_HOST_PATH}`;
+
+    for (const [i, app] of stack.apps.entries()) {
         const home = homeOf(app.name);
-        fs.mkdirSync(home, { recursive: true, mode: 0o750 });
+        const user = users[i];
+        // Ancestors up to the sandbox stay root's (0755); the home and all below are the app user's.
+        fs.mkdirSync(path.dirname(home), { recursive: true, mode: 0o755 });
+        makeOwnedDir(home, user, 0o750);
+        for (const d of [".config", ".config/systemd", ".config/systemd/user", ".local", ".local/share", ".local/share/podman-shim", ".local/state"]) {
+            makeOwnedDir(path.join(home, d), user, 0o700);
+        }
         // Like a unit file in ~/.config/systemd/user: how the agent service starts.
+        const unit = path.join(home, ".config/systemd/user", `vault-agent-${app.name}.service`);
         fs.writeFileSync(
-            path.join(systemctlDir, `vault-agent-${app.name}.service`),
+            unit,
             [
                 "[Service]",
-                `ExecStart=${opts.vault.vaultBin} agent -config ${home}/vault/agent.hcl`,
-                `Environment=PATH=${basePath}`,
-                `Environment=PODMAN_SHIM_DIR=${podmanDir(app.name)}`,
+                `ExecStart=${binDir}/vault agent -config ${home}/vault/agent.hcl`,
+                `Environment=PATH=${hostPath}`,
                 `Environment=HOME=${home}`,
                 "",
             ].join("\n"),
         );
         // The app's running containers: one labelled frontend, and the edge proxy.
-        fs.mkdirSync(podmanDir(app.name), { recursive: true });
         const proxy = app.reload.proxy?.replace(/^podman:/, "");
         const containers = [`${app.name}-web ${app.reload.label}`, ...(proxy ? [`${proxy} role=edge`] : [])];
-        fs.writeFileSync(path.join(podmanDir(app.name), "containers"), `${containers.join("\n")}\n`);
+        const containersFile = path.join(podmanDir(app.name), "containers");
+        fs.writeFileSync(containersFile, `${containers.join("\n")}\n`);
+        if (runningAsRoot()) for (const f of [unit, containersFile]) fs.chownSync(f, user.uid, user.gid);
     }
 
     const config = {
         ...opts.config,
         "vault:address": opts.vault.address,
         "vault:caCertFile": opts.vault.caCertFile,
-        "vault-rotation:apps": JSON.stringify(JSON.parse(opts.config["vault-rotation:apps"]).map((a: Record<string, unknown>, i: number) => ({ ...a, home: apps[i].home, user }))),
+        "vault-rotation:apps": JSON.stringify(
+            JSON.parse(opts.config["vault-rotation:apps"]).map((a: Record<string, unknown>, i: number) => ({
+                ...a,
+                home: homeOf(stack.apps[i].name),
+                user: users[i].name,
+                host: { local: true, path: hostPath },
+            })),
+        ),
     };
 
-    return {
-        root,
-        config,
-        stack: parseFlat(config),
-        hostEnv: { PATH: basePath, SYSTEMCTL_SHIM_DIR: systemctlDir },
-        systemctlDir,
-        podmanDir,
-        home: homeOf,
-        stopAgents() {
-            for (const f of fs.existsSync(systemctlDir) ? fs.readdirSync(systemctlDir) : []) {
+    const stopAgents = () => {
+        for (const app of stack.apps) {
+            const dir = systemctlDir(app.name);
+            for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
                 if (!f.endsWith(".pid")) continue;
-                const pid = Number(fs.readFileSync(path.join(systemctlDir, f), "utf8"));
+                const pid = Number(fs.readFileSync(path.join(dir, f), "utf8"));
                 try {
                     process.kill(pid, "SIGTERM");
                 } catch {
                     // already gone
                 }
-                fs.rmSync(path.join(systemctlDir, f), { force: true });
+                fs.rmSync(path.join(dir, f), { force: true });
             }
+        }
+    };
+    return {
+        root,
+        config,
+        stack: parseFlat(config),
+        mode: userMode(),
+        user: userOf,
+        systemctlDir,
+        podmanDir,
+        home: homeOf,
+        hostPath,
+        stopAgents,
+        close() {
+            stopAgents();
+            removeAppUsers(users);
         },
     };
 }

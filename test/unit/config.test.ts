@@ -36,6 +36,16 @@ function problemsOf(mutate: (s: ReturnType<typeof threeAppStackObject>) => void)
 type Apps = any[];
 
 describe("valid stacks", () => {
+    it("accepts equal homes on different hosts, and a host PATH", () => {
+        const problems = problemsOf((s) => {
+            const apps = s["vault-rotation:apps"] as Apps;
+            apps[1].home = "/srv/web"; // api is on its own ssh host
+            apps[0].host = { local: true, path: "/opt/vault/bin:/usr/bin:/bin" };
+        });
+        expect(problems).toEqual([]);
+    });
+
+
     it("accepts the three-app stack and applies defaults", () => {
         const { config, listenerCaPem } = validateStackInputs(rawFrom(threeAppStackObject(caFile)), readCa);
         expect(listenerCaPem).toContain("BEGIN CERTIFICATE");
@@ -99,6 +109,28 @@ describe("invalid stacks name the key", () => {
         ["ssh host without key", (s) => (s["vault-rotation:sshPrivateKey"] = ""), /^vault-rotation:sshPrivateKey: required \(secret\) because apps\[1\]\.host\.ssh is set/],
         ["seed without data", (s) => (s["vault-rotation:kvSeedData"] = {} as { web: { owner: string } }), /^vault-rotation:kvSeedData\.web: apps\[0\]\.kv\.seed is true/],
         ["seed without access", (s) => ((s["vault-rotation:apps"] as Apps)[1].kv = { access: false, seed: true }), /^apps\[1\]\.kv\.seed: seeding needs kv\.access: true/],
+        // The host boundary: one app must gain nothing over another, or over the host.
+        ["two apps sharing a home", (s) => ((s["vault-rotation:apps"] as Apps)[2].home = "/srv/web"), /^apps\[2\]\.home: \/srv\/web is also apps\[0\]\.home/],
+        ["a home nested in another app's home", (s) => ((s["vault-rotation:apps"] as Apps)[2].home = "/srv/web/jobs"), /^apps\[2\]\.home: \/srv\/web\/jobs and apps\[0\]\.home \(\/srv\/web\) are nested/],
+        ["a home containing another app's home", (s) => ((s["vault-rotation:apps"] as Apps)[2].home = "/srv"), /^apps\[2\]\.home: \/srv and apps\[0\]\.home \(\/srv\/web\) are nested/],
+        [
+            "another app's domain in allowedDomains",
+            (s) => ((s["vault-rotation:apps"] as Apps)[2].leaf.allowedDomains.push("web.internal")),
+            /^apps\[2\]\.leaf\.allowedDomains\[2\]: web\.internal is also in apps\[0\]\.leaf\.allowedDomains: one app's agent could issue the other's frontend certificate/,
+        ],
+        [
+            "an agent CN in a leaf's allowedDomains",
+            (s) => ((s["vault-rotation:apps"] as Apps)[2].leaf.allowedDomains.push("agent-web.test.internal")),
+            /^apps\[2\]\.leaf\.allowedDomains\[2\]: agent-web\.test\.internal is apps\[0\]\.agent\.commonName/,
+        ],
+        ["user root", (s) => ((s["vault-rotation:apps"] as Apps)[0].user = "root"), /^apps\[0\]\.user: must not be root/],
+        ["home /etc", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/etc"), /^apps\[0\]\.home: must not be under \/etc \(a system directory\)/],
+        ["home under /var/lib", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/var/lib/web"), /^apps\[0\]\.home: must not be under \/var\/lib/],
+        ["home under /lib64", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/lib64/web"), /^apps\[0\]\.home: must not be under \/lib64/],
+        ["home under /root", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/root/web"), /^apps\[0\]\.home: must not be under \/root/],
+        ["home /usr/local/web", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/usr/local/web"), /^apps\[0\]\.home: must not be under \/usr/],
+        ["home /run/web", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/run/web"), /^apps\[0\]\.home: must not be under \/run/],
+        ["host PATH with a relative entry", (s) => ((s["vault-rotation:apps"] as Apps)[0].host = { local: true, path: "/usr/bin:bin" }), /^apps\[0\]\.host/],
     ];
 
     it.each(cases)("%s", (_name, mutate, expected) => {

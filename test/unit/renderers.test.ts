@@ -1,5 +1,6 @@
 // The pure renderers against golden files, the post-hook run for real with a
-// podman shim, the host scripts run for real in a temp dir, and shellcheck.
+// podman shim, and shellcheck. The host steps themselves run for real, across
+// the user boundary, in hostSteps.test.ts and hostBoundary.test.ts.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -10,13 +11,14 @@ import { renderAgentConfig, renderFullchainTemplate } from "../../components/ren
 import { renderDebugPolicy, renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "../../components/renderers/policies";
 import { hclString, shQuote } from "../../components/renderers/quote";
 import {
+    renderAgentConfigBody,
     renderAgentConfigScript,
+    renderAgentFilesBody,
     renderAgentFilesScript,
-    renderMoveAsideScript,
-    renderReadHostStateScript,
+    renderLauncher,
     renderReloadHook,
-    renderRestartScript,
-    renderWaitScript,
+    renderRotateBody,
+    renderRotateScript,
 } from "../../components/renderers/scripts";
 import { REPO_ROOT } from "../support/harness";
 
@@ -57,7 +59,7 @@ function agentConfigFor(a: (typeof APPS)[number]) {
         agentCert: p.agentCert,
         agentKey: p.agentKey,
         template: p.template,
-        fullchain: p.fullchain,
+        fullchain: p.renderedFullchain,
         hook: p.hook,
         hookTimeoutSeconds: 30,
         pidFile: `${a.home}/vault/agent.pid`,
@@ -71,7 +73,7 @@ describe("golden files", () => {
             `${a.app}.fullchain.ctmpl`,
             renderFullchainTemplate({ pkiMount: "pki_int", leafRole: vaultNames(a.app).leafRole, commonName: a.cn, altNames: a.alt, ttl: "720h" }),
         );
-        expectGolden(`${a.app}.reload-tls.sh`, renderReloadHook({ app: a.app, label: a.label, proxy: a.proxy, signal: a.signal, statusFile: hostPaths(a.home, a.app).reloadStatus }));
+        expectGolden(`${a.app}.reload-tls.sh`, renderReloadHook(hookInput(a.home, a.app, { label: a.label, proxy: a.proxy, signal: a.signal })));
     });
 
     it("policies", () => {
@@ -83,25 +85,18 @@ describe("golden files", () => {
     });
 
     it("host scripts", () => {
-        const p = hostPaths("/home/app-a", "app-a");
+        const u = { app: "app-a", user: "app-a", home: "/home/app-a", hostPath: "/usr/local/bin:/usr/bin:/bin" };
         expectGolden(
             "app-a.write-agent-files.sh",
             renderAgentFilesScript({
-                app: "app-a",
-                user: "app-a",
-                mtlsDir: p.mtlsDir,
-                caDir: p.caDir,
-                agentKey: p.agentKey,
-                agentCert: p.agentCert,
-                caPem: p.caPem,
+                ...u,
                 agentCertPem: "-----BEGIN CERTIFICATE-----\nAGENT\n-----END CERTIFICATE-----",
                 listenerCaPem: "-----BEGIN CERTIFICATE-----\nLISTENER\n-----END CERTIFICATE-----",
             }),
         );
-        expectGolden("app-a.restart.sh", renderRestartScript({ app: "app-a", user: "app-a", service: "vault-agent-app-a" }));
         expectGolden(
-            "app-a.wait.sh",
-            renderWaitScript({ app: "app-a", user: "app-a", service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 120 }),
+            "app-a.rotate.sh",
+            renderRotateScript({ ...u, service: "vault-agent-app-a", waitSeconds: 120, login: { vaultAddress: "https://vault.prod.internal:8200", certAuthPath: "cert", mapping: "agent-app-a" } }),
         );
     });
 });
@@ -151,21 +146,67 @@ describe("renderer properties", () => {
         const s = parseHostState("### fullchain\nA\nB\n### previous\n### reload\nresult=ok reloaded=x failed=\n### service\nactive\n### agent-version\nVault v1.21.1 (abc)\n### end\n");
         expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", agentVersion: "Vault v1.21.1 (abc)" });
     });
+
+    it("runs every host step's body through the launcher, which never touches the home itself", () => {
+        const u = { app: "app-a", user: "app-a", home: "/home/app-a", hostPath: "/usr/bin:/bin" };
+        const launcher = renderLauncher(u, "rotate", "BODY-MARKER");
+        const body = launcher.slice(launcher.indexOf("BODY="));
+        // Everything the launcher runs before the body: id, uname, runuser, env. No path under the home.
+        const before = launcher.slice(0, launcher.indexOf("BODY="));
+        expect(before).not.toMatch(/\$APP_HOME|mkdir|chmod|chown|mv |cat |head /);
+        expect(body).toContain("env -i PATH=\"$HOST_PATH\" HOME=\"$APP_HOME\"");
+        expect(body).toContain('runuser -u "$APP_USER" --');
+        expect(body).toContain("exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+    });
 });
 
+function hookInput(home: string, app: string, r: { label: string; proxy?: string; signal: string }) {
+    const p = hostPaths(home, app);
+    return { app, ...r, renderedFullchain: p.renderedFullchain, fullchain: p.fullchain, statusFile: p.reloadStatus };
+}
+
 describe("the post-hook, run with a podman shim", () => {
-    function runHook(opts: { containers: string; fail?: string; label?: string; proxy?: string }) {
+    function runHook(opts: { containers: string; fail?: string; label?: string; proxy?: string; plant?: (p: ReturnType<typeof hostPaths>) => void }) {
+        const home = tmpdir();
+        const p = hostPaths(home, "app-a");
+        for (const d of [p.hooksDir, p.renderDir, p.tlsDir]) fs.mkdirSync(d, { recursive: true });
+        fs.writeFileSync(p.renderedFullchain, "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n");
+        opts.plant?.(p);
+        fs.writeFileSync(p.hook, renderReloadHook(hookInput(home, "app-a", { label: opts.label ?? "tls=true", proxy: opts.proxy, signal: "SIGHUP" })), { mode: 0o750 });
         const dir = tmpdir();
-        const hook = path.join(dir, "reload-tls.sh");
-        const statusFile = path.join(dir, "reload-tls.status");
-        fs.writeFileSync(hook, renderReloadHook({ app: "app-a", label: opts.label ?? "tls=true", proxy: opts.proxy, signal: "SIGHUP", statusFile }), { mode: 0o750 });
         fs.writeFileSync(path.join(dir, "containers"), opts.containers);
         if (opts.fail) fs.writeFileSync(path.join(dir, "fail"), opts.fail);
-        const r = spawnSync(hook, [], { env: { PATH: `${SHIMS}:/usr/bin:/bin`, PODMAN_SHIM_DIR: dir }, encoding: "utf8" });
+        const r = spawnSync(p.hook, [], { env: { PATH: `${SHIMS}:/usr/bin:/bin`, PODMAN_SHIM_DIR: dir }, encoding: "utf8" });
         const calls = fs.existsSync(path.join(dir, "calls.log")) ? fs.readFileSync(path.join(dir, "calls.log"), "utf8").trim().split("\n") : [];
-        const report = fs.existsSync(statusFile) ? fs.readFileSync(statusFile, "utf8") : undefined;
-        return { status: r.status, stdout: r.stdout, calls, report };
+        const report = fs.existsSync(p.reloadStatus) ? fs.readFileSync(p.reloadStatus, "utf8") : undefined;
+        return { status: r.status, stdout: r.stdout, calls, report, paths: p };
     }
+
+    it("installs the render where the app reads it (0600), then reloads", () => {
+        const r = runHook({ containers: "web-1 tls=true\n" });
+        expect(r.status).toBe(0);
+        expect(fs.readFileSync(r.paths.fullchain, "utf8")).toContain("NEW");
+        expect(fs.statSync(r.paths.fullchain).mode & 0o777).toBe(0o600);
+        expect(r.stdout).toContain(`installed ${r.paths.fullchain}`);
+        expect(fs.readdirSync(r.paths.tlsDir)).toEqual(["app-a.fullchain.pem"]);
+    });
+
+    it("replaces a planted link at the served path instead of writing through it", () => {
+        const decoyDir = tmpdir();
+        const decoy = path.join(decoyDir, "decoy");
+        fs.writeFileSync(decoy, "DECOY\n");
+        const r = runHook({ containers: "web-1 tls=true\n", plant: (p) => fs.symlinkSync(decoy, p.fullchain) });
+        expect(r.status).toBe(0);
+        expect(fs.readFileSync(decoy, "utf8")).toBe("DECOY\n");
+        expect(fs.lstatSync(r.paths.fullchain).isSymbolicLink()).toBe(false);
+    });
+
+    it("reports a failed install and reloads nothing when the served path is a directory", () => {
+        const r = runHook({ containers: "web-1 tls=true\n", plant: (p) => fs.mkdirSync(p.fullchain) });
+        expect(r.status).toBe(1);
+        expect(r.calls).toEqual([]);
+        expect(r.report).toBe("result=failed reloaded= failed=install\n");
+    });
 
     it("reloads every labelled container, then the edge proxy once", () => {
         const r = runHook({ containers: "web-1 tls=true app=a\nweb-2 tls=true\nworker app=a\nedge-proxy tls=true\n", proxy: "podman:edge-proxy" });
@@ -205,144 +246,22 @@ describe("the post-hook, run with a podman shim", () => {
     });
 });
 
-describe("host scripts, run for real in a temp dir", () => {
-    const me = os.userInfo().username;
-    const run = (script: string, stdin?: string) => spawnSync("/bin/sh", ["-c", script], { input: stdin, encoding: "utf8" });
-
-    it("writes key 0600, cert and CA 0644 atomically, the key from stdin", () => {
-        const home = tmpdir();
-        const p = hostPaths(home, "app-a");
-        const script = renderAgentFilesScript({
-            app: "app-a",
-            user: me,
-            mtlsDir: p.mtlsDir,
-            caDir: p.caDir,
-            agentKey: p.agentKey,
-            agentCert: p.agentCert,
-            caPem: p.caPem,
-            agentCertPem: "-----BEGIN CERTIFICATE-----\nAGENT\n-----END CERTIFICATE-----",
-            listenerCaPem: "-----BEGIN CERTIFICATE-----\nLISTENER\n-----END CERTIFICATE-----",
-        });
-        const key = "-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n";
-        expect(script).not.toContain("SECRET");
-        const r = run(script, key);
-        expect(r.status).toBe(0);
-        expect(r.stdout).not.toContain("SECRET");
-        expect(fs.readFileSync(p.agentKey, "utf8")).toBe(key);
-        expect(fs.statSync(p.agentKey).mode & 0o777).toBe(0o600);
-        expect(fs.statSync(p.agentCert).mode & 0o777).toBe(0o644);
-        expect(fs.statSync(p.caPem).mode & 0o777).toBe(0o644);
-        expect(fs.readFileSync(p.caPem, "utf8")).toContain("LISTENER");
-        expect(fs.readdirSync(p.mtlsDir).sort()).toEqual(["agent.crt", "agent.key"]);
-    });
-
-    it("keeps the old key and leaves no temp file when stdin is empty", () => {
-        const home = tmpdir();
-        const p = hostPaths(home, "app-a");
-        fs.mkdirSync(p.mtlsDir, { recursive: true });
-        fs.writeFileSync(p.agentKey, "OLD KEY\n", { mode: 0o600 });
-        const script = renderAgentFilesScript({
-            app: "app-a", user: me, mtlsDir: p.mtlsDir, caDir: p.caDir, agentKey: p.agentKey, agentCert: p.agentCert, caPem: p.caPem,
-            agentCertPem: "C", listenerCaPem: "L",
-        });
-        const r = run(script, "");
-        expect(r.status).not.toBe(0);
-        expect(r.stderr).toContain("vault-rotation: app-a: write-agent-files: refusing to install an empty");
-        expect(fs.readFileSync(p.agentKey, "utf8")).toBe("OLD KEY\n");
-        expect(fs.readdirSync(p.mtlsDir)).toEqual(["agent.key"]);
-    });
-
-    it("refuses to write files for another user without root", () => {
-        if (process.getuid?.() === 0) {
-            // As root the script chowns; prove it names a missing user instead.
-            const home = tmpdir();
-            const p = hostPaths(home, "x");
-            const r = run(renderAgentFilesScript({ app: "x", user: "no-such-user-xyz", mtlsDir: p.mtlsDir, caDir: p.caDir, agentKey: p.agentKey, agentCert: p.agentCert, caPem: p.caPem, agentCertPem: "C", listenerCaPem: "L" }), "K\n");
-            expect(r.status).not.toBe(0);
-            expect(r.stderr).toContain("cannot chown");
-        } else {
-            const home = tmpdir();
-            const p = hostPaths(home, "x");
-            const r = run(renderAgentFilesScript({ app: "x", user: "root", mtlsDir: p.mtlsDir, caDir: p.caDir, agentKey: p.agentKey, agentCert: p.agentCert, caPem: p.caPem, agentCertPem: "C", listenerCaPem: "L" }), "K\n");
-            expect(r.status).not.toBe(0);
-            expect(r.stderr).toContain("need root or root");
-        }
-    });
-
-    it("moves the fullchain aside, and the wait step restores it when no new one appears", () => {
-        const home = tmpdir();
-        const p = hostPaths(home, "app-a");
-        fs.mkdirSync(p.tlsDir, { recursive: true });
-        fs.writeFileSync(p.fullchain, "-----BEGIN CERTIFICATE-----\nOLD\n-----END CERTIFICATE-----\n");
-        const move = run(renderMoveAsideScript({ app: "app-a", user: me, fullchain: p.fullchain, previousFullchain: p.previousFullchain }));
-        expect(move.status).toBe(0);
-        expect(fs.existsSync(p.fullchain)).toBe(false);
-        expect(fs.readFileSync(p.previousFullchain, "utf8")).toContain("OLD");
-        const wait = run(renderWaitScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 1 }));
-        expect(wait.status).toBe(1);
-        expect(wait.stderr).toContain("vault-rotation: app-a: wait-fullchain: no new fullchain at");
-        expect(wait.stderr).toContain("journalctl --user -u vault-agent-app-a");
-        expect(fs.readFileSync(p.fullchain, "utf8")).toContain("OLD");
-    });
-
-    it("waits for the hook's report on the new render, and says so when it never comes", () => {
-        const home = tmpdir();
-        const p = hostPaths(home, "app-a");
-        fs.mkdirSync(p.tlsDir, { recursive: true });
-        fs.mkdirSync(p.hooksDir, { recursive: true });
-        const script = renderWaitScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 2 });
-        // A report from the last rotation, older than the new render, does not count.
-        fs.writeFileSync(p.reloadStatus, "result=ok reloaded=old failed=\n");
-        const old = new Date(Date.now() - 60_000);
-        fs.utimesSync(p.reloadStatus, old, old);
-        fs.writeFileSync(p.fullchain, "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n");
-        const stale = run(script);
-        expect(stale.status).toBe(1);
-        expect(stale.stderr).toContain("the new fullchain is in place but the post-hook did not report within 2s");
-        expect(fs.readFileSync(p.fullchain, "utf8")).toContain("NEW");
-        // The hook's report after the render completes the step.
-        fs.writeFileSync(p.reloadStatus, "result=ok reloaded=app-a-web failed=\n");
-        const ok = run(script);
-        expect(ok.status).toBe(0);
-        expect(ok.stdout).toContain("new fullchain rendered and post-hook reported");
-    });
-
-    it("prints only certificate blocks of the fullchain, never its key", () => {
-        const home = tmpdir();
-        const p = hostPaths(home, "app-a");
-        fs.mkdirSync(p.tlsDir, { recursive: true });
-        fs.writeFileSync(
-            p.fullchain,
-            "-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n-----BEGIN EC PRIVATE KEY-----\nSECRET\n-----END EC PRIVATE KEY-----\n",
-        );
-        fs.mkdirSync(p.hooksDir, { recursive: true });
-        fs.writeFileSync(p.reloadStatus, "result=ok reloaded=app-a-web failed=\n");
-        const r = spawnSync("/bin/sh", ["-c", renderReadHostStateScript({ app: "app-a", user: me, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus })], {
-            encoding: "utf8",
-            env: { PATH: "/usr/bin:/bin" },
-        });
-        expect(r.status).toBe(0);
-        expect(r.stdout).not.toContain("SECRET");
-        expect(r.stdout).not.toContain("PRIVATE KEY");
-        expect(parseHostState(r.stdout).fullchain).toContain("LEAF");
-        expect(parseHostState(r.stdout).fullchain).toContain("CA");
-        expect(parseHostState(r.stdout).reload).toBe("result=ok reloaded=app-a-web failed=");
-    });
-});
-
 describe("shellcheck", () => {
     it("passes on the hook, every host script and the shims", () => {
         const dir = tmpdir();
-        const p = hostPaths("/home/app-a", "app-a");
-        const base = { app: "app-a", user: "app-a" };
+        const u = { app: "app-a", user: "app-a", home: "/home/app-a", hostPath: "/usr/bin:/bin" };
+        const rotate = { ...u, service: "vault-agent-app-a", waitSeconds: 5, login: { vaultAddress: "https://vault:8200", certAuthPath: "cert", mapping: "agent-app-a" } };
+        const agentFiles = { ...u, agentCertPem: "C", listenerCaPem: "L" };
+        const config = { ...u, agentHclText: "x", templateText: "{{ .Cert }}", hookText: "#!/bin/sh\n" };
+        // The launchers, and the bodies they carry as one quoted string (which shellcheck cannot see into).
         const scripts: Record<string, string> = {
-            "hook.sh": renderReloadHook({ app: "app-a", label: "tls=true", proxy: "podman:edge-proxy", signal: "SIGHUP", statusFile: p.reloadStatus }),
-            "files.sh": renderAgentFilesScript({ ...base, mtlsDir: p.mtlsDir, caDir: p.caDir, agentKey: p.agentKey, agentCert: p.agentCert, caPem: p.caPem, agentCertPem: "C", listenerCaPem: "L" }),
-            "config.sh": renderAgentConfigScript({ ...base, vaultDir: "/home/app-a/vault", templatesDir: "/home/app-a/vault/templates", hooksDir: p.hooksDir, tlsDir: p.tlsDir, agentHcl: p.agentHcl, agentHclText: "x", template: p.template, templateText: "{{ .Cert }}", hook: p.hook, hookText: "#!/bin/sh\n" }),
-            "move.sh": renderMoveAsideScript({ ...base, fullchain: p.fullchain, previousFullchain: p.previousFullchain }),
-            "restart.sh": renderRestartScript({ ...base, service: "vault-agent-app-a" }),
-            "wait.sh": renderWaitScript({ ...base, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus, waitSeconds: 5 }),
-            "read.sh": renderReadHostStateScript({ ...base, service: "vault-agent-app-a", fullchain: p.fullchain, previousFullchain: p.previousFullchain, reloadStatus: p.reloadStatus }),
+            "hook.sh": renderReloadHook(hookInput("/home/app-a", "app-a", { label: "tls=true", proxy: "podman:edge-proxy", signal: "SIGHUP" })),
+            "files.sh": renderAgentFilesScript(agentFiles),
+            "files-body.sh": renderAgentFilesBody(agentFiles),
+            "config.sh": renderAgentConfigScript(config),
+            "config-body.sh": renderAgentConfigBody(config),
+            "rotate.sh": renderRotateScript(rotate),
+            "rotate-body.sh": renderRotateBody(rotate),
         };
         const files = Object.entries(scripts).map(([name, text]) => {
             const file = path.join(dir, name);

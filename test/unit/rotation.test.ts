@@ -25,10 +25,7 @@ function downstreamOfAgentKey(app: string): string[] {
         `${app}-agent-cert`,
         `${app}-agent-files`,
         `${app}-agent-revocation`,
-        `${app}-leaf-move-aside`,
-        `${app}-leaf-restart`,
-        `${app}-leaf-wait`,
-        `${app}-leaf-read-state`,
+        `${app}-leaf-rotate`,
         `${app}-check`,
     ];
 }
@@ -70,13 +67,10 @@ describe("host step order", () => {
     });
     const dependsOn = (name: string, on: string) => e.byName.get(name)!.dependencies.includes(e.byName.get(on)!.urn);
 
-    it.each(["app-a", "app-b"])("runs files -> config -> move aside -> restart -> wait -> read -> check for %s", (app) => {
+    it.each(["app-a", "app-b"])("runs files -> config -> rotate (move aside, restart, wait, read) -> check for %s", (app) => {
         expect(dependsOn(`${app}-leaf-agent-config`, `${app}-agent-files`)).toBe(true);
-        expect(dependsOn(`${app}-leaf-move-aside`, `${app}-leaf-agent-config`)).toBe(true);
-        expect(dependsOn(`${app}-leaf-restart`, `${app}-leaf-move-aside`)).toBe(true);
-        expect(dependsOn(`${app}-leaf-wait`, `${app}-leaf-restart`)).toBe(true);
-        expect(dependsOn(`${app}-leaf-read-state`, `${app}-leaf-wait`)).toBe(true);
-        expect(dependsOn(`${app}-check`, `${app}-leaf-read-state`)).toBe(true);
+        expect(dependsOn(`${app}-leaf-rotate`, `${app}-leaf-agent-config`)).toBe(true);
+        expect(dependsOn(`${app}-check`, `${app}-leaf-rotate`)).toBe(true);
         expect(dependsOn(`${app}-agent-files`, `${app}-agent-mapping`)).toBe(true);
     });
 
@@ -85,32 +79,33 @@ describe("host step order", () => {
         expect(dependsOn("app-a-leaf-agent-config", "app-a-leaf-kv-policy")).toBe(true);
     });
 
-    it("carries the agent cert serial and the epoch in every rotation step's triggers", () => {
+    it("carries the agent cert serial and the epoch in the rotate step's triggers", () => {
         const serial = e.byName.get("app-a-agent-cert")!;
-        for (const step of ["move-aside", "restart", "wait", "read-state"]) {
-            const triggers = e.byName.get(`app-a-leaf-${step}`)!.inputs.triggers as unknown[];
-            expect(triggers).toContain((e.exports.rotationPlan as { epoch: string }).epoch);
-            expect(triggers.some((t) => typeof t === "string" && t.includes(":") && t.length > 20)).toBe(true);
-        }
+        const triggers = e.byName.get("app-a-leaf-rotate")!.inputs.triggers as unknown[];
+        expect(triggers).toContain((e.exports.rotationPlan as { epoch: string }).epoch);
+        expect(triggers.some((t) => typeof t === "string" && t.includes(":") && t.length > 20)).toBe(true);
         expect(serial.inputs.backend).toBe("pki_int");
     });
 
-    it("restarts vault-agent-<app> as the app user and moves the fullchain aside first", () => {
-        const restart = String(e.byName.get("app-b-leaf-restart")!.inputs.create);
-        expect(restart).toContain("SERVICE='vault-agent-app-b'");
-        expect(restart).toContain(`as_app_user systemctl --user restart "$SERVICE"`);
-        expect(restart).toContain("APP_USER='app-b'");
-        const move = String(e.byName.get("app-b-leaf-move-aside")!.inputs.create);
-        expect(move).toContain("FULLCHAIN='/home/app-b/tls/app-b.fullchain.pem'");
-        expect(move).toContain(`mv -f -- "$FULLCHAIN" "$PREVIOUS"`);
+    it("moves the agent's render aside, then restarts vault-agent-<app>, as the app user, in one unit", () => {
+        const rotate = String(e.byName.get("app-b-leaf-rotate")!.inputs.create);
+        expect(rotate).toContain("APP_USER='app-b'");
+        expect(rotate).toContain('runuser -u "$APP_USER" --');
+        expect(rotate).toContain("SERVICE='\\''vault-agent-app-b'\\''");
+        expect(rotate).toContain("RENDERED='\\''/home/app-b/vault/render/app-b.fullchain.pem'\\''");
+        const moveAside = rotate.indexOf('mv -f -T -- "$RENDERED" "$RENDERED_PREV"');
+        const restart = rotate.indexOf('systemctl --user restart "$SERVICE" ||');
+        expect(moveAside).toBeGreaterThan(0);
+        expect(restart).toBeGreaterThan(moveAside);
+        expect(rotate.indexOf("trap restore EXIT")).toBeLessThan(moveAside);
     });
 
-    it("re-runs the rotation steps when the agent config changes, even with the same epoch", async () => {
+    it("re-runs the rotation when the agent config changes, even with the same epoch", async () => {
         const config = prodStack(caFile);
         const apps = JSON.parse(config["vault-rotation:apps"]);
         apps[0].reload.label = "tls=reload";
         const b = await evaluateProgram({ config: { ...config, "vault-rotation:apps": JSON.stringify(apps) }, stack: "prod" });
-        expect(changedNames(e, b)).toEqual(["app-a-leaf-agent-config", "app-a-leaf-move-aside", "app-a-leaf-read-state", "app-a-leaf-restart", "app-a-leaf-wait", "app-a-check"].sort());
+        expect(changedNames(e, b)).toEqual(["app-a-leaf-agent-config", "app-a-leaf-rotate", "app-a-check"].sort());
     });
 });
 

@@ -1,0 +1,180 @@
+# vault-rotation: rotate for app-a. Runs the step below as app-a from an empty environment.
+set -eu
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+APP='app-a'
+STEP='rotate'
+APP_USER='app-a'
+APP_HOME='/home/app-a'
+HOST_PATH='/usr/local/bin:/usr/bin:/bin'
+fail() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*" >&2; exit 1; }
+uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+[ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
+me=$(id -u)
+if [ "$me" = "$uid" ]; then
+  switch=''
+elif [ "$me" = 0 ]; then
+  switch=runuser
+else
+  fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
+fi
+# The body is data for `sh -c` below, so nothing in it expands here.
+# shellcheck disable=SC2016
+BODY='set -eu
+umask 077
+APP='\''app-a'\''
+STEP='\''rotate'\''
+say() { printf '\''vault-rotation: %s: %s: %s\n'\'' "$APP" "$STEP" "$*" >&2; }
+fail() { say "$*"; exit 1; }
+{ [ -d "$HOME" ] && [ -O "$HOME" ]; } || fail "home $HOME must be an existing directory owned by $USER"
+cd -- "$HOME"
+own_dir() { # path mode: create when missing; refuse a link, a non-directory, another owner
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ ! -e "$1" ]; then mkdir -m "$2" -- "$1" || fail "cannot create directory $1"; fi
+  [ -d "$1" ] || fail "refusing $1: it is not a directory"
+  [ -O "$1" ] || fail "refusing $1: it is not owned by $USER"
+  chmod "$2" -- "$1" || fail "cannot set mode $2 on $1"
+}
+is_own_dir() { # path: an existing directory of ours that is not a link
+  { [ ! -L "$1" ] && [ -d "$1" ] && [ -O "$1" ]; } || fail "refusing $1: it must be a directory owned by $USER, not a link"
+}
+regular_or_absent() { # path
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
+write_atomic() { # dest mode
+  if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
+  tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
+  if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
+  if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
+  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+}
+
+FULLCHAIN='\''/home/app-a/tls/app-a.fullchain.pem'\''
+PREVIOUS='\''/home/app-a/tls/app-a.fullchain.pem.prev'\''
+RENDERED='\''/home/app-a/vault/render/app-a.fullchain.pem'\''
+RENDERED_PREV='\''/home/app-a/vault/render/app-a.fullchain.pem.prev'\''
+MARK='\''/home/app-a/vault/render/.rotation-started'\''
+STATUS='\''/home/app-a/vault/hooks/reload-tls.status'\''
+SERVICE='\''vault-agent-app-a'\''
+WAIT_SECONDS=120
+VAULT_ADDRESS='\''https://vault.prod.internal:8200'\''
+CA_PEM='\''/home/app-a/vault/ca/ca.pem'\''
+AGENT_CERT='\''/home/app-a/vault/mtls/agent.crt'\''
+AGENT_KEY='\''/home/app-a/vault/mtls/agent.key'\''
+CERT_AUTH_PATH='\''cert'\''
+MAPPING='\''agent-app-a'\''
+for d in '\''/home/app-a/vault'\'' '\''/home/app-a/tls'\'' '\''/home/app-a/vault/render'\'' '\''/home/app-a/vault/hooks'\''; do is_own_dir "$d"; done
+for f in "$FULLCHAIN" "$PREVIOUS" "$RENDERED" "$RENDERED_PREV" "$MARK" "$STATUS"; do regular_or_absent "$f"; done
+looked_at="look at: journalctl --user -u $SERVICE (as $USER)"
+
+# -- the unit: put everything back on any failure or signal until it completed
+armed=0
+restore() {
+  [ "$armed" = 1 ] || return 0
+  armed=0
+  if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; fi
+  if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || say "could not put back $RENDERED"; fi
+  if systemctl --user restart "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not restart $SERVICE on the previous certificate; $looked_at"; fi
+}
+trap restore EXIT
+trap '\''exit 129'\'' HUP
+trap '\''exit 130'\'' INT
+trap '\''exit 143'\'' TERM
+
+rm -f -- "$PREVIOUS" "$RENDERED_PREV"
+: >"$MARK"
+if [ -f "$FULLCHAIN" ]; then write_atomic "$PREVIOUS" 0600 <"$FULLCHAIN"; fi
+armed=1
+if [ -f "$RENDERED" ]; then mv -f -T -- "$RENDERED" "$RENDERED_PREV" || fail "cannot move $RENDERED aside"; fi
+systemctl --user restart "$SERVICE" || fail "systemctl --user restart $SERVICE failed; $looked_at"
+
+newer_than_mark() { [ -f "$1" ] && [ -n "$(find "$1" -prune -newer "$MARK")" ]; }
+# The hook writes its report after installing: a report older than the served file is an earlier run'\''s.
+reported() { [ -f "$STATUS" ] && [ -z "$(find "$FULLCHAIN" -prune -newer "$STATUS")" ]; }
+started=$(date +%s)
+deadline=$((started + WAIT_SECONDS))
+until newer_than_mark "$RENDERED" && newer_than_mark "$FULLCHAIN" && reported; do
+  [ "$(date +%s)" -lt "$deadline" ] || break
+  sleep 0.2
+done
+newer_than_mark "$RENDERED" || fail "no new fullchain rendered at $RENDERED within ${WAIT_SECONDS}s; $looked_at, then re-run pulumi up"
+{ newer_than_mark "$FULLCHAIN" && reported; } || fail "the agent rendered a new fullchain but the post-hook did not install it at $FULLCHAIN and report within ${WAIT_SECONDS}s; $looked_at"
+
+# The hook'\''s one-line report, passed on only in its expected form.
+status_line() {
+  regular_or_absent "$STATUS"
+  line=$(head -c 512 -- "$STATUS" | head -n 1)
+  printf '\''%s\n'\'' "$line" | grep -Eqx '\''result=(ok|failed) reloaded=[A-Za-z0-9_.,-]* failed=[A-Za-z0-9_.,: -]*'\'' ||
+    fail "$STATUS does not hold a post-hook report; refusing to pass it on"
+  printf '\''%s\n'\'' "$line"
+}
+report=$(status_line)
+case "$report" in
+  '\''result=ok '\''*) ;;
+  *) fail "the post-hook reported a failed reload ($report); $looked_at" ;;
+esac
+armed=0
+took=$(($(date +%s) - started))
+
+# -- public facts for the rotation check (stdout, kept in state)
+certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain also holds the key)
+  regular_or_absent "$1"
+  [ -f "$1" ] || return 0
+  awk '\''
+    /^-----BEGIN CERTIFICATE-----$/ { if (p) exit 3; p = 1; print; next }
+    /^-----END CERTIFICATE-----$/ { if (!p) exit 3; p = 0; print; next }
+    p { if (length($0) > 76 || $0 !~ /^[A-Za-z0-9+\/=]+$/) exit 3; print }
+    END { if (p) exit 3 }
+  '\'' "$1" || fail "$1 holds a malformed certificate block; refusing to pass it on"
+}
+# A cert login with the files just written, the way the agent logs in. The
+# CLI keeps the token in .vault-token of a private temp HOME: never on a
+# command line, in an environment or on stdout; it is revoked right after.
+login_check() {
+  command -v vault >/dev/null 2>&1 || { echo "error=no vault binary on PATH"; return 0; }
+  vhome=$(mktemp -d) || { echo "error=cannot create a temp directory"; return 0; }
+  if out=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault login -method=cert -path="$CERT_AUTH_PATH" \
+      -client-cert="$AGENT_CERT" -client-key="$AGENT_KEY" name="$MAPPING" 2>&1 >/dev/null); then
+    policies=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token lookup -field=policies 2>/dev/null |
+      tr -d '\''[]'\'' | tr '\'' '\'' '\''\n'\'' | grep -v '\''^$'\'' | sort | paste -sd, -) || policies='\'''\''
+    HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token revoke -self >/dev/null 2>&1 || true
+    case "$policies" in
+      '\'''\'' | *[!A-Za-z0-9_.,-]*) echo "error=cannot read the policies of the login token" ;;
+      *) echo "policies=$policies" ;;
+    esac
+  else
+    echo "error=$(printf '\''%s'\'' "$out" | tr -c '\''[:print:]'\'' '\'' '\'' | tr -s '\'' '\'' | cut -c1-300)"
+  fi
+  rm -rf -- "$vhome"
+}
+service_state() {
+  state=$(systemctl --user is-active "$SERVICE" 2>/dev/null) || true
+  case "$state" in '\'''\'' | *[!a-z-]*) state=unknown ;; esac
+  echo "$state"
+}
+agent_version() {
+  version=$(vault version 2>/dev/null | head -n 1 | cut -c1-200) || version='\'''\''
+  if printf '\''%s\n'\'' "$version" | grep -Eqx '\''Vault v[0-9][0-9A-Za-z.+-]*( [ -~]*)?'\''; then echo "$version"; fi
+}
+echo '\''### fullchain'\''
+certs_only "$FULLCHAIN"
+echo '\''### previous'\''
+certs_only "$PREVIOUS"
+echo '\''### reload'\''
+echo "$report"
+echo '\''### service'\''
+service_state
+echo '\''### login'\''
+login_check
+echo '\''### agent-version'\''
+agent_version
+echo '\''### end'\''
+say "restarted $SERVICE; new fullchain rendered, installed and reloaded in ${took}s"
+'
+set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
+  XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
+  /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
+if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
