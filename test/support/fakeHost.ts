@@ -1,0 +1,186 @@
+// One app host for the unit tier: a real home owned by a real app user (when
+// running as root), the systemctl and podman shims, and a stand-in agent that
+// behaves like Vault Agent's `pkiCert` (renders only when its target is
+// missing, then runs the post-hook) so the host steps can be run, failed and
+// interrupted without a Vault server. The steps run exactly as rendered for
+// production: launcher as whoever runs the test, body as the app user.
+import { spawn, spawnSync, SpawnSyncReturns } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { hostPaths } from "../../lib/naming";
+import {
+    DEFAULT_HOST_PATH,
+    HostUser,
+    renderAgentConfigScript,
+    renderAgentFilesScript,
+    renderReloadHook,
+    renderRotateScript,
+} from "../../components/renderers/scripts";
+import { REPO_ROOT } from "./harness";
+import { AppUser, createAppUsers, makeOwnedDir, removeAppUsers, runningAsRoot } from "./hostUsers";
+
+export const CERT = (tag: string) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(tag.padEnd(24, "-")).toString("base64")}\n-----END CERTIFICATE-----\n`;
+export const KEY_BLOCK = "-----BEGIN EC PRIVATE KEY-----\nTEST-LEAF-KEY-MATERIAL\n-----END EC PRIVATE KEY-----\n";
+
+export interface FakeHost {
+    root: string;
+    user: AppUser;
+    u: HostUser;
+    paths: ReturnType<typeof hostPaths>;
+    /** Where the stand-in agent takes its next render from. */
+    nextRender: string;
+    shimState: string;
+    podmanDir: string;
+    runFiles(key: string): SpawnSyncReturns<string>;
+    runConfig(): SpawnSyncReturns<string>;
+    runRotate(waitSeconds?: number): SpawnSyncReturns<string>;
+    /** Starts the rotate step without waiting (for interrupting it). */
+    startRotate(waitSeconds?: number): { done: Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string }> };
+    /** Runs a shell command as the app user (how an attacker plants things). */
+    asAppUser(command: string): SpawnSyncReturns<string>;
+    /** Writes a file as the app user (owned by it). */
+    writeAsAppUser(file: string, text: string, mode?: number): void;
+    stopAgent(): void;
+    close(): void;
+}
+
+const SERVICE = "vault-agent-app-a";
+
+/** The stand-in agent: `pkiCert` semantics (reuse a present render), then the hook, then stay up. */
+function fakeAgentScript(rendered: string, hook: string, nextRender: string, noRender: string): string {
+    return `#!/bin/sh
+set -u
+umask 077
+sleep 0.2
+if [ ! -f ${JSON.stringify(noRender)} ] && [ ! -f ${JSON.stringify(rendered)} ]; then
+  cat ${JSON.stringify(nextRender)} >${JSON.stringify(rendered)}.tmp && mv -f ${JSON.stringify(rendered)}.tmp ${JSON.stringify(rendered)}
+  ${JSON.stringify(hook)}
+fi
+exec sleep 3600
+`;
+}
+
+export function makeFakeHost(): FakeHost {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-host-"));
+    fs.chmodSync(root, 0o755);
+    const home = path.join(root, "home", "app-a");
+    fs.mkdirSync(path.dirname(home), { recursive: true, mode: 0o755 });
+    const [user] = createAppUsers([{ app: "app-a", home }]);
+    makeOwnedDir(home, user, 0o750);
+    const bin = path.join(root, "bin");
+    fs.mkdirSync(bin, { mode: 0o755 });
+    for (const shim of ["systemctl", "podman"]) fs.copyFileSync(path.join(REPO_ROOT, "test", "shims", shim), path.join(bin, shim));
+    // A vault CLI that knows its version and cannot reach any server.
+    fs.writeFileSync(path.join(bin, "vault"), `#!/bin/sh\nif [ "$1" = version ]; then echo 'Vault v1.21.0 (fake)'; exit 0; fi\necho "fake vault: no server here" >&2\nexit 2\n`);
+    const paths = hostPaths(home, "app-a");
+    const u: HostUser = { app: "app-a", user: user.name, home, hostPath: `${bin}:${DEFAULT_HOST_PATH}` };
+    const nextRender = path.join(root, "next-render.pem");
+    const noRender = path.join(root, "no-render");
+    fs.writeFileSync(nextRender, CERT("NEW") + CERT("CA") + KEY_BLOCK);
+    fs.chmodSync(nextRender, 0o644);
+    fs.writeFileSync(path.join(bin, "fake-agent"), fakeAgentScript(paths.renderedFullchain, paths.hook, nextRender, noRender));
+    for (const f of fs.readdirSync(bin)) fs.chmodSync(path.join(bin, f), 0o755);
+
+    const shimState = path.join(home, ".local", "state", "systemctl-shim");
+    const podmanDir = path.join(home, ".local", "share", "podman-shim");
+    for (const d of [".config", ".config/systemd", ".config/systemd/user", ".local", ".local/share", ".local/share/podman-shim", ".local/state", ".local/state/systemctl-shim"]) {
+        makeOwnedDir(path.join(home, d), user, 0o700);
+    }
+    const own = (f: string) => runningAsRoot() && fs.chownSync(f, user.uid, user.gid);
+    const unit = path.join(home, ".config/systemd/user", `${SERVICE}.service`);
+    fs.writeFileSync(unit, `[Service]\nExecStart=${bin}/fake-agent\nEnvironment=PATH=${u.hostPath}\nEnvironment=HOME=${home}\n`);
+    own(unit);
+    const containers = path.join(podmanDir, "containers");
+    fs.writeFileSync(containers, "app-a-web tls=true\nedge-proxy role=edge\n");
+    own(containers);
+
+    const hookText = renderReloadHook({
+        app: "app-a",
+        label: "tls=true",
+        proxy: "podman:edge-proxy",
+        signal: "SIGHUP",
+        renderedFullchain: paths.renderedFullchain,
+        fullchain: paths.fullchain,
+        statusFile: paths.reloadStatus,
+    });
+    const rotateScript = (waitSeconds: number) =>
+        renderRotateScript({ ...u, service: SERVICE, waitSeconds, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } });
+    const sh = (script: string, input = "") => spawnSync("/bin/sh", ["-c", script], { input, encoding: "utf8", cwd: REPO_ROOT });
+    const asAppUser = (command: string) =>
+        runningAsRoot() ? spawnSync("runuser", ["-u", user.name, "--", "/bin/sh", "-c", command], { encoding: "utf8" }) : spawnSync("/bin/sh", ["-c", command], { encoding: "utf8" });
+
+    const stopAgent = () => {
+        const pidFile = path.join(shimState, `${SERVICE}.pid`);
+        if (!fs.existsSync(pidFile)) return;
+        try {
+            process.kill(Number(fs.readFileSync(pidFile, "utf8")), "SIGKILL");
+        } catch {
+            // gone already
+        }
+    };
+    return {
+        root,
+        user,
+        u,
+        paths,
+        nextRender,
+        shimState,
+        podmanDir,
+        runFiles: (key) => sh(renderAgentFilesScript({ ...u, agentCertPem: CERT("AGENT"), listenerCaPem: CERT("LISTENER") }), key),
+        runConfig: () => sh(renderAgentConfigScript({ ...u, agentHclText: "# agent.hcl\n", templateText: "{{ .Cert }}\n", hookText })),
+        runRotate: (waitSeconds = 5) => sh(rotateScript(waitSeconds)),
+        startRotate(waitSeconds = 5) {
+            const child = spawn("/bin/sh", ["-c", rotateScript(waitSeconds)], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
+            let stderr = "";
+            child.stderr.on("data", (d) => (stderr += String(d)));
+            child.stdout.resume();
+            return { done: new Promise((resolve) => child.on("close", (status, signal) => resolve({ status, signal, stderr }))) };
+        },
+        asAppUser,
+        writeAsAppUser(file, text, mode = 0o600) {
+            fs.writeFileSync(file, text, { mode });
+            if (runningAsRoot()) fs.chownSync(file, user.uid, user.gid);
+        },
+        stopAgent,
+        close() {
+            stopAgent();
+            removeAppUsers([user]);
+            fs.rmSync(root, { recursive: true, force: true });
+        },
+    };
+}
+
+/** The pid of a running step body (`sh -c BODY vault-rotation:<app>:<step>`), or undefined. */
+export function findBodyPid(app: string, step: string): number | undefined {
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        let argv: string[];
+        try {
+            argv = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+        } catch {
+            continue;
+        }
+        if (argv[0] === "/bin/sh" && argv[1] === "-c" && argv[3] === `vault-rotation:${app}:${step}`) return Number(entry);
+    }
+    return undefined;
+}
+
+/** Every file and directory under `dir` with mode, owner and content: to prove a decoy untouched. */
+export function snapshot(dir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const walk = (p: string) => {
+        const st = fs.lstatSync(p);
+        const id = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+        if (st.isDirectory()) {
+            out[p] = `dir ${id}`;
+            for (const e of fs.readdirSync(p).sort()) walk(path.join(p, e));
+        } else if (st.isSymbolicLink()) {
+            out[p] = `link ${id} -> ${fs.readlinkSync(p)}`;
+        } else {
+            out[p] = `file ${id} ${fs.readFileSync(p, "utf8")}`;
+        }
+    };
+    walk(dir);
+    return out;
+}
