@@ -81,6 +81,8 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
     // App users must be able to reach their homes and the shims: when the
     // sandbox sits below a directory only root can enter, homes go elsewhere.
     fs.mkdirSync(root, { recursive: true });
+    // The sandbox is ours (a mkdtemp directory is 0700): app users must pass through it.
+    if (runningAsRoot()) fs.chmodSync(root, 0o755);
     const homesRoot = reachableDir(root, "vault-rotation-homes-");
     const problems: string[] = [];
     stack.apps.forEach((app, i) => {
