@@ -52,6 +52,8 @@ export interface RehearsalReport {
     stackFile: string;
     sandbox: string;
     vaultVersion: string;
+    /** Which user model the host steps ran under (real users as root, else the current user). */
+    userMode: string;
     epochs: { first: string; rotated: string };
     apps: AppReport[];
     noop: { replaced: string[]; changed: string[]; restarts: number };
@@ -111,6 +113,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         sandbox = prepareSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin } });
         const sb = sandbox;
         const apps = sb.stack.apps.map((a) => a.name);
+        log(`      host steps run as: ${sb.mode}${sb.stack.apps.map((a) => `; ${a.name} as ${sb.user(a.name).name} (uid ${sb.user(a.name).uid})`).join("")}`);
         const rotation = JSON.parse(sb.config["vault-rotation:rotation"]) as { epoch?: string };
         const firstEpoch = rotation.epoch ?? "rehearsal-1";
         const rotatedEpoch = `${firstEpoch}-rotated`;
@@ -195,6 +198,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             stackFile,
             sandbox: sandboxDir,
             vaultVersion: server.version,
+            userMode: sandbox.mode,
             epochs: { first: firstEpoch, rotated: rotatedEpoch },
             apps: appReports,
             noop,
@@ -272,7 +276,7 @@ async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vaul
 /** The report as the terminal shows it. */
 export function formatReport(r: RehearsalReport): string {
     const lines: string[] = [];
-    lines.push("", `Rehearsal of ${path.relative(process.cwd(), r.stackFile) || r.stackFile} against Vault ${r.vaultVersion}`);
+    lines.push("", `Rehearsal of ${path.relative(process.cwd(), r.stackFile) || r.stackFile} against Vault ${r.vaultVersion}`, `host steps ran as: ${r.userMode}`);
     for (const a of r.apps) {
         lines.push("", `${a.app}: post-rotation checklist`);
         for (const c of a.checklist) lines.push(`  - [${c.ok ? "x" : " "}] ${c.item}: ${c.detail}`);
