@@ -9,6 +9,8 @@ import { prepareSandbox } from "../support/sandbox";
 import { threeAppStackObject } from "../support/stacks";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-rehearsal-it-"));
+// App users (as root) must pass through it to their homes, as through a checkout's .rehearsal.
+fs.chmodSync(tmp, 0o755);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {
