@@ -8,6 +8,7 @@
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
+import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
 import { parseHostState } from "../lib/hostState";
 import type { VaultConnection } from "./connection";
@@ -437,6 +438,9 @@ export interface RotationCheckArgs {
     loginAttempts?: pulumi.Input<number>;
 }
 
+// What each RotationCheck serializes as its provider: a ~1 KB forwarder to rotationCheckProvider, loaded by package name (forward.ts).
+const rotationCheckForwarder = forwardingProvider("rotationCheckProvider", rotationCheckProvider);
+
 /** The post-rotation checklist; fails the update with one line per failed item. */
 export class RotationCheck extends pulumi.dynamic.Resource {
     public readonly agentSerial!: pulumi.Output<string>;
@@ -449,7 +453,7 @@ export class RotationCheck extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: RotationCheckArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            rotationCheckProvider,
+            rotationCheckForwarder,
             name,
             {
                 ...args,

@@ -7,6 +7,7 @@
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
+import { forwardingProvider } from "./forward";
 import type { VaultConnection } from "./connection";
 import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput } from "./vaultClient";
 
@@ -161,6 +162,9 @@ export interface VersionDriftArgs {
     agentVersionText: pulumi.Input<string>;
 }
 
+// What each VersionDrift serializes as its provider: a ~1 KB forwarder to versionDriftProvider, loaded by package name (forward.ts).
+const versionDriftForwarder = forwardingProvider("versionDriftProvider", versionDriftProvider);
+
 /** Vault Agent vs server version; a mismatch is reported in `warning`, never an error. */
 export class VersionDrift extends pulumi.dynamic.Resource {
     public readonly serverVersion!: pulumi.Output<string>;
@@ -171,7 +175,7 @@ export class VersionDrift extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: VersionDriftArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            versionDriftProvider,
+            versionDriftForwarder,
             name,
             { ...args, serverVersion: undefined, agentVersion: undefined, mismatch: undefined, agentAhead: undefined, warning: undefined },
             { ...opts },

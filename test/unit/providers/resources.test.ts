@@ -1,13 +1,20 @@
 // The resource classes under Pulumi mocks (type tokens, secret outputs), and the
 // providers exactly as Pulumi ships them: the serialized `__provider` text each
 // class registers is loaded the way the dynamic-provider host loads it, in a
-// plain `node` child process (no ts-node, another working directory), and run
-// against the stand-in Vault. This is what catches a provider method that
-// depends on something that does not survive serialization.
+// plain `node` child process (no ts-node loaded up front), and run against the
+// stand-in Vault. This is what catches a provider method that depends on
+// something that does not survive serialization.
+//
+// The serialized text is a small forwarder that loads @vault-rotation/providers
+// by package name. The child runs in a directory outside the repository whose
+// only link to it is `node_modules` (as a project checkout with `npm ci` done
+// anywhere else would be), and once in a directory without node_modules, where
+// it must fail saying what to do.
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import * as settings from "@pulumi/pulumi/runtime/settings";
 import { execFile } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { CertRevocation } from "../../../providers/certRevocation";
 import { KvMount } from "../../../providers/kvMount";
@@ -111,8 +118,18 @@ interface Job {
     args: unknown[];
 }
 
+/** A working directory outside the repository: empty, or holding only a link to the project's node_modules. */
+function projectDir(name: string, withNodeModules: boolean): string {
+    const dir = path.join(pki.dir, name);
+    fs.mkdirSync(dir, { recursive: true });
+    if (withNodeModules && !fs.existsSync(path.join(dir, "node_modules"))) {
+        fs.symlinkSync(path.resolve(__dirname, "..", "..", "..", "node_modules"), path.join(dir, "node_modules"), "dir");
+    }
+    return dir;
+}
+
 /** Runs provider methods from their serialized text in a plain node process, as the dynamic-provider host does. */
-async function runSerialized(jobs: Job[]): Promise<({ ok: unknown } | { error: string })[]> {
+async function runSerialized(jobs: Job[], cwd = projectDir("project", true)): Promise<({ ok: unknown } | { error: string })[]> {
     const requireFromString = require.resolve("require-from-string", { paths: [path.dirname(require.resolve("@pulumi/pulumi"))] });
     const jobsFile = pki.writeFile("jobs.json", JSON.stringify(jobs));
     const runner = pki.writeFile(
@@ -131,7 +148,7 @@ const jobs = JSON.parse(require("fs").readFileSync(${JSON.stringify(jobsFile)}, 
 `,
     );
     const stdout = await new Promise<string>((resolve, reject) =>
-        execFile(process.execPath, [runner], { cwd: pki.dir, env: { PATH: process.env.PATH ?? "", VAULT_TOKEN: TOKEN }, timeout: 20_000 }, (err, out, errOut) =>
+        execFile(process.execPath, [runner], { cwd, env: { PATH: process.env.PATH ?? "", VAULT_TOKEN: TOKEN }, timeout: 20_000 }, (err, out, errOut) =>
             err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out),
         ),
     );
@@ -167,6 +184,10 @@ test("the resource classes register their type tokens and keep secret inputs sec
     for (const r of registrations) {
         const text = r.object.__provider;
         expect(typeof text).toBe("string");
+        // A forwarder, not the implementation: small, and loading the package by name.
+        expect((text as string).length).toBeLessThanOrEqual(4096);
+        expect(text).toContain('require("@vault-rotation/providers")');
+        expect(text).not.toContain("function checkFullchain");
         // Nothing secret is captured into the serialized provider.
         expect(text).not.toContain(SEED_VALUE);
         expect(text).not.toContain(certs.agent.keyPem.split("\n")[1]);
@@ -219,4 +240,11 @@ test("the serialized providers work in a plain node process", async () => {
     const revoke = server.requests.find((r) => r.path === "pki_int/revoke");
     expect(revoke?.headers["x-vault-token"]).toBe(TOKEN);
     expect(revoke?.body).toEqual({ serial_number: "3a:1f" });
+});
+
+test("a serialized provider outside a project (no node_modules) fails saying to run npm ci there", async () => {
+    const provider = registrations.find((r) => r.name === "mount")?.object.__provider as string;
+    const [result] = await runSerialized([{ provider, method: "check", args: [{}, { connection, mount: "secret" }] }], projectDir("not-a-project", false));
+    expect(result).toEqual({ error: expect.stringContaining(`cannot load @vault-rotation/providers from ${fs.realpathSync(projectDir("not-a-project", false))}`) as string });
+    expect((result as { error: string }).error).toContain("run `npm ci` in the Pulumi project directory");
 });
