@@ -58,8 +58,6 @@ export class AgentIdentity extends pulumi.ComponentResource {
     /** The signed cert is within its renewal window: this run renews it (provider-computed). */
     public readonly certRenewPending: pulumi.Output<boolean>;
     public readonly certPem: pulumi.Output<string>;
-    /** The agent's private key: a secret Output, consumed only by the file writer and the check. */
-    public readonly privateKeyPem: pulumi.Output<string>;
     /** The command that wrote key, cert and CA to the host; later steps depend on it. */
     public readonly filesWritten: pulumi.Resource;
 
@@ -185,7 +183,6 @@ export class AgentIdentity extends pulumi.ComponentResource {
         this.certExpiration = cert.expiration;
         this.certRenewPending = cert.renewPending.apply((p) => p === true);
         this.certPem = cert.certificate;
-        this.privateKeyPem = pulumi.secret(key.privateKeyPem);
         this.filesWritten = files;
         this.registerOutputs({
             roleName: this.roleName,

@@ -2,8 +2,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck } from "../providers/rotationCheck";
-import { VersionDrift } from "../providers/versionDrift";
-import { parseHostState } from "../lib/hostState";
 import { AgentIdentity } from "./agentIdentity";
 import { AppLeaf } from "./appLeaf";
 import type { HostTarget } from "./hostCommand";
@@ -162,6 +160,9 @@ export class AppRotation extends pulumi.ComponentResource {
 
         // Verification runs after the last host step and is replaced with it: a
         // failed item fails the update with a line that says what to look at.
+        // The same resource compares agent and server versions (a warning only):
+        // two resources that were always replaced together are one. Cert login is
+        // verified from the host's report, so no copy of the agent key goes here.
         const check = new RotationCheck(
             `${name}-check`,
             {
@@ -170,7 +171,6 @@ export class AppRotation extends pulumi.ComponentResource {
                 certAuthPath: args.certAuthPath,
                 mappingName: this.identity.mappingName,
                 agentCertPem: this.identity.certPem,
-                agentKeyPem: this.identity.privateKeyPem,
                 expectedPolicies: this.identity.tokenPolicies.apply(expectedTokenPolicies),
                 hostState: this.leaf.hostState,
                 leafCommonName: args.leaf.commonName,
@@ -182,12 +182,7 @@ export class AppRotation extends pulumi.ComponentResource {
             { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies] },
         );
         // A version mismatch between agent and server is a warning, never a failure.
-        const drift = new VersionDrift(
-            `${name}-version-drift`,
-            { connection: args.connection, app: args.app, agentVersionText: this.leaf.hostState.apply((s) => parseHostState(s).agentVersion) },
-            { parent: this, dependsOn: [this.leaf.rotated] },
-        );
-        drift.warning.apply((w) => {
+        check.versionWarning.apply((w) => {
             if (w) void pulumi.log.warn(w, this);
         });
 
@@ -217,9 +212,9 @@ export class AppRotation extends pulumi.ComponentResource {
             leafNotAfter: check.leafNotAfter,
             leafDaysLeft: check.leafDaysLeft,
             kvStatus: this.leaf.kvStatus,
-            serverVersion: drift.serverVersion,
-            agentVersion: drift.agentVersion,
-            versionWarning: drift.warning,
+            serverVersion: check.serverVersion,
+            agentVersion: check.agentVersion,
+            versionWarning: check.versionWarning,
             checkedAt: check.checkedAt,
         };
         this.report = pulumi.output(report) as pulumi.Output<RotationReport>;

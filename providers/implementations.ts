@@ -4,4 +4,3 @@ export { certRevocationProvider } from "./certRevocation";
 export { kvMountProvider } from "./kvMount";
 export { kvSeedProvider } from "./kvSeed";
 export { rotationCheckProvider } from "./rotationCheck";
-export { versionDriftProvider } from "./versionDrift";

@@ -21,7 +21,6 @@ import { KvMount } from "../../../providers/kvMount";
 import { KvSeed } from "../../../providers/kvSeed";
 import { RotationCheck } from "../../../providers/rotationCheck";
 import { UNKNOWN_INPUT } from "../../../providers/vaultClient";
-import { VersionDrift } from "../../../providers/versionDrift";
 import { routes, startFakeVault, type TestHttpsServer } from "../../support/httpsServer";
 import { TestPki, type TestCert } from "../../support/tls";
 
@@ -91,15 +90,21 @@ function rotationInputs(service: string) {
         certAuthPath: "cert",
         mappingName: "agent-app-a",
         agentCertPem: certs.agent.certPem,
-        agentKeyPem: certs.agent.keyPem,
         expectedPolicies: ["app-a-issue", "default"],
-        hostState: ["### fullchain", certs.leaf.certPem, "### previous", "### reload", "result=ok reloaded=web failed=", "### service", service, "### agent-version", "### end"].join("\n"),
+        hostState: [
+            "### fullchain", certs.leaf.certPem,
+            "### previous",
+            "### reload", "result=ok reloaded=web failed=",
+            "### service", service,
+            "### login", "policies=app-a-issue,default",
+            "### agent-version", "Vault v1.22.0",
+            "### end",
+        ].join("\n"),
         leafCommonName: "app-a.internal",
         allowedDomains: ["app-a.internal"],
         issuerCommonName: "Prod Intermediate CA",
         pkiMount: "pki_int",
         minRemainingSeconds: 3600,
-        loginAttempts: 1,
     };
 }
 
@@ -114,7 +119,7 @@ const isSecret = (value: unknown) => typeof value === "object" && value !== null
 
 interface Job {
     provider: string;
-    method: "check" | "create" | "delete";
+    method: "check" | "create" | "read" | "delete";
     args: unknown[];
 }
 
@@ -167,19 +172,14 @@ test("the resource classes register their type tokens and keep secret inputs sec
 
     const check = await registered(new RotationCheck("check", rotationInputs("active")), "check");
     expect(check.type).toBe("pulumi-nodejs:dynamic/vault-rotation:RotationCheck");
-    expect(check.additionalSecretOutputs).toContain("agentKeyPem");
-    expect(isSecret(check.object.agentKeyPem)).toBe(true);
+    // The check holds no key: cert login is verified from the host's report.
+    expect(Object.keys(check.object)).not.toContain("agentKeyPem");
 
     const types = await Promise.all([
         registered(new KvMount("mount", { connection, mount: "secret" }), "mount"),
         registered(new CertRevocation("revocation", { connection, pkiMount: "pki_int", serialNumber: "3a:1f" }), "revocation"),
-        registered(new VersionDrift("drift", { connection, app: "app-a", agentVersionText: "Vault v1.21.1" }), "drift"),
     ]);
-    expect(types.map((r) => r.type)).toEqual([
-        "pulumi-nodejs:dynamic/vault-rotation:KvMount",
-        "pulumi-nodejs:dynamic/vault-rotation:CertRevocation",
-        "pulumi-nodejs:dynamic/vault-rotation:VersionDrift",
-    ]);
+    expect(types.map((r) => r.type)).toEqual(["pulumi-nodejs:dynamic/vault-rotation:KvMount", "pulumi-nodejs:dynamic/vault-rotation:CertRevocation"]);
 
     for (const r of registrations) {
         const text = r.object.__provider;
@@ -197,7 +197,7 @@ test("the resource classes register their type tokens and keep secret inputs sec
 
 test("the serialized providers work in a plain node process", async () => {
     const providerOf = (name: string) => registrations.find((r) => r.name === name)?.object.__provider as string;
-    expect(registrations.length).toBeGreaterThanOrEqual(5);
+    expect(registrations.length).toBeGreaterThanOrEqual(4);
     server.setHandler(
         routes({
             "GET sys/mounts/secret": { json: { data: { type: "kv", options: { version: "2" } } } },
@@ -207,9 +207,6 @@ test("the serialized providers work in a plain node process", async () => {
                     ? { json: { data: { revocation_time: 1 } } }
                     : { status: 400, json: { errors: ["certificate with serial 0b:0c already expired; refusing to add to CRL"] } },
             "GET sys/health": { json: { version: "1.21.1" } },
-            "POST auth/cert/login": (req) =>
-                req.clientCertAuthorized ? { json: { auth: { client_token: "hvs.login", token_policies: ["app-a-issue", "default"] } } } : { status: 400, json: { errors: ["no cert"] } },
-            "POST auth/token/revoke-self": { status: 204 },
             "GET pki_int/cert/ca": { json: { data: { certificate: certs.intermediate.certPem } } },
         }),
     );
@@ -219,7 +216,7 @@ test("the serialized providers work in a plain node process", async () => {
         { provider: providerOf("seed"), method: "create", args: [{ connection, mount: "secret", version: "2", path: "apps/app-a", seed: true, data: { password: SEED_VALUE } }] },
         { provider: providerOf("seed"), method: "check", args: [{}, { connection, mount: "secret", version: "2", path: "apps/app-a", seed: true }] },
         { provider: providerOf("revocation"), method: "delete", args: ["pki_int:3a:1f", { connection, pkiMount: "pki_int", serialNumber: "3a:1f" }] },
-        { provider: providerOf("drift"), method: "create", args: [{ connection, app: "app-a", agentVersionText: "Vault v1.22.0" }] },
+        { provider: providerOf("check"), method: "read", args: ["app-a-rotation-check-01", { ...rotationInputs("active"), serverVersion: "1.20.0" }] },
         { provider: providerOf("check"), method: "create", args: [rotationInputs("active")] },
         { provider: providerOf("check"), method: "create", args: [rotationInputs("inactive")] },
         // A tolerated refusal: `instanceof VaultHttpError` must hold across the serialized functions.
@@ -230,8 +227,8 @@ test("the serialized providers work in a plain node process", async () => {
     expect(results[1]).toMatchObject({ ok: { id: "secret/apps/app-a", outs: { status: "seeded" } } });
     expect(results[2]).toMatchObject({ ok: { failures: [{ property: "data" }] } });
     expect(results[3]).toEqual({ ok: null });
-    expect(results[4]).toMatchObject({ ok: { outs: { serverVersion: "1.21.1", agentVersion: "1.22.0", mismatch: true, agentAhead: true } } });
-    expect(results[5]).toMatchObject({ ok: { outs: { tokenPolicies: ["app-a-issue", "default"], previousLeafSerial: "" } } });
+    expect(results[4]).toMatchObject({ ok: { props: { serverVersion: "1.21.1", agentVersion: "1.22.0", versionMismatch: true, agentAhead: true } } });
+    expect(results[5]).toMatchObject({ ok: { outs: { tokenPolicies: ["app-a-issue", "default"], previousLeafSerial: "", serverVersion: "1.21.1", agentAhead: true } } });
     expect(results[6]).toEqual({ error: expect.stringContaining('app-a: agent service: expected active, found "inactive"') as string });
     expect((results[6] as { error: string }).error).toContain("journalctl --user -u vault-agent-app-a");
 
