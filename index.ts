@@ -39,6 +39,7 @@ const base = new StackBase(
     {
         certAuthPath: config.vault.certAuthPath,
         debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
+        namePrefix: config.namePrefix,
         kv: anyKv ? { connection, mount: config.vault.kvMount } : undefined,
     },
     providers,
@@ -54,6 +55,7 @@ const rotations = config.apps.map((app) => {
             : { kind: "local" };
     const args: AppRotationArgs = {
         app: app.name,
+        namePrefix: config.namePrefix,
         user: app.user,
         home: app.home,
         host,

@@ -6,13 +6,15 @@ import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs } from "./pkiRole";
-import { DEBUG_POLICY, hostPaths, vaultNames } from "../lib/naming";
+import { debugPolicyName, hostPaths, vaultNames } from "../lib/naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
 import { renderAgentFilesScript } from "./renderers/scripts";
 
 export interface AgentIdentityArgs {
     /** App name (`[a-z][a-z0-9-]*`); names every Vault object of the app. */
     app: string;
+    /** The stack's `namePrefix` (sharding), in every Vault object name; undefined for none. */
+    namePrefix?: string;
     /** Unix user that owns the agent's files. */
     user: string;
     /** The app user's home directory (absolute). */
@@ -63,7 +65,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
 
     constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AgentIdentity", name, {}, opts);
-        const names = vaultNames(args.app);
+        const names = vaultNames(args.app, args.namePrefix);
         const paths = hostPaths(args.home, args.app);
         const ttl = String(args.ttlSeconds);
 
@@ -119,7 +121,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
         }
         policyNames.push(...args.extraPolicies);
         // debug-policy itself is a stack-level object (several apps may use it); this only attaches it.
-        if (args.debugPolicy) policyNames.push(DEBUG_POLICY);
+        if (args.debugPolicy) policyNames.push(debugPolicyName(args.namePrefix));
 
         // The mapping trusts the PKI chain that signed the agent cert (not the
         // listener CA bundle), and only the agent's CN.

@@ -10,6 +10,8 @@ import { expectedTokenPolicies, vaultNames } from "../lib/naming";
 export interface AppRotationArgs {
     /** App name (`[a-z][a-z0-9-]*`), unique in the stack. */
     app: string;
+    /** The stack's `namePrefix` (sharding), in every Vault object name; undefined for none. */
+    namePrefix?: string;
     /** Unix user owning the app's files and its `vault-agent-<app>` user service. */
     user: string;
     /** The app user's home directory (absolute). */
@@ -104,12 +106,13 @@ export class AppRotation extends pulumi.ComponentResource {
 
     constructor(name: string, args: AppRotationArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AppRotation", name, {}, opts);
-        const names = vaultNames(args.app);
+        const names = vaultNames(args.app, args.namePrefix);
 
         this.identity = new AgentIdentity(
             `${name}-agent`,
             {
                 app: args.app,
+                namePrefix: args.namePrefix,
                 user: args.user,
                 home: args.home,
                 host: args.host,
@@ -134,6 +137,7 @@ export class AppRotation extends pulumi.ComponentResource {
             `${name}-leaf`,
             {
                 app: args.app,
+                namePrefix: args.namePrefix,
                 user: args.user,
                 home: args.home,
                 host: args.host,
