@@ -15,6 +15,8 @@ const PROXY = /^podman:[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const SIGNAL = /^(SIG)?[A-Z0-9]+$/;
 const EPOCH = /^[A-Za-z0-9._:-]{1,64}$/;
 const CN_TEXT = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
+/** A stack's name prefix: lowercase words joined by single '-' ("" means none). */
+const NAME_PREFIX = /^([a-z][a-z0-9]*(-[a-z0-9]+)*)?$/;
 
 /** Seconds in a Vault duration string (validated by DURATION first). */
 export function durationSeconds(duration: string): number {
@@ -197,6 +199,14 @@ const stackSchema = z
             })
             .strict(),
         apps: z.array(appSchema).min(1),
+        // Sharding: stacks that share a Vault each set their own prefix; "" (the
+        // declared default) is none. Prepended to every Vault object name (lib/naming.ts).
+        namePrefix: z
+            .string()
+            .regex(NAME_PREFIX, { message: "must be lowercase letters and digits in words joined by single '-', starting with a letter (e.g. eu1)" })
+            .max(24)
+            .optional()
+            .transform((p) => (p === "" ? undefined : p)),
     })
     .superRefine((stack, ctx) => {
         const firstIndex = new Map<string, number>();
@@ -293,7 +303,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
  * address and CA file) and returns it typed, with defaults applied.
  * Throws ConfigError listing every problem.
  */
-export function parseStackConfig(raw: { rotation: unknown; vault: unknown; apps: unknown }): StackConfig {
+export function parseStackConfig(raw: { rotation: unknown; vault: unknown; apps: unknown; namePrefix?: unknown }): StackConfig {
     const result = stackSchema.safeParse(raw);
     if (!result.success) {
         throw new ConfigError(result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`));
@@ -347,6 +357,8 @@ export interface RawStackInputs {
     hasSshPrivateKey: boolean;
     /** The parsed secret `vault-rotation:kvSeedData`, only to check its shape (never logged). */
     kvSeedData: unknown;
+    /** `vault-rotation:namePrefix` (sharding), or undefined when not set. */
+    namePrefix?: unknown;
 }
 
 /** A validated stack plus the listener CA bundle read from `vault:caCertFile`. */
@@ -365,6 +377,7 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
         rotation: raw.rotation,
         vault: typeof raw.vault === "object" && raw.vault !== null ? { ...raw.vault, address: raw.vaultAddress, caCertFile: raw.vaultCaCertFile } : raw.vault,
         apps: raw.apps,
+        namePrefix: raw.namePrefix,
     };
     let config: StackConfig;
     try {
@@ -394,6 +407,15 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
             }
         }
     });
+    // Each stack declares (creates, and on destroy removes) its cert auth method: two
+    // stacks on one Vault must not declare the same mount. A prefixed stack's mount
+    // must carry its prefix, so stacks with different prefixes cannot collide there.
+    const prefix = config.namePrefix;
+    if (prefix !== undefined && !new RegExp(`(^|[-/])${prefix}$`).test(config.vault.certAuthPath)) {
+        problems.push(
+            `vault-rotation:vault.certAuthPath: with namePrefix ${JSON.stringify(prefix)} the cert auth mount must be this stack's own, ending in "-${prefix}" (e.g. "cert-${prefix}"); got ${JSON.stringify(config.vault.certAuthPath)}`,
+        );
+    }
     let listenerCaPem = "";
     try {
         listenerCaPem = readFile(config.vault.caCertFile);
@@ -432,5 +454,6 @@ export function readRawStackInputs(): RawStackInputs {
         vaultCaCertFile: vaultProvider.get("caCertFile"),
         hasSshPrivateKey: (pulumi.runtime.getConfig("vault-rotation:sshPrivateKey") ?? "") !== "",
         kvSeedData,
+        namePrefix: own.get("namePrefix"),
     };
 }

@@ -40,6 +40,7 @@ const base = new StackBase(
     {
         certAuthPath: config.vault.certAuthPath,
         debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
+        namePrefix: config.namePrefix,
         kv: anyKv ? { connection, mount: config.vault.kvMount } : undefined,
     },
     providers,
@@ -55,6 +56,7 @@ const rotations = config.apps.map((app) => {
             : { kind: "local", path: app.host.path ?? DEFAULT_HOST_PATH };
     const args: AppRotationArgs = {
         app: app.name,
+        namePrefix: config.namePrefix,
         user: app.user,
         home: app.home,
         host,

@@ -6,13 +6,15 @@ import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs } from "./pkiRole";
-import { DEBUG_POLICY, vaultNames } from "../lib/naming";
+import { debugPolicyName, vaultNames } from "../lib/naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
 import { renderAgentFilesScript } from "./renderers/scripts";
 
 export interface AgentIdentityArgs {
     /** App name (`[a-z][a-z0-9-]*`); names every Vault object of the app. */
     app: string;
+    /** The stack's `namePrefix` (sharding), in every Vault object name; undefined for none. */
+    namePrefix?: string;
     /** Unix user that owns the agent's files. */
     user: string;
     /** The app user's home directory (absolute). */
@@ -58,14 +60,12 @@ export class AgentIdentity extends pulumi.ComponentResource {
     /** The signed cert is within its renewal window: this run renews it (provider-computed). */
     public readonly certRenewPending: pulumi.Output<boolean>;
     public readonly certPem: pulumi.Output<string>;
-    /** The agent's private key: a secret Output, consumed only by the file writer and the check. */
-    public readonly privateKeyPem: pulumi.Output<string>;
     /** The command that wrote key, cert and CA to the host; later steps depend on it. */
     public readonly filesWritten: pulumi.Resource;
 
     constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AgentIdentity", name, {}, opts);
-        const names = vaultNames(args.app);
+        const names = vaultNames(args.app, args.namePrefix);
         const ttl = String(args.ttlSeconds);
 
         // Client certs for the agent's CN only; every permissive default off.
@@ -120,7 +120,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
         }
         policyNames.push(...args.extraPolicies);
         // debug-policy itself is a stack-level object (several apps may use it); this only attaches it.
-        if (args.debugPolicy) policyNames.push(DEBUG_POLICY);
+        if (args.debugPolicy) policyNames.push(debugPolicyName(args.namePrefix));
 
         // The mapping trusts the PKI chain that signed the agent cert (not the
         // listener CA bundle), and only the agent's CN.
@@ -181,7 +181,6 @@ export class AgentIdentity extends pulumi.ComponentResource {
         this.certExpiration = cert.expiration;
         this.certRenewPending = cert.renewPending.apply((p) => p === true);
         this.certPem = cert.certificate;
-        this.privateKeyPem = pulumi.secret(key.privateKeyPem);
         this.filesWritten = files;
         this.registerOutputs({
             roleName: this.roleName,

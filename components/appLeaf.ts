@@ -20,6 +20,8 @@ function sha256(text: string): string {
 export interface AppLeafArgs {
     /** App name (`[a-z][a-z0-9-]*`). */
     app: string;
+    /** The stack's `namePrefix` (sharding), in every Vault object name and the KV path; undefined for none. */
+    namePrefix?: string;
     /** Unix user that owns the files and runs the agent's user service. */
     user: string;
     /** The app user's home directory (absolute). */
@@ -84,7 +86,7 @@ export class AppLeaf extends pulumi.ComponentResource {
 
     constructor(name: string, args: AppLeafArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AppLeaf", name, {}, opts);
-        const names = vaultNames(args.app);
+        const names = vaultNames(args.app, args.namePrefix);
         const paths = hostPaths(args.home, args.app);
 
         // Server certs only, only the configured names; every permissive default off.
@@ -100,7 +102,7 @@ export class AppLeaf extends pulumi.ComponentResource {
             this.policies.push(
                 new vault.Policy(
                     `${name}-kv-policy`,
-                    { name: names.kvPolicy, policy: pulumi.output(kv.version).apply((v) => renderKvPolicy(kv.mount, args.app, v)) },
+                    { name: names.kvPolicy, policy: pulumi.output(kv.version).apply((v) => renderKvPolicy(kv.mount, names.qualified, v)) },
                     { parent: this },
                 ),
             );

@@ -2,8 +2,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck } from "../providers/rotationCheck";
-import { VersionDrift } from "../providers/versionDrift";
-import { parseHostState } from "../lib/hostState";
 import { AgentIdentity } from "./agentIdentity";
 import { AppLeaf } from "./appLeaf";
 import type { HostTarget } from "./hostCommand";
@@ -12,6 +10,8 @@ import { expectedTokenPolicies, vaultNames } from "../lib/naming";
 export interface AppRotationArgs {
     /** App name (`[a-z][a-z0-9-]*`), unique in the stack. */
     app: string;
+    /** The stack's `namePrefix` (sharding), in every Vault object name; undefined for none. */
+    namePrefix?: string;
     /** Unix user owning the app's files and its `vault-agent-<app>` user service. */
     user: string;
     /** The app user's home directory (absolute). */
@@ -106,12 +106,13 @@ export class AppRotation extends pulumi.ComponentResource {
 
     constructor(name: string, args: AppRotationArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AppRotation", name, {}, opts);
-        const names = vaultNames(args.app);
+        const names = vaultNames(args.app, args.namePrefix);
 
         this.identity = new AgentIdentity(
             `${name}-agent`,
             {
                 app: args.app,
+                namePrefix: args.namePrefix,
                 user: args.user,
                 home: args.home,
                 host: args.host,
@@ -136,6 +137,7 @@ export class AppRotation extends pulumi.ComponentResource {
             `${name}-leaf`,
             {
                 app: args.app,
+                namePrefix: args.namePrefix,
                 user: args.user,
                 home: args.home,
                 host: args.host,
@@ -162,6 +164,9 @@ export class AppRotation extends pulumi.ComponentResource {
 
         // Verification runs after the last host step and is replaced with it: a
         // failed item fails the update with a line that says what to look at.
+        // The same resource compares agent and server versions (a warning only):
+        // two resources that were always replaced together are one. Cert login is
+        // verified from the host's report, so no copy of the agent key goes here.
         const check = new RotationCheck(
             `${name}-check`,
             {
@@ -170,7 +175,6 @@ export class AppRotation extends pulumi.ComponentResource {
                 certAuthPath: args.certAuthPath,
                 mappingName: this.identity.mappingName,
                 agentCertPem: this.identity.certPem,
-                agentKeyPem: this.identity.privateKeyPem,
                 expectedPolicies: this.identity.tokenPolicies.apply(expectedTokenPolicies),
                 hostState: this.leaf.hostState,
                 leafCommonName: args.leaf.commonName,
@@ -182,12 +186,7 @@ export class AppRotation extends pulumi.ComponentResource {
             { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies] },
         );
         // A version mismatch between agent and server is a warning, never a failure.
-        const drift = new VersionDrift(
-            `${name}-version-drift`,
-            { connection: args.connection, app: args.app, agentVersionText: this.leaf.hostState.apply((s) => parseHostState(s).agentVersion) },
-            { parent: this, dependsOn: [this.leaf.rotated] },
-        );
-        drift.warning.apply((w) => {
+        check.versionWarning.apply((w) => {
             if (w) void pulumi.log.warn(w, this);
         });
 
@@ -217,9 +216,9 @@ export class AppRotation extends pulumi.ComponentResource {
             leafNotAfter: check.leafNotAfter,
             leafDaysLeft: check.leafDaysLeft,
             kvStatus: this.leaf.kvStatus,
-            serverVersion: drift.serverVersion,
-            agentVersion: drift.agentVersion,
-            versionWarning: drift.warning,
+            serverVersion: check.serverVersion,
+            agentVersion: check.agentVersion,
+            versionWarning: check.versionWarning,
             checkedAt: check.checkedAt,
         };
         this.report = pulumi.output(report) as pulumi.Output<RotationReport>;

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
 import { KvMount } from "../providers/kvMount";
 import type { VaultConnection } from "../providers/connection";
-import { DEBUG_POLICY } from "../lib/naming";
+import { debugPolicyName } from "../lib/naming";
 import { renderDebugPolicy } from "./renderers/policies";
 
 export interface StackBaseArgs {
@@ -12,6 +12,8 @@ export interface StackBaseArgs {
     certAuthPath: string;
     /** Create `debug-policy` (true when any app sets `agent.debugPolicy`). */
     debugPolicy: boolean;
+    /** The stack's `namePrefix` (sharding): the debug policy is then `<namePrefix>-debug-policy`. */
+    namePrefix?: string;
     /** Detect the KV mount's version (only when some app has KV access). */
     kv?: { connection: VaultConnection; mount: string };
 }
@@ -33,7 +35,7 @@ export class StackBase extends pulumi.ComponentResource {
         );
         this.ready = [certAuth];
         if (args.debugPolicy) {
-            this.ready.push(new vault.Policy(`${name}-debug-policy`, { name: DEBUG_POLICY, policy: renderDebugPolicy() }, { parent: this }));
+            this.ready.push(new vault.Policy(`${name}-debug-policy`, { name: debugPolicyName(args.namePrefix), policy: renderDebugPolicy() }, { parent: this }));
         }
         if (args.kv) {
             // One detection for the stack: every app's KV policy paths follow it.

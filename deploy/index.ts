@@ -40,7 +40,14 @@ if (executorImage !== "") checked("executorImage", executorImage, /^[A-Za-z0-9][
 // login and no environment variables: in particular no VAULT_TOKEN, which would take
 // precedence over the JWT login in the program's dynamic providers.
 // `npm ci` installs exactly the lockfile; the default install step is skipped so it
-// does not run a second, unpinned install.
+// does not run a second, unpinned install. It also links the dynamic providers' local
+// package (@vault-rotation/providers), which the providers Pulumi runs load by name.
+//
+// No PULUMI_SKIP_CHECKPOINTS here, although the drift check is a preview: settings
+// (and their environment variables) are per stack and also run the scheduled
+// `pulumi up`, which must keep its per-step checkpoints (a crash mid-rotation must
+// not lose the record of certs issued and revocations owed). Stacks are kept small
+// instead (docs/OPERATIONS.md, "Sharding a large fleet").
 const preRunCommands = ["npm ci"];
 
 const target = { organization, project, stack };

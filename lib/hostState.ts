@@ -2,8 +2,27 @@
 // renders the script and the provider that checks what it printed. Pure, and
 // below both layers, so that no provider imports a component.
 
+/** The sections of the read-host-state output. */
+export interface HostState {
+    /** The fullchain now on the host (certificate blocks only). */
+    fullchain: string;
+    /** The fullchain moved aside before the restart, or "". */
+    previous: string;
+    /** The post-hook's report line for this render. */
+    reload: string;
+    /** `systemctl --user is-active` of the agent service. */
+    service: string;
+    /**
+     * The host's cert login as the app user with the agent files just written:
+     * `policies=<sorted, comma-separated>` or `error=<one line>`; "" when absent.
+     */
+    login: string;
+    /** First line of `vault version` on the host. */
+    agentVersion: string;
+}
+
 /** Splits the output of the read-host-state script into its sections. */
-export function parseHostState(stdout: string): { fullchain: string; previous: string; reload: string; service: string; agentVersion: string } {
+export function parseHostState(stdout: string): HostState {
     const sections: Record<string, string[]> = {};
     let current: string | undefined;
     for (const line of stdout.split("\n")) {
@@ -16,5 +35,7 @@ export function parseHostState(stdout: string): { fullchain: string; previous: s
         }
     }
     const text = (k: string) => (sections[k] ?? []).join("\n").trim();
-    return { fullchain: text("fullchain"), previous: text("previous"), reload: text("reload"), service: text("service"), agentVersion: text("agent-version") };
+    // One line by contract: anything after the first is not part of the verdict.
+    const login = text("login").split("\n")[0].trim();
+    return { fullchain: text("fullchain"), previous: text("previous"), reload: text("reload"), service: text("service"), login, agentVersion: text("agent-version") };
 }

@@ -3,16 +3,33 @@
 
 export const DEBUG_POLICY = "debug-policy";
 
-/** Vault object names for one app. */
-export function vaultNames(app: string) {
+/**
+ * The stack's `debug-policy`: `<namePrefix>-debug-policy` on a stack with a
+ * prefix, so that stacks sharing a Vault do not overwrite or delete each other's.
+ */
+export function debugPolicyName(namePrefix?: string): string {
+    return namePrefix ? `${namePrefix}-${DEBUG_POLICY}` : DEBUG_POLICY;
+}
+
+/**
+ * Vault object names for one app. With the stack's `namePrefix` (sharding: several
+ * stacks on one Vault) every Vault name is built from `<namePrefix>-<app>`; the
+ * `agent-` / `nginx-` role prefixes stay in front, where the policy pack looks for
+ * them. Host names (the agent's user service) are the app's alone: a host belongs
+ * to one stack.
+ */
+export function vaultNames(app: string, namePrefix?: string) {
+    const qualified = namePrefix ? `${namePrefix}-${app}` : app;
     return {
-        agentRole: `agent-${app}`,
-        leafRole: `nginx-${app}`,
-        mapping: `agent-${app}`,
-        issuePolicy: `${app}-issue`,
-        markerPolicy: `${app}-marker`,
-        kvPolicy: `${app}-kv`,
-        kvPath: `apps/${app}`,
+        /** `<namePrefix>-<app>`, or the app name on a stack without a prefix. */
+        qualified,
+        agentRole: `agent-${qualified}`,
+        leafRole: `nginx-${qualified}`,
+        mapping: `agent-${qualified}`,
+        issuePolicy: `${qualified}-issue`,
+        markerPolicy: `${qualified}-marker`,
+        kvPolicy: `${qualified}-kv`,
+        kvPath: `apps/${qualified}`,
         service: `vault-agent-${app}`,
     };
 }

@@ -24,7 +24,7 @@ export const POLICY_NAMES = {
     noKeyMaterialInOutputs: "no-key-material-in-outputs",
 } as const;
 
-/** Role-name prefixes the program uses (components/naming.ts `vaultNames`). */
+/** Role-name prefixes the program uses (lib/naming.ts `vaultNames`; a stack's namePrefix comes after them). */
 export const AGENT_ROLE_PREFIX = "agent-";
 export const LEAF_ROLE_PREFIX = "nginx-";
 export const DEBUG_POLICY = "debug-policy";
@@ -227,15 +227,17 @@ export function checkTtlCaps(r: RuleResource, config?: Partial<Record<keyof TtlC
 // Cert-auth mappings
 // ---------------------------------------------------------------------------
 
-/** `no-debug-policy-in-prod`: no cert-auth mapping grants `debug-policy` on the `prod` stack. */
+/**
+ * `no-debug-policy-in-prod`: no cert-auth mapping grants `debug-policy` on the `prod`
+ * stack or a shard of it (`prod-<shard>`), where it is `<namePrefix>-debug-policy`.
+ */
 export function checkNoDebugPolicyInProd(r: RuleResource, stack: string | undefined): string[] {
-    if (r.type !== TYPES.certAuthRole || stack !== PROD_STACK) return [];
+    if (r.type !== TYPES.certAuthRole || stack === undefined || (stack !== PROD_STACK && !stack.startsWith(`${PROD_STACK}-`))) return [];
     const policies = r.props.tokenPolicies;
-    if (!Array.isArray(policies) || !policies.includes(DEBUG_POLICY)) return [];
+    const debug = Array.isArray(policies) ? policies.find((p) => typeof p === "string" && (p === DEBUG_POLICY || p.endsWith(`-${DEBUG_POLICY}`))) : undefined;
+    if (debug === undefined) return [];
     const vaultName = typeof r.props.name === "string" ? r.props.name : "<unnamed>";
-    return [
-        `cert-auth mapping "${vaultName}" (resource "${r.name}"): tokenPolicies contains "${DEBUG_POLICY}", which is not allowed on stack "${stack}"`,
-    ];
+    return [`cert-auth mapping "${vaultName}" (resource "${r.name}"): tokenPolicies contains "${debug}", which is not allowed on stack "${stack}"`];
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
+import { forwardingProvider } from "./forward";
 import type { VaultConnection } from "./connection";
 import { normalizeSerial } from "./pem";
 import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
@@ -116,6 +117,9 @@ export interface CertRevocationArgs {
     certAuthPath?: pulumi.Input<string>;
 }
 
+// What each CertRevocation serializes as its provider: a ~1 KB forwarder to certRevocationProvider, loaded by package name (forward.ts).
+const certRevocationForwarder = forwardingProvider("certRevocationProvider", certRevocationProvider);
+
 /** Revokes the recorded certificate when deleted (including after a replacement). */
 export class CertRevocation extends pulumi.dynamic.Resource {
     public readonly connection!: pulumi.Output<VaultConnection>;
@@ -123,6 +127,6 @@ export class CertRevocation extends pulumi.dynamic.Resource {
     public readonly serialNumber!: pulumi.Output<string>;
 
     constructor(name: string, args: CertRevocationArgs, opts?: pulumi.CustomResourceOptions) {
-        super(certRevocationProvider, name, { ...args }, { ...opts }, "vault-rotation", "CertRevocation");
+        super(certRevocationForwarder, name, { ...args }, { ...opts }, "vault-rotation", "CertRevocation");
     }
 }

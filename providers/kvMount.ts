@@ -7,6 +7,7 @@
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
+import { forwardingProvider } from "./forward";
 import type { VaultConnection } from "./connection";
 import type { VaultClient } from "./vaultClient";
 import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
@@ -126,6 +127,9 @@ export interface KvMountArgs {
     mount: pulumi.Input<string>;
 }
 
+// What each KvMount serializes as its provider: a ~1 KB forwarder to kvMountProvider, loaded by package name (forward.ts).
+const kvMountForwarder = forwardingProvider("kvMountProvider", kvMountProvider);
+
 /** An existing KV mount and its detected version. */
 export class KvMount extends pulumi.dynamic.Resource {
     public readonly connection!: pulumi.Output<VaultConnection>;
@@ -134,6 +138,6 @@ export class KvMount extends pulumi.dynamic.Resource {
     public readonly version!: pulumi.Output<KvVersion>;
 
     constructor(name: string, args: KvMountArgs, opts?: pulumi.CustomResourceOptions) {
-        super(kvMountProvider, name, { ...args, type: undefined, version: undefined }, { ...opts }, "vault-rotation", "KvMount");
+        super(kvMountForwarder, name, { ...args, type: undefined, version: undefined }, { ...opts }, "vault-rotation", "KvMount");
     }
 }

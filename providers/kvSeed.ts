@@ -7,6 +7,7 @@
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
+import { forwardingProvider } from "./forward";
 import type { VaultConnection } from "./connection";
 import type { VaultClient } from "./vaultClient";
 import { changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
@@ -146,6 +147,9 @@ export interface KvSeedArgs {
     data?: pulumi.Input<Record<string, pulumi.Input<string>>>;
 }
 
+// What each KvSeed serializes as its provider: a ~1 KB forwarder to kvSeedProvider, loaded by package name (forward.ts).
+const kvSeedForwarder = forwardingProvider("kvSeedProvider", kvSeedProvider);
+
 /** Seeds an absent KV path once; reports `existed`, `seeded` or `missing`. */
 export class KvSeed extends pulumi.dynamic.Resource {
     public readonly connection!: pulumi.Output<VaultConnection>;
@@ -158,7 +162,7 @@ export class KvSeed extends pulumi.dynamic.Resource {
 
     constructor(name: string, args: KvSeedArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            kvSeedProvider,
+            kvSeedForwarder,
             name,
             // Wrapped here as well so the input copy in state is secret even if the caller passed plain data.
             { ...args, data: args.data === undefined ? undefined : pulumi.secret(args.data), status: undefined },

@@ -3,11 +3,21 @@
 // "<app>: <item>: expected <x>, found <y>"; all of them are reported together in
 // a single error that fails the update and says what to do next.
 //
+// It also compares the agent's Vault version with the server's. That used to be
+// a resource of its own (VersionDrift), always replaced together with this one
+// after the host steps; merged, a rotation costs one dynamic resource less. A
+// version difference stays a warning in the outputs, never a failure.
+//
+// Cert login is verified from the host's report (the `### login` line of the
+// read-state output): the host logs in as the app user with the agent files it
+// was just given, so the check needs no copy of the agent key.
+//
 // Local helpers are imported at the top on purpose: Pulumi serializes these
 // methods together with the local functions they call. A relative `require`
 // inside a method would resolve against the provider host's working directory
 // (and could not load a .ts file there). Nothing imported holds state.
 import * as pulumi from "@pulumi/pulumi";
+import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
 import { parseHostState } from "../lib/hostState";
 import type { VaultConnection } from "./connection";
@@ -19,26 +29,24 @@ import {
     changedKeys,
     clientForConnection,
     connectionProblems,
-    createVaultClient,
     isUnknownInput,
     mountPathProblem,
     VaultHttpError,
 } from "./vaultClient";
+import { parseVaultVersion, readServerVersion, versionDrift } from "./versionDrift";
 
 export interface RotationCheckInputs {
     connection: VaultConnection;
     app: string;
     /** Path of the cert auth method, e.g. `cert`. */
     certAuthPath: string;
-    /** The cert auth mapping (role) to log in with, e.g. `agent-app-a`. */
+    /** The cert auth mapping (role) the host logs in with, e.g. `agent-app-a`. */
     mappingName: string;
     /** The new agent certificate (public). */
     agentCertPem: string;
-    /** Its key (secret): used for the mTLS login only. */
-    agentKeyPem: string;
     /** Policies the login token must carry, exactly (including `default`). */
     expectedPolicies: string[];
-    /** Output of the read-host-state script (public certificate blocks, service state, agent version). */
+    /** Output of the read-host-state script (public certificate blocks, login result, service state, agent version). */
     hostState: string;
     leafCommonName: string;
     /** Every DNS SAN of the leaf must be one of these. */
@@ -49,8 +57,19 @@ export interface RotationCheckInputs {
     pkiMount: string;
     /** Minimum remaining validity of the leaf, in seconds. */
     minRemainingSeconds: number;
-    /** Cert login attempts, 2 s apart (default 5). */
-    loginAttempts?: number;
+}
+
+/** Agent vs server version: a warning, never a failure. */
+export interface VersionReport {
+    /** "" when the server does not say (redacted) or could not be asked. */
+    serverVersion: string;
+    /** "" when the host did not say. */
+    agentVersion: string;
+    versionMismatch: boolean;
+    /** The agent is at least one minor version newer than the server. */
+    agentAhead: boolean;
+    /** "" when the versions are equal or the agent's is unknown. */
+    versionWarning: string;
 }
 
 export interface RotationCheckResult {
@@ -67,7 +86,7 @@ export interface RotationCheckResult {
     checkedAt: string;
 }
 
-export type RotationCheckOutputs = RotationCheckInputs & RotationCheckResult;
+export type RotationCheckOutputs = RotationCheckInputs & RotationCheckResult & VersionReport;
 
 const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "connection",
@@ -75,7 +94,6 @@ const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "certAuthPath",
     "mappingName",
     "agentCertPem",
-    "agentKeyPem",
     "expectedPolicies",
     "hostState",
     "leafCommonName",
@@ -83,11 +101,7 @@ const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "issuerCommonName",
     "pkiMount",
     "minRemainingSeconds",
-    "loginAttempts",
 ];
-
-const DEFAULT_LOGIN_ATTEMPTS = 5;
-const LOGIN_INTERVAL_MS = 2000;
 
 /** One checklist failure, in the fixed format. */
 export function failureLine(app: string, item: string, expected: string, found: string): string {
@@ -227,41 +241,35 @@ function describeFailure(e: unknown): string {
     return (e as Error).message;
 }
 
+/** A Vault policy name as the host reports it. */
+const POLICY_NAME = /^[A-Za-z0-9_.@-]+$/;
+
 /**
- * Logs in through the cert mapping over mTLS with the new agent cert, polling
- * because a freshly written mapping can take a moment to reach a standby.
- * The token is revoked straight away: it exists only to read its policies.
+ * The host's cert login report (`### login`): `policies=<sorted, comma-separated>`
+ * when `vault login -method=cert` as the app user, with the files just written,
+ * gave a token (looked up, then revoked), or `error=<one line>` when it did not.
+ * The token must carry exactly the expected policies.
  */
-export async function certLogin(
-    inputs: Pick<RotationCheckInputs, "connection" | "certAuthPath" | "mappingName" | "agentCertPem" | "agentKeyPem">,
-    attempts: number,
-    intervalMs: number,
-): Promise<{ policies: string[] } | { problem: string }> {
-    const base = { address: inputs.connection.address, caCertFile: inputs.connection.caCertFile, namespace: inputs.connection.namespace };
-    let problem = "no attempt made";
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-        if (attempt > 1) await new Promise<void>((resolve) => setTimeout(resolve, intervalMs));
-        let auth: Record<string, unknown>;
-        try {
-            const client = createVaultClient({ ...base, clientCertPem: inputs.agentCertPem, clientKeyPem: inputs.agentKeyPem });
-            const res = await client.request("POST", `auth/${inputs.certAuthPath}/login`, { name: inputs.mappingName }, { noToken: true });
-            auth = asRecord(asRecord(res.body).auth);
-        } catch (e) {
-            problem = `${describeFailure(e)} (after ${attempt} attempt${attempt === 1 ? "" : "s"})`;
-            continue;
+export function checkLogin(
+    app: string,
+    login: { certAuthPath: string; mappingName: string; expectedPolicies: readonly string[] },
+    reported: string,
+): { lines: string[]; tokenPolicies: string[] } {
+    const line = reported.trim();
+    const expected = `a token from auth/${login.certAuthPath}/login with name ${login.mappingName} on the host (as the app user, with the new agent files)`;
+    const policies = /^policies=(.*)$/.exec(line);
+    if (policies) {
+        const listed = policies[1].split(",").map((p) => p.trim()).filter((p) => p !== "");
+        if (listed.length === 0 || !listed.every((p) => POLICY_NAME.test(p))) {
+            return { lines: [failureLine(app, "cert login", "policies=<comma-separated policy names>", JSON.stringify(line))], tokenPolicies: [] };
         }
-        const token = asString(auth.client_token);
-        const listed = Array.isArray(auth.token_policies) ? auth.token_policies : Array.isArray(auth.policies) ? auth.policies : [];
-        if (token) {
-            try {
-                await createVaultClient({ ...base, token }).request("POST", "auth/token/revoke-self");
-            } catch {
-                // Not part of the checklist: the token's TTL is the mapping's short token_ttl.
-            }
-        }
-        return { policies: sortedUnique(listed.map(String)) };
+        const tokenPolicies = sortedUnique(listed);
+        return { lines: checkPolicies(app, login.expectedPolicies, tokenPolicies), tokenPolicies };
     }
-    return { problem };
+    const error = /^error=(.*)$/.exec(line);
+    if (error) return { lines: [failureLine(app, "cert login", expected, error[1].trim() || "an error without a message")], tokenPolicies: [] };
+    const found = line === "" ? "no login report from the host (no `### login` line in the read-state output)" : `the report ${JSON.stringify(line)}`;
+    return { lines: [failureLine(app, "cert login", expected, found)], tokenPolicies: [] };
 }
 
 /** The PKI mount's issuing CA (unauthenticated endpoints), or why it could not be fetched. */
@@ -288,24 +296,40 @@ export async function fetchIssuingCa(connection: VaultConnection, pkiMount: stri
     return { problem: problems.join("; ") };
 }
 
-/** Runs the whole checklist; throws one Error listing every failure. */
-export async function runRotationCheck(
-    inputs: RotationCheckInputs,
-    options: { now?: Date; loginIntervalMs?: number } = {},
-): Promise<RotationCheckResult> {
+/**
+ * The agent's version (from the host) against the server's (`sys/health`, no
+ * token). Never throws: a server that cannot be asked is a warning too, since
+ * this item is advice; the checklist's own Vault call fails loudly if Vault is down.
+ */
+export async function measureVersions(connection: VaultConnection, app: string, agentVersionText: string): Promise<VersionReport> {
+    const agent = parseVaultVersion(agentVersionText);
+    let server;
+    try {
+        server = await readServerVersion(connection);
+    } catch (e) {
+        return {
+            serverVersion: "",
+            agentVersion: agent?.text ?? "",
+            versionMismatch: false,
+            agentAhead: false,
+            versionWarning: agent ? `${app}: the Vault server version could not be read (${describeFailure(e)}); Vault Agent is ${agent.text}` : "",
+        };
+    }
+    const drift = versionDrift(app, server, agent);
+    return { serverVersion: server?.text ?? "", agentVersion: agent?.text ?? "", versionMismatch: drift.mismatch, agentAhead: drift.agentAhead, versionWarning: drift.warning };
+}
+
+/** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */
+export async function runRotationCheck(inputs: RotationCheckInputs, options: { now?: Date } = {}): Promise<RotationCheckResult & VersionReport> {
     const { app } = inputs;
     const lines: string[] = [];
-
-    const login = await certLogin(inputs, inputs.loginAttempts ?? DEFAULT_LOGIN_ATTEMPTS, options.loginIntervalMs ?? LOGIN_INTERVAL_MS);
-    let tokenPolicies: string[] = [];
-    if ("problem" in login) {
-        lines.push(failureLine(app, "cert login", `a token from auth/${inputs.certAuthPath}/login with name ${inputs.mappingName}`, login.problem));
-    } else {
-        tokenPolicies = login.policies;
-        lines.push(...checkPolicies(app, inputs.expectedPolicies, tokenPolicies));
-    }
-
     const host = parseHostState(inputs.hostState);
+
+    const login = checkLogin(app, inputs, host.login);
+    lines.push(...login.lines);
+    const tokenPolicies = login.tokenPolicies;
+
+    const versions = await measureVersions(inputs.connection, app, host.agentVersion);
     const ca = await fetchIssuingCa(inputs.connection, inputs.pkiMount);
     // The verdict's time: after the network calls, which may have taken a while.
     const now = options.now ?? new Date();
@@ -333,9 +357,13 @@ export async function runRotationCheck(
     lines.push(...checkReload(app, host.reload));
     lines.push(...checkAgentService(app, host.service));
 
-    if (lines.length > 0) throw new Error(rotationFailureMessage(app, lines));
+    if (lines.length > 0) {
+        const note = versions.versionWarning ? [`Also (a warning, not a failure): ${versions.versionWarning}`] : [];
+        throw new Error([rotationFailureMessage(app, lines), ...note].join("\n"));
+    }
     const leaf = fullchain.leaf!;
     return {
+        ...versions,
         agentSerial: parseCertificate(inputs.agentCertPem).serial,
         leafSerial: leaf.serial,
         leafNotAfter: leaf.notAfter.toISOString(),
@@ -376,10 +404,6 @@ export const rotationCheckProvider: pulumi.dynamic.ResourceProvider<RotationChec
                 fail("agentCertPem", "must be a PEM certificate");
             }
         }
-        // The reason never quotes the value: it is a private key.
-        if (!isUnknownInput(news.agentKeyPem) && (typeof news.agentKeyPem !== "string" || !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(news.agentKeyPem))) {
-            fail("agentKeyPem", "must be a PEM private key");
-        }
         const policiesProblem = stringListProblem(news.expectedPolicies, true);
         if (policiesProblem) fail("expectedPolicies", policiesProblem);
         else if (known(news.expectedPolicies) && !news.expectedPolicies.includes("default")) {
@@ -393,9 +417,6 @@ export const rotationCheckProvider: pulumi.dynamic.ResourceProvider<RotationChec
         if (domainsProblem) fail("allowedDomains", domainsProblem);
         if (!isUnknownInput(news.minRemainingSeconds) && (typeof news.minRemainingSeconds !== "number" || !Number.isFinite(news.minRemainingSeconds) || news.minRemainingSeconds < 0)) {
             fail("minRemainingSeconds", "must be a number of seconds >= 0");
-        }
-        if (known(news.loginAttempts) && (!Number.isInteger(news.loginAttempts) || news.loginAttempts! < 1 || news.loginAttempts! > 60)) {
-            fail("loginAttempts", "must be an integer from 1 to 60");
         }
         return { inputs: news, failures };
     },
@@ -411,19 +432,25 @@ export const rotationCheckProvider: pulumi.dynamic.ResourceProvider<RotationChec
         return { id: `${inputs.app}-rotation-check-${result.leafSerial}`, outs: { ...inputs, ...result } };
     },
 
+    // A refresh (drift detection) asks for the server's version again: a server
+    // upgraded since the rotation shows as a new warning. The checklist itself
+    // is not re-run: it describes the rotation, which is over.
+    async read(id, props) {
+        if (!props) throw new Error(`RotationCheck ${id}: cannot read without its previous state`);
+        return { id, props: { ...props, ...(await measureVersions(props.connection, props.app, parseHostState(props.hostState).agentVersion)) } };
+    },
+
     // Nothing remote to undo.
     async delete() {},
 };
 
 export interface RotationCheckArgs {
-    /** Where Vault is; the checks need no admin token (cert login, unauthenticated CA read). */
+    /** Where Vault is; the checks need no token (unauthenticated CA and health reads). */
     connection: pulumi.Input<VaultConnection>;
     app: pulumi.Input<string>;
     certAuthPath: pulumi.Input<string>;
     mappingName: pulumi.Input<string>;
     agentCertPem: pulumi.Input<string>;
-    /** Secret; kept secret in state. */
-    agentKeyPem: pulumi.Input<string>;
     /** Sorted, including `default`. */
     expectedPolicies: pulumi.Input<pulumi.Input<string>[]>;
     /** stdout of the read-host-state script. */
@@ -433,11 +460,12 @@ export interface RotationCheckArgs {
     issuerCommonName: pulumi.Input<string>;
     pkiMount: pulumi.Input<string>;
     minRemainingSeconds: pulumi.Input<number>;
-    /** Cert login attempts, 2 s apart (default 5). */
-    loginAttempts?: pulumi.Input<number>;
 }
 
-/** The post-rotation checklist; fails the update with one line per failed item. */
+// What each RotationCheck serializes as its provider: a ~1 KB forwarder to rotationCheckProvider, loaded by package name (forward.ts).
+const rotationCheckForwarder = forwardingProvider("rotationCheckProvider", rotationCheckProvider);
+
+/** The post-rotation checklist (fails the update with one line per failed item) and the version-drift warning. */
 export class RotationCheck extends pulumi.dynamic.Resource {
     public readonly agentSerial!: pulumi.Output<string>;
     public readonly leafSerial!: pulumi.Output<string>;
@@ -446,15 +474,19 @@ export class RotationCheck extends pulumi.dynamic.Resource {
     public readonly previousLeafSerial!: pulumi.Output<string>;
     public readonly tokenPolicies!: pulumi.Output<string[]>;
     public readonly checkedAt!: pulumi.Output<string>;
+    public readonly serverVersion!: pulumi.Output<string>;
+    public readonly agentVersion!: pulumi.Output<string>;
+    public readonly versionMismatch!: pulumi.Output<boolean>;
+    public readonly agentAhead!: pulumi.Output<boolean>;
+    /** A difference between agent and server versions: logged as a warning, never a failure. */
+    public readonly versionWarning!: pulumi.Output<string>;
 
     constructor(name: string, args: RotationCheckArgs, opts?: pulumi.CustomResourceOptions) {
         super(
-            rotationCheckProvider,
+            rotationCheckForwarder,
             name,
             {
                 ...args,
-                // Wrapped here as well so the input copy in state is secret whatever the caller passed.
-                agentKeyPem: pulumi.secret(args.agentKeyPem),
                 agentSerial: undefined,
                 leafSerial: undefined,
                 leafNotAfter: undefined,
@@ -462,8 +494,13 @@ export class RotationCheck extends pulumi.dynamic.Resource {
                 previousLeafSerial: undefined,
                 tokenPolicies: undefined,
                 checkedAt: undefined,
+                serverVersion: undefined,
+                agentVersion: undefined,
+                versionMismatch: undefined,
+                agentAhead: undefined,
+                versionWarning: undefined,
             },
-            { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "agentKeyPem"] },
+            { ...opts },
             "vault-rotation",
             "RotationCheck",
         );

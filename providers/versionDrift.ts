@@ -1,14 +1,10 @@
-// VersionDrift: compares the Vault Agent version on an app's host with the
-// server's. A difference is a warning in the outputs, never a failure: agents
-// and servers are upgraded at different times, and the operator decides.
-//
-// Local helpers are imported at the top on purpose: Pulumi serializes these
-// methods together with the local functions they call. A relative `require`
-// inside a method would resolve against the provider host's working directory
-// (and could not load a .ts file there). Nothing imported holds state.
-import * as pulumi from "@pulumi/pulumi";
+// Version drift: the Vault Agent version on an app's host against the server's.
+// A difference is a warning, never a failure: agents and servers are upgraded at
+// different times, and the operator decides. Used by RotationCheck (which took
+// over the former VersionDrift resource: both were replaced together after
+// every rotation).
 import type { VaultConnection } from "./connection";
-import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput } from "./vaultClient";
+import { asRecord, asString, clientForConnection } from "./vaultClient";
 
 export interface VaultVersion {
     major: number;
@@ -22,18 +18,8 @@ export interface VaultVersion {
     text: string;
 }
 
-export interface VersionDriftInputs {
-    connection: VaultConnection;
-    app: string;
-    /** First line of `vault version` on the app's host, or "" when unknown. */
-    agentVersionText: string;
-}
-
-export interface VersionDriftOutputs extends VersionDriftInputs {
-    /** "" when the server does not say (redacted). */
-    serverVersion: string;
-    /** "" when the host did not say. */
-    agentVersion: string;
+/** The verdict for one app. */
+export interface VersionDriftVerdict {
     mismatch: boolean;
     /** The agent is at least one minor version newer than the server. */
     agentAhead: boolean;
@@ -79,7 +65,7 @@ export function versionDrift(
     app: string,
     server: VaultVersion | undefined,
     agent: VaultVersion | undefined,
-): Pick<VersionDriftOutputs, "mismatch" | "agentAhead" | "warning"> {
+): VersionDriftVerdict {
     if (!agent) return { mismatch: false, agentAhead: false, warning: "" };
     if (!server) {
         return {
@@ -103,80 +89,4 @@ export async function readServerVersion(connection: VaultConnection): Promise<Va
     // Standbys and DR/performance secondaries answer with these codes and a normal body.
     const res = await client.request("GET", "sys/health", undefined, { query: { standbyok: "true" }, noToken: true, acceptStatus: [429, 472, 473] });
     return parseVaultVersion(asString(asRecord(res.body).version));
-}
-
-async function measure(inputs: VersionDriftInputs): Promise<VersionDriftOutputs> {
-    const server = await readServerVersion(inputs.connection);
-    const agent = parseVaultVersion(inputs.agentVersionText);
-    return {
-        connection: inputs.connection,
-        app: inputs.app,
-        agentVersionText: inputs.agentVersionText,
-        serverVersion: server?.text ?? "",
-        agentVersion: agent?.text ?? "",
-        ...versionDrift(inputs.app, server, agent),
-    };
-}
-
-export const versionDriftProvider: pulumi.dynamic.ResourceProvider<VersionDriftInputs, VersionDriftOutputs> = {
-    async check(_olds, news) {
-        const failures = connectionProblems(news.connection);
-        if (!isUnknownInput(news.app) && (typeof news.app !== "string" || !/^[a-z][a-z0-9-]*$/.test(news.app))) {
-            failures.push({ property: "app", reason: `must match [a-z][a-z0-9-]* (got ${JSON.stringify(news.app)})` });
-        }
-        if (!isUnknownInput(news.agentVersionText) && typeof news.agentVersionText !== "string") {
-            failures.push({ property: "agentVersionText", reason: "must be a string (the first line of `vault version`, or \"\")" });
-        }
-        return { inputs: news, failures };
-    },
-
-    // Nothing here is a remote object to rebuild: every change is a re-measurement.
-    async diff(_id, olds, news) {
-        return { changes: changedKeys(olds, news, ["connection", "app", "agentVersionText"]).length > 0, replaces: [] };
-    },
-
-    async create(inputs) {
-        return { id: `${inputs.app}-version-drift`, outs: await measure(inputs) };
-    },
-
-    async update(_id, _olds, news) {
-        return { outs: await measure(news) };
-    },
-
-    // The server can be upgraded behind our back: refresh measures again.
-    async read(id, props) {
-        if (!props) throw new Error(`VersionDrift ${id}: cannot read without its previous state`);
-        return { id, props: await measure(props) };
-    },
-
-    async delete() {},
-};
-
-export interface VersionDriftArgs {
-    /** Where Vault is; sys/health needs no token. */
-    connection: pulumi.Input<VaultConnection>;
-    /** App name, used in the warning. */
-    app: pulumi.Input<string>;
-    /** First line of `vault version` on the app's host, or "". */
-    agentVersionText: pulumi.Input<string>;
-}
-
-/** Vault Agent vs server version; a mismatch is reported in `warning`, never an error. */
-export class VersionDrift extends pulumi.dynamic.Resource {
-    public readonly serverVersion!: pulumi.Output<string>;
-    public readonly agentVersion!: pulumi.Output<string>;
-    public readonly mismatch!: pulumi.Output<boolean>;
-    public readonly agentAhead!: pulumi.Output<boolean>;
-    public readonly warning!: pulumi.Output<string>;
-
-    constructor(name: string, args: VersionDriftArgs, opts?: pulumi.CustomResourceOptions) {
-        super(
-            versionDriftProvider,
-            name,
-            { ...args, serverVersion: undefined, agentVersion: undefined, mismatch: undefined, agentAhead: undefined, warning: undefined },
-            { ...opts },
-            "vault-rotation",
-            "VersionDrift",
-        );
-    }
 }

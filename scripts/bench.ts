@@ -11,6 +11,7 @@ import { spawnSync } from "child_process";
 import * as os from "os";
 import * as path from "path";
 import { generateStack } from "./lib/generateStack";
+import type { NewResource, Registration } from "../test/support/harness";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
 const RESULT_PREFIX = "BENCH_RESULT ";
@@ -29,6 +30,25 @@ interface RunResult {
     startRssMiB: number;
     /** "real" when a dynamic resource carried a serialized provider, "stubbed" for the jest stub. */
     closureSerialization: "real" | "stubbed" | "none";
+    /** What one app costs the engine and its checkpoint (averaged over the apps). */
+    perApp: AppCost;
+}
+
+/** One app's footprint in what the engine registers and saves. */
+interface AppCost {
+    /** Registrations under the app's AppRotation, components included. */
+    resources: number;
+    /** Custom resources (what the engine steps and checkpoints). */
+    custom: number;
+    dynamic: number;
+    /** Bytes of serialized `__provider` per dynamic resource type (short type name -> bytes). */
+    providerBytes: Record<string, number>;
+    /** Secret properties: secret-marked inputs plus additionalSecretOutputs, per resource, summed. */
+    secretValues: number;
+    /** Custom resources whose inputs or outputs hold the agent private key (mock key text found in them). */
+    keyHolders: string[];
+    /** JSON bytes of inputs + outputs of the app's custom resources: what one app adds to a checkpoint. */
+    checkpointBytes: number;
 }
 
 interface SizeSummary {
@@ -39,6 +59,7 @@ interface SizeSummary {
     startRssMiB: number;
     runs: number;
     closureSerialization: RunResult["closureSerialization"] | "mixed";
+    perApp: AppCost;
 }
 
 function median(values: number[]): number {
@@ -55,14 +76,70 @@ function parsePositiveInt(text: string, what: string): number {
 
 // ---------------------------------------------------------------- child
 
+/**
+ * Per-app figures from one evaluation: each registration is attributed to the
+ * AppRotation above it; stack-level resources (auth method, KV mount) are not
+ * any app's. Output state is the mock's, which echoes the inputs like the real
+ * providers do (dynamic providers return their inputs with their outputs).
+ */
+function appCosts(registrations: Registration[], states: Map<string, Record<string, unknown>>): AppCost {
+    const byUrn = new Map(registrations.map((r) => [r.urn, r]));
+    const appOf = (r: Registration): string | undefined => {
+        for (let cur: Registration | undefined = r; cur; cur = byUrn.get(cur.parentUrn)) {
+            if (cur.type === "vault-rotation:components:AppRotation") return cur.urn;
+        }
+        return undefined;
+    };
+    const groups = new Map<string, Registration[]>();
+    for (const r of registrations) {
+        const app = appOf(r);
+        if (app) groups.set(app, [...(groups.get(app) ?? []), r]);
+    }
+    const costs = [...groups.values()].map((regs): AppCost => {
+        const custom = regs.filter((r) => r.custom);
+        const dynamic = custom.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic/"));
+        const providerBytes: Record<string, number> = {};
+        for (const r of dynamic) providerBytes[r.type.split(":").pop()!] = String(r.inputs.__provider ?? "").length;
+        // The mock key's text (see defaultNewResource) identifies every copy of it.
+        const keyState = custom.find((r) => r.type === "tls:index/privateKey:PrivateKey");
+        const keyText = String(states.get(keyState?.urn ?? "")?.privateKeyPem ?? "").split("\n")[1] ?? "\u0000";
+        const stateText = (r: Registration) => JSON.stringify({ inputs: r.inputs, outputs: states.get(r.urn) ?? {} });
+        return {
+            resources: regs.length,
+            custom: custom.length,
+            dynamic: dynamic.length,
+            providerBytes,
+            secretValues: custom.reduce((n, r) => n + new Set([...r.secretInputs, ...r.additionalSecretOutputs]).size, 0),
+            keyHolders: custom.filter((r) => stateText(r).includes(keyText)).map((r) => `${r.type.split(":").pop()}`),
+            checkpointBytes: custom.reduce((n, r) => n + Buffer.byteLength(stateText(r)), 0),
+        };
+    });
+    const mean = (f: (c: AppCost) => number) => Math.round(costs.reduce((n, c) => n + f(c), 0) / Math.max(costs.length, 1));
+    return {
+        resources: mean((c) => c.resources),
+        custom: mean((c) => c.custom),
+        dynamic: mean((c) => c.dynamic),
+        providerBytes: costs[0]?.providerBytes ?? {},
+        secretValues: mean((c) => c.secretValues),
+        keyHolders: costs[0]?.keyHolders ?? [],
+        checkpointBytes: mean((c) => c.checkpointBytes),
+    };
+}
+
 async function child(apps: number): Promise<void> {
     // Loaded here, not at the top: the parent never evaluates, so it never pays for the SDK.
-    const { evaluateProgram } = await import("../test/support/harness");
+    const { evaluateProgram, defaultNewResource } = await import("../test/support/harness");
     const stack = generateStack(apps);
     try {
+        const states = new Map<string, Record<string, unknown>>();
+        const newResource: NewResource = async (args, registration) => {
+            const result = await defaultNewResource(args, registration);
+            states.set(registration.urn, result.state);
+            return result;
+        };
         const startRss = process.memoryUsage().rss;
         const started = process.hrtime.bigint();
-        const evaluation = await evaluateProgram({ config: stack.config, secretKeys: stack.secretKeys });
+        const evaluation = await evaluateProgram({ config: stack.config, secretKeys: stack.secretKeys, newResource });
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         // maxRSS is in KiB on Linux and macOS.
         const peakRssMiB = process.resourceUsage().maxRSS / 1024;
@@ -79,6 +156,7 @@ async function child(apps: number): Promise<void> {
             peakRssMiB,
             startRssMiB: startRss / (1024 * 1024),
             closureSerialization,
+            perApp: appCosts(evaluation.registrations, states),
         };
         process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`);
     } finally {
@@ -129,6 +207,25 @@ function printTable(rows: SizeSummary[]): void {
     for (const l of lines) console.log(l.map((c, i) => pad(c, widths[i])).join(" "));
 }
 
+/** The per-app footprint, per size: identical figures at every size are what linear means here. */
+function printAppCosts(rows: SizeSummary[]): void {
+    console.log("per app (one app's registrations, mock output state):");
+    const header = ["apps", "resources", "custom", "dynamic", "__provider B (max)", "secrets", "key copies", "checkpoint B"];
+    const widths = [6, 10, 7, 8, 19, 8, 11, 13];
+    console.log(header.map((h, i) => pad(h, widths[i])).join(" "));
+    console.log(widths.map((w) => "-".repeat(w)).join(" "));
+    for (const r of rows) {
+        const c = r.perApp;
+        const cells = [r.apps, c.resources, c.custom, c.dynamic, Math.max(0, ...Object.values(c.providerBytes)), c.secretValues, c.keyHolders.length, c.checkpointBytes];
+        console.log(cells.map((v, i) => pad(String(v), widths[i])).join(" "));
+    }
+    const last = rows[rows.length - 1]?.perApp;
+    if (last) {
+        console.log(`__provider bytes per dynamic resource: ${Object.entries(last.providerBytes).map(([t, b]) => `${t} ${b}`).join(", ") || "none"}`);
+        console.log(`resources holding the agent key: ${last.keyHolders.join(", ") || "none"}`);
+    }
+}
+
 function parent(sizes: number[], runsOverride: number | undefined): void {
     const started = Date.now();
     console.log(
@@ -158,11 +255,14 @@ function parent(sizes: number[], runsOverride: number | undefined): void {
             startRssMiB: median(results.map((r) => r.startRssMiB)),
             runs,
             closureSerialization: modes.size === 1 ? results[0].closureSerialization : "mixed",
+            perApp: results[0].perApp,
         });
     }
 
     console.log("");
     printTable(summaries);
+    console.log("");
+    printAppCosts(summaries);
     console.log("");
 
     const modes = new Set(summaries.map((s) => s.closureSerialization));

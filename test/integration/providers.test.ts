@@ -1,8 +1,9 @@
 // The dynamic providers' objects, called directly against the real dev-TLS Vault
 // (as the Pulumi engine would call them): KV detection on v1/v2/missing/non-KV
 // mounts, seed-if-absent without ever overwriting, the post-rotation checklist on
-// a real rendered fullchain and on certificates that must fail it, version drift
-// against the real server, and revocation.
+// a real rendered fullchain and on certificates that must fail it (the cert login
+// verdict as the host reports it, from real logins), version drift against the
+// real server, and revocation.
 import { execFileSync } from "child_process";
 import { X509Certificate } from "crypto";
 import * as fs from "fs";
@@ -13,9 +14,10 @@ import type { VaultConnection } from "../../providers/connection";
 import { kvMountProvider } from "../../providers/kvMount";
 import { ensureKvSeed, KvSeedInputs, kvSeedProvider } from "../../providers/kvSeed";
 import { parseCertificate } from "../../providers/pem";
-import { RotationCheckInputs, rotationCheckProvider, runRotationCheck } from "../../providers/rotationCheck";
+import { parseHostState } from "../../lib/hostState";
+import { measureVersions, RotationCheckInputs, rotationCheckProvider, runRotationCheck } from "../../providers/rotationCheck";
 import { clientForConnection, VaultClient } from "../../providers/vaultClient";
-import { readServerVersion, versionDriftProvider } from "../../providers/versionDrift";
+import { readServerVersion } from "../../providers/versionDrift";
 import { applyProgram, ApplierState } from "../support/applier";
 import { flattenConfig } from "../support/harness";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
@@ -246,15 +248,31 @@ describe("RotationCheck, on a stack applied for real", () => {
     let pki: TestPki;
     const NOW = new Date();
 
+    /** The host's login verdict from the applied run (the read-state step's `### login` line). */
+    let hostLogin: string;
     /** The read-host-state output the check parses. */
-    const hostState = (chain: string, previous = "", service = "active") =>
-        `### fullchain\n${chain.trim()}\n### previous\n${previous.trim()}\n### reload\nresult=ok reloaded=web failed=\n### service\n${service}\n### agent-version\nVault v${vault.version}\n### end\n`;
+    const hostState = (chain: string, previous = "", service = "active", login = hostLogin) =>
+        `### fullchain\n${chain.trim()}\n### previous\n${previous.trim()}\n### reload\nresult=ok reloaded=web failed=\n### service\n${service}\n### login\n${login}\n### agent-version\nVault v${vault.version}\n### end\n`;
+
+    /** What the host reports for a cert login with this cert and key: a real login here, one line as the host prints it. */
+    async function loginLine(mapping: string, certPem: string, keyPem: string): Promise<string> {
+        const res = await vaultRequest<{ auth?: { client_token: string; token_policies: string[] }; errors?: string[] }>(
+            vault,
+            "POST",
+            `auth/${CERT_PATH}/login`,
+            { name: mapping },
+            { token: null, clientCertPem: certPem, clientKeyPem: keyPem },
+        );
+        if (res.status !== 200 || !res.body.auth) return `error=Code: ${res.status}. Errors: ${(res.body.errors ?? []).join("; ")}`;
+        await vaultRequest(vault, "POST", "auth/token/revoke-self", undefined, { token: res.body.auth.client_token });
+        return `policies=${[...res.body.auth.token_policies].sort().join(",")}`;
+    }
 
     /** The checklist lines of a failed check (without the header and the advice). */
     async function failureLines(inputs: Partial<RotationCheckInputs>, now = NOW): Promise<string[]> {
         let message: string;
         try {
-            await runRotationCheck({ ...base, ...inputs }, { now, loginIntervalMs: 10 });
+            await runRotationCheck({ ...base, ...inputs }, { now });
             return [];
         } catch (e) {
             message = (e as Error).message;
@@ -292,8 +310,9 @@ describe("RotationCheck, on a stack applied for real", () => {
         const check = Object.values(state.resources).find((e) => e.name === `${APP}-check`);
         if (!check) throw new Error("no RotationCheck in the applied state");
         base = check.outputs as unknown as RotationCheckInputs;
+        hostLogin = parseHostState(base.hostState).login;
         fullchain = fs.readFileSync(path.join(sandbox.home(APP), "tls", `${APP}.fullchain.pem`), "utf8");
-        base = { ...base, hostState: hostState(fullchain), loginAttempts: 1 };
+        base = { ...base, hostState: hostState(fullchain) };
     }, 240_000);
 
     afterAll(() => {
@@ -395,18 +414,25 @@ describe("RotationCheck, on a stack applied for real", () => {
         expect(r.leafSerial).not.toBe(r.previousLeafSerial);
     });
 
-    it("fails when the login fails: a mapping that does not exist", async () => {
-        expect(await failureLines({ mappingName: "agent-prov-nope" })).toEqual([
-            expect.stringMatching(new RegExp(`^${APP}: cert login: expected a token from auth/${CERT_PATH}/login with name agent-prov-nope, found Vault answered 400: .+ \\(after 1 attempt\\)$`)),
+    it("the host's login on the applied stack carried exactly the mapping's policies", () => {
+        expect(hostLogin).toBe(`policies=default,${APP}-issue,${APP}-marker`);
+    });
+
+    it("fails when the host's login failed: a mapping that does not exist", async () => {
+        const agentKey = String(Object.values(state.resources).find((e) => e.name === `${APP}-agent-key`)?.outputs.privateKeyPem);
+        const login = await loginLine("agent-prov-nope", base.agentCertPem, agentKey);
+        expect(login).toMatch(/^error=Code: 400\. /);
+        expect(await failureLines({ hostState: hostState(fullchain, "", "active", login) })).toEqual([
+            `${APP}: cert login: expected a token from auth/${CERT_PATH}/login with name agent-${APP} on the host (as the app user, with the new agent files), found ${login.slice("error=".length)}`,
         ]);
     });
 
-    it("fails when the login fails: a cert for the right CN that the mapping does not trust", async () => {
+    it("fails when the host's login failed: a cert for the right CN that the mapping does not trust", async () => {
         const ca = pki.rootCa("Prod Intermediate CA");
         const agent = pki.issue({ issuer: ca, commonName: "agent-prov-rc.prov.internal", dnsNames: ["agent-prov-rc.prov.internal"], usage: ["clientAuth"] });
-        expect(await failureLines({ agentCertPem: agent.certPem, agentKeyPem: agent.keyPem, loginAttempts: 2 })).toEqual([
-            expect.stringMatching(new RegExp(`^${APP}: cert login: expected a token from auth/${CERT_PATH}/login with name agent-${APP}, found Vault answered 400: .+ \\(after 2 attempts\\)$`)),
-        ]);
+        const login = await loginLine(`agent-${APP}`, agent.certPem, agent.keyPem);
+        expect(login).toMatch(/^error=Code: 400\. /);
+        expect(await failureLines({ hostState: hostState(fullchain, "", "active", login) })).toEqual([expect.stringMatching(new RegExp(`^${APP}: cert login: expected .+, found Code: 400\\. `))]);
     });
 
     it("fails for a wrong expected policy set, naming the extra and the missing policies", async () => {
@@ -426,16 +452,16 @@ describe("RotationCheck, on a stack applied for real", () => {
     });
 
     it("reports every failed item in one error", async () => {
-        const lines = await failureLines({ leafCommonName: "other.internal", mappingName: "agent-prov-nope", hostState: hostState(fullchain, fullchain, "inactive") });
+        const lines = await failureLines({ leafCommonName: "other.internal", hostState: hostState(fullchain, fullchain, "inactive", "error=Code: 400. Errors: invalid certificate") });
         expect(lines.map((l) => l.split(":").slice(0, 2).join(":"))).toEqual([`${APP}: cert login`, `${APP}: leaf CN`, `${APP}: serial changed`, `${APP}: agent service`]);
     });
 });
 
 // ---------------------------------------------------------------------------------------------
 
-describe("VersionDrift, against the real server", () => {
+describe("version drift (RotationCheck's warning), against the real server", () => {
     const version = process.env.VAULT_ROTATION_TEST_VERSION!;
-    const drift = (agentVersionText: string) => versionDriftProvider.create({ connection, app: "prov-vd", agentVersionText });
+    const drift = (agentVersionText: string) => measureVersions(connection, "prov-vd", agentVersionText);
 
     it("reads the server's version: the binary's", async () => {
         expect(version).toMatch(/^\d+\.\d+\.\d+/);
@@ -444,32 +470,22 @@ describe("VersionDrift, against the real server", () => {
 
     it("no warning when the agent on the host runs the same version (real `vault version` text)", async () => {
         const agentText = execFileSync(vault.vaultBin, ["version"]).toString().split("\n")[0];
-        const r = await drift(agentText);
-        expect(r).toEqual({
-            id: "prov-vd-version-drift",
-            outs: { connection, app: "prov-vd", agentVersionText: agentText, serverVersion: version, agentVersion: version, mismatch: false, agentAhead: false, warning: "" },
-        });
+        expect(await drift(agentText)).toEqual({ serverVersion: version, agentVersion: version, versionMismatch: false, agentAhead: false, versionWarning: "" });
     });
 
     it("a warning naming both versions when they differ", async () => {
         const r = await drift("Vault v1.20.4 (deadbeef), built 2025-09-01T00:00:00Z");
-        expect(r.outs).toMatchObject({ serverVersion: version, agentVersion: "1.20.4", mismatch: true });
-        expect(r.outs!.warning).toContain("prov-vd: Vault Agent 1.20.4");
-        expect(r.outs!.warning).toContain(`Vault server ${version}`);
+        expect(r).toMatchObject({ serverVersion: version, agentVersion: "1.20.4", versionMismatch: true });
+        expect(r.versionWarning).toContain("prov-vd: Vault Agent 1.20.4");
+        expect(r.versionWarning).toContain(`Vault server ${version}`);
     });
 
     it("an agent a minor version ahead is called out", async () => {
         const [major, minor] = version.split(".").map(Number);
         const ahead = `${major}.${minor + 1}.0`;
         const r = await drift(`Vault v${ahead} (cafe), built 2026-01-01T00:00:00Z`);
-        expect(r.outs).toMatchObject({ agentVersion: ahead, mismatch: true, agentAhead: true });
-        expect(r.outs!.warning).toMatch(new RegExp(`Vault Agent ${ahead.replace(/\./g, "\\.")} is a minor version or more AHEAD of the Vault server ${version.replace(/\./g, "\\.")}`));
-    });
-
-    it("read measures the server again", async () => {
-        const r = await drift("");
-        const read = await versionDriftProvider.read!(r.id, { ...r.outs!, serverVersion: "0.0.1" });
-        expect(read.props).toMatchObject({ serverVersion: version, warning: "" });
+        expect(r).toMatchObject({ agentVersion: ahead, versionMismatch: true, agentAhead: true });
+        expect(r.versionWarning).toMatch(new RegExp(`Vault Agent ${ahead.replace(/\./g, "\\.")} is a minor version or more AHEAD of the Vault server ${version.replace(/\./g, "\\.")}`));
     });
 });
 

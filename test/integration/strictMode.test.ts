@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { runRotationCheck, RotationCheckInputs } from "../../providers/rotationCheck";
+import { withLogin } from "../support/hostState";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { flattenConfig } from "../support/harness";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
@@ -136,12 +137,14 @@ describe("after switching to strict mode (debugPolicy: false)", () => {
         expect(check.tokenPolicies).toEqual(["default", `${APP}-issue`, `${APP}-marker`]);
     });
 
-    it("the check fails, naming debug-policy, when someone puts it back on the mapping", async () => {
+    it("the check fails, naming debug-policy, when a login through the mapping carries it again", async () => {
         const before = await mappingPolicies();
         const inputs = outputsOf(strict.state, `${APP}-check`) as unknown as RotationCheckInputs;
         await vaultRequest(vault, "POST", MAPPING, { token_policies: [...before, "debug-policy"] });
         try {
-            await expect(runRotationCheck({ ...inputs, loginAttempts: 1 })).rejects.toThrow(
+            // What the host reports after logging in with the agent files: here a real login with the same cert and key.
+            const login = `policies=${(await freshLoginPolicies(strict.state)).join(",")}`;
+            await expect(runRotationCheck({ ...inputs, hostState: withLogin(inputs.hostState, login) })).rejects.toThrow(
                 `${APP}: token policies: expected [default, ${APP}-issue, ${APP}-marker], found [debug-policy, default, ${APP}-issue, ${APP}-marker] (extra [debug-policy])`,
             );
         } finally {

@@ -20,7 +20,6 @@ import { certRevocationProvider } from "../../providers/certRevocation";
 import { kvMountProvider } from "../../providers/kvMount";
 import { kvSeedProvider } from "../../providers/kvSeed";
 import { rotationCheckProvider } from "../../providers/rotationCheck";
-import { versionDriftProvider } from "../../providers/versionDrift";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
 import { vaultRequest, VaultConnection as TestVault } from "./vaultAdmin";
 
@@ -72,7 +71,6 @@ const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
     "pulumi-nodejs:dynamic/vault-rotation:KvMount": kvMountProvider,
     "pulumi-nodejs:dynamic/vault-rotation:KvSeed": kvSeedProvider,
     "pulumi-nodejs:dynamic/vault-rotation:RotationCheck": rotationCheckProvider,
-    "pulumi-nodejs:dynamic/vault-rotation:VersionDrift": versionDriftProvider,
 };
 
 /** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */

@@ -342,10 +342,13 @@ export const defaultNewResource: NewResource = async (args, registration) => {
                     leafDaysLeft: 30,
                     tokenPolicies: [],
                     checkedAt: "2026-11-27T00:00:00.000Z",
+                    serverVersion: "1.21.0",
+                    agentVersion: "1.21.0",
+                    versionMismatch: false,
+                    agentAhead: false,
+                    versionWarning: "",
                 },
             };
-        case "pulumi-nodejs:dynamic/vault-rotation:VersionDrift":
-            return { id, state: { ...inputs, serverVersion: "1.21.0", agentVersion: "1.21.0", mismatch: false, agentAhead: false, warning: "" } };
         default:
             return { id, state: { ...inputs } };
     }

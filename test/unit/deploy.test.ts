@@ -171,6 +171,18 @@ describe("deploy/index.ts", () => {
         expect(prodYaml).not.toMatch(/certs\//);
     });
 
+    it("runs operator previews without checkpoints and never an update (package.json scripts); the Deployment keeps them", () => {
+        const scripts = (JSON.parse(fs.readFileSync(path.join(DEPLOY_DIR, "..", "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+        expect(scripts.preview).toBe("PULUMI_SKIP_CHECKPOINTS=true pulumi preview");
+        expect(scripts.drift).toBe("PULUMI_SKIP_CHECKPOINTS=true pulumi refresh --preview-only");
+        for (const command of Object.values(scripts).filter((c) => c.includes("PULUMI_SKIP_CHECKPOINTS"))) {
+            expect(command).not.toMatch(/pulumi (up|update|destroy)\b|refresh(?! --preview-only)/);
+        }
+        // Settings apply to every operation of the stack, the scheduled `pulumi up` included.
+        const env = (only(T.settings).inputs as { operationContext: { environmentVariables?: Record<string, string> } }).operationContext.environmentVariables ?? {};
+        expect(env).not.toHaveProperty("PULUMI_SKIP_CHECKPOINTS");
+    });
+
     it("schedules a `pulumi up` on the configured cron, after the settings exist", () => {
         const settings = only(T.settings);
         const schedule = only(T.schedule);

@@ -270,6 +270,13 @@ describe("no-debug-policy-in-prod", () => {
             expect.stringMatching(/mapping "agent-app-a" \(resource "app-a-agent-mapping"\): tokenPolicies contains "debug-policy".*"prod"/),
         ]);
     });
+    it("fails a sharded prod stack's mapping carrying its prefixed debug policy", () => {
+        expect(checkNoDebugPolicyInProd(mapping(["eu1-app-a-issue", "eu1-debug-policy"]), "prod-eu1")).toEqual([
+            expect.stringMatching(/tokenPolicies contains "eu1-debug-policy", which is not allowed on stack "prod-eu1"/),
+        ]);
+        expect(checkNoDebugPolicyInProd(mapping(["eu1-app-a-issue", "eu1-debug-policy"]), "production")).toEqual([]);
+    });
+
     it("passes a prod mapping without it, and debug-policy on other stacks", () => {
         expect(checkNoDebugPolicyInProd(mapping(["app-a-issue", "app-a-marker"]), "prod")).toEqual([]);
         expect(checkNoDebugPolicyInProd(mapping(["app-a-issue", "debug-policy"]), "staging")).toEqual([]);

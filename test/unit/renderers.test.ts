@@ -144,7 +144,13 @@ describe("renderer properties", () => {
 
     it("parses the host-state sections", () => {
         const s = parseHostState("### fullchain\nA\nB\n### previous\n### reload\nresult=ok reloaded=x failed=\n### service\nactive\n### agent-version\nVault v1.21.1 (abc)\n### end\n");
-        expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", agentVersion: "Vault v1.21.1 (abc)" });
+        expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", login: "", agentVersion: "Vault v1.21.1 (abc)" });
+    });
+
+    it("parses the host's cert login line, the first line of its section only", () => {
+        const text = (login: string) => `### fullchain\nA\n### service\nactive\n### login\n${login}\n### agent-version\nVault v1.21.1\n### end\n`;
+        expect(parseHostState(text("policies=app-a-issue,default"))).toMatchObject({ login: "policies=app-a-issue,default", service: "active", agentVersion: "Vault v1.21.1" });
+        expect(parseHostState(text("error=Error authenticating: permission denied\npolicies=default"))).toMatchObject({ login: "error=Error authenticating: permission denied" });
     });
 
     it("runs every host step's body through the launcher, which never touches the home itself", () => {

@@ -1,20 +1,26 @@
 // The resource classes under Pulumi mocks (type tokens, secret outputs), and the
 // providers exactly as Pulumi ships them: the serialized `__provider` text each
 // class registers is loaded the way the dynamic-provider host loads it, in a
-// plain `node` child process (no ts-node, another working directory), and run
-// against the stand-in Vault. This is what catches a provider method that
-// depends on something that does not survive serialization.
+// plain `node` child process (no ts-node loaded up front), and run against the
+// stand-in Vault. This is what catches a provider method that depends on
+// something that does not survive serialization.
+//
+// The serialized text is a small forwarder that loads @vault-rotation/providers
+// by package name. The child runs in a directory outside the repository whose
+// only link to it is `node_modules` (as a project checkout with `npm ci` done
+// anywhere else would be), and once in a directory without node_modules, where
+// it must fail saying what to do.
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import * as settings from "@pulumi/pulumi/runtime/settings";
 import { execFile } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { CertRevocation } from "../../../providers/certRevocation";
 import { KvMount } from "../../../providers/kvMount";
 import { KvSeed } from "../../../providers/kvSeed";
 import { RotationCheck } from "../../../providers/rotationCheck";
 import { UNKNOWN_INPUT } from "../../../providers/vaultClient";
-import { VersionDrift } from "../../../providers/versionDrift";
 import { routes, startFakeVault, type TestHttpsServer } from "../../support/httpsServer";
 import { TestPki, type TestCert } from "../../support/tls";
 
@@ -84,15 +90,21 @@ function rotationInputs(service: string) {
         certAuthPath: "cert",
         mappingName: "agent-app-a",
         agentCertPem: certs.agent.certPem,
-        agentKeyPem: certs.agent.keyPem,
         expectedPolicies: ["app-a-issue", "default"],
-        hostState: ["### fullchain", certs.leaf.certPem, "### previous", "### reload", "result=ok reloaded=web failed=", "### service", service, "### agent-version", "### end"].join("\n"),
+        hostState: [
+            "### fullchain", certs.leaf.certPem,
+            "### previous",
+            "### reload", "result=ok reloaded=web failed=",
+            "### service", service,
+            "### login", "policies=app-a-issue,default",
+            "### agent-version", "Vault v1.22.0",
+            "### end",
+        ].join("\n"),
         leafCommonName: "app-a.internal",
         allowedDomains: ["app-a.internal"],
         issuerCommonName: "Prod Intermediate CA",
         pkiMount: "pki_int",
         minRemainingSeconds: 3600,
-        loginAttempts: 1,
     };
 }
 
@@ -107,12 +119,22 @@ const isSecret = (value: unknown) => typeof value === "object" && value !== null
 
 interface Job {
     provider: string;
-    method: "check" | "create" | "delete";
+    method: "check" | "create" | "read" | "delete";
     args: unknown[];
 }
 
+/** A working directory outside the repository: empty, or holding only a link to the project's node_modules. */
+function projectDir(name: string, withNodeModules: boolean): string {
+    const dir = path.join(pki.dir, name);
+    fs.mkdirSync(dir, { recursive: true });
+    if (withNodeModules && !fs.existsSync(path.join(dir, "node_modules"))) {
+        fs.symlinkSync(path.resolve(__dirname, "..", "..", "..", "node_modules"), path.join(dir, "node_modules"), "dir");
+    }
+    return dir;
+}
+
 /** Runs provider methods from their serialized text in a plain node process, as the dynamic-provider host does. */
-async function runSerialized(jobs: Job[]): Promise<({ ok: unknown } | { error: string })[]> {
+async function runSerialized(jobs: Job[], cwd = projectDir("project", true)): Promise<({ ok: unknown } | { error: string })[]> {
     const requireFromString = require.resolve("require-from-string", { paths: [path.dirname(require.resolve("@pulumi/pulumi"))] });
     const jobsFile = pki.writeFile("jobs.json", JSON.stringify(jobs));
     const runner = pki.writeFile(
@@ -131,7 +153,7 @@ const jobs = JSON.parse(require("fs").readFileSync(${JSON.stringify(jobsFile)}, 
 `,
     );
     const stdout = await new Promise<string>((resolve, reject) =>
-        execFile(process.execPath, [runner], { cwd: pki.dir, env: { PATH: process.env.PATH ?? "", VAULT_TOKEN: TOKEN }, timeout: 20_000 }, (err, out, errOut) =>
+        execFile(process.execPath, [runner], { cwd, env: { PATH: process.env.PATH ?? "", VAULT_TOKEN: TOKEN }, timeout: 20_000 }, (err, out, errOut) =>
             err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out),
         ),
     );
@@ -150,23 +172,22 @@ test("the resource classes register their type tokens and keep secret inputs sec
 
     const check = await registered(new RotationCheck("check", rotationInputs("active")), "check");
     expect(check.type).toBe("pulumi-nodejs:dynamic/vault-rotation:RotationCheck");
-    expect(check.additionalSecretOutputs).toContain("agentKeyPem");
-    expect(isSecret(check.object.agentKeyPem)).toBe(true);
+    // The check holds no key: cert login is verified from the host's report.
+    expect(Object.keys(check.object)).not.toContain("agentKeyPem");
 
     const types = await Promise.all([
         registered(new KvMount("mount", { connection, mount: "secret" }), "mount"),
         registered(new CertRevocation("revocation", { connection, pkiMount: "pki_int", serialNumber: "3a:1f" }), "revocation"),
-        registered(new VersionDrift("drift", { connection, app: "app-a", agentVersionText: "Vault v1.21.1" }), "drift"),
     ]);
-    expect(types.map((r) => r.type)).toEqual([
-        "pulumi-nodejs:dynamic/vault-rotation:KvMount",
-        "pulumi-nodejs:dynamic/vault-rotation:CertRevocation",
-        "pulumi-nodejs:dynamic/vault-rotation:VersionDrift",
-    ]);
+    expect(types.map((r) => r.type)).toEqual(["pulumi-nodejs:dynamic/vault-rotation:KvMount", "pulumi-nodejs:dynamic/vault-rotation:CertRevocation"]);
 
     for (const r of registrations) {
         const text = r.object.__provider;
         expect(typeof text).toBe("string");
+        // A forwarder, not the implementation: small, and loading the package by name.
+        expect((text as string).length).toBeLessThanOrEqual(4096);
+        expect(text).toContain('require("@vault-rotation/providers")');
+        expect(text).not.toContain("function checkFullchain");
         // Nothing secret is captured into the serialized provider.
         expect(text).not.toContain(SEED_VALUE);
         expect(text).not.toContain(certs.agent.keyPem.split("\n")[1]);
@@ -176,7 +197,7 @@ test("the resource classes register their type tokens and keep secret inputs sec
 
 test("the serialized providers work in a plain node process", async () => {
     const providerOf = (name: string) => registrations.find((r) => r.name === name)?.object.__provider as string;
-    expect(registrations.length).toBeGreaterThanOrEqual(5);
+    expect(registrations.length).toBeGreaterThanOrEqual(4);
     server.setHandler(
         routes({
             "GET sys/mounts/secret": { json: { data: { type: "kv", options: { version: "2" } } } },
@@ -186,9 +207,6 @@ test("the serialized providers work in a plain node process", async () => {
                     ? { json: { data: { revocation_time: 1 } } }
                     : { status: 400, json: { errors: ["certificate with serial 0b:0c already expired; refusing to add to CRL"] } },
             "GET sys/health": { json: { version: "1.21.1" } },
-            "POST auth/cert/login": (req) =>
-                req.clientCertAuthorized ? { json: { auth: { client_token: "hvs.login", token_policies: ["app-a-issue", "default"] } } } : { status: 400, json: { errors: ["no cert"] } },
-            "POST auth/token/revoke-self": { status: 204 },
             "GET pki_int/cert/ca": { json: { data: { certificate: certs.intermediate.certPem } } },
         }),
     );
@@ -198,7 +216,7 @@ test("the serialized providers work in a plain node process", async () => {
         { provider: providerOf("seed"), method: "create", args: [{ connection, mount: "secret", version: "2", path: "apps/app-a", seed: true, data: { password: SEED_VALUE } }] },
         { provider: providerOf("seed"), method: "check", args: [{}, { connection, mount: "secret", version: "2", path: "apps/app-a", seed: true }] },
         { provider: providerOf("revocation"), method: "delete", args: ["pki_int:3a:1f", { connection, pkiMount: "pki_int", serialNumber: "3a:1f" }] },
-        { provider: providerOf("drift"), method: "create", args: [{ connection, app: "app-a", agentVersionText: "Vault v1.22.0" }] },
+        { provider: providerOf("check"), method: "read", args: ["app-a-rotation-check-01", { ...rotationInputs("active"), serverVersion: "1.20.0" }] },
         { provider: providerOf("check"), method: "create", args: [rotationInputs("active")] },
         { provider: providerOf("check"), method: "create", args: [rotationInputs("inactive")] },
         // A tolerated refusal: `instanceof VaultHttpError` must hold across the serialized functions.
@@ -209,8 +227,8 @@ test("the serialized providers work in a plain node process", async () => {
     expect(results[1]).toMatchObject({ ok: { id: "secret/apps/app-a", outs: { status: "seeded" } } });
     expect(results[2]).toMatchObject({ ok: { failures: [{ property: "data" }] } });
     expect(results[3]).toEqual({ ok: null });
-    expect(results[4]).toMatchObject({ ok: { outs: { serverVersion: "1.21.1", agentVersion: "1.22.0", mismatch: true, agentAhead: true } } });
-    expect(results[5]).toMatchObject({ ok: { outs: { tokenPolicies: ["app-a-issue", "default"], previousLeafSerial: "" } } });
+    expect(results[4]).toMatchObject({ ok: { props: { serverVersion: "1.21.1", agentVersion: "1.22.0", versionMismatch: true, agentAhead: true } } });
+    expect(results[5]).toMatchObject({ ok: { outs: { tokenPolicies: ["app-a-issue", "default"], previousLeafSerial: "", serverVersion: "1.21.1", agentAhead: true } } });
     expect(results[6]).toEqual({ error: expect.stringContaining('app-a: agent service: expected active, found "inactive"') as string });
     expect((results[6] as { error: string }).error).toContain("journalctl --user -u vault-agent-app-a");
 
@@ -219,4 +237,11 @@ test("the serialized providers work in a plain node process", async () => {
     const revoke = server.requests.find((r) => r.path === "pki_int/revoke");
     expect(revoke?.headers["x-vault-token"]).toBe(TOKEN);
     expect(revoke?.body).toEqual({ serial_number: "3a:1f" });
+});
+
+test("a serialized provider outside a project (no node_modules) fails saying to run npm ci there", async () => {
+    const provider = registrations.find((r) => r.name === "mount")?.object.__provider as string;
+    const [result] = await runSerialized([{ provider, method: "check", args: [{}, { connection, mount: "secret" }] }], projectDir("not-a-project", false));
+    expect(result).toEqual({ error: expect.stringContaining(`cannot load @vault-rotation/providers from ${fs.realpathSync(projectDir("not-a-project", false))}`) as string });
+    expect((result as { error: string }).error).toContain("run `npm ci` in the Pulumi project directory");
 });

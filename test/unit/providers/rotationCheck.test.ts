@@ -1,6 +1,8 @@
 import { parseCertificate } from "../../../providers/pem";
+import { parseHostState } from "../../../lib/hostState";
 import {
     checkAgentService,
+    checkLogin,
     checkPolicies,
     failureLine,
     rotationCheckProvider as provider,
@@ -13,7 +15,6 @@ import { routes, startFakeVault, type Handler, type Reply, type TestHttpsServer 
 import { TestPki, type TestCert } from "../../support/tls";
 
 const ADMIN_TOKEN = "hvs.admin-token-never-needed-here";
-const LOGIN_TOKEN = "hvs.login-token-from-cert-auth";
 const EXPECTED_POLICIES = ["app-a-issue", "app-a-marker", "default"];
 const DAY = 86400_000;
 
@@ -21,12 +22,22 @@ let pki: TestPki;
 let server: TestHttpsServer;
 let base: RotationCheckInputs;
 const certs: Record<string, TestCert> = {};
-let tokenPolicies: string[];
 const savedToken = process.env.VAULT_TOKEN;
 
-function hostState(o: { fullchain?: string; previous?: string; reload?: string; service?: string }): string {
-    // The layout renderReadHostStateScript prints.
-    return ["### fullchain", o.fullchain ?? "", "### previous", o.previous ?? "", "### reload", o.reload ?? "result=ok reloaded=app-a-web failed=", "### service", o.service ?? "active", "### agent-version", "Vault v1.21.1", "### end", ""].join("\n");
+const LOGIN_OK = `policies=${EXPECTED_POLICIES.join(",")}`;
+
+function hostState(o: { fullchain?: string; previous?: string; reload?: string; service?: string; login?: string | null; agentVersion?: string }): string {
+    // The layout renderReadHostStateScript prints; `### login` is the host's cert login as the app user.
+    const login = o.login === null ? [] : ["### login", o.login ?? LOGIN_OK];
+    return [
+        "### fullchain", o.fullchain ?? "",
+        "### previous", o.previous ?? "",
+        "### reload", o.reload ?? "result=ok reloaded=app-a-web failed=",
+        "### service", o.service ?? "active",
+        ...login,
+        "### agent-version", o.agentVersion ?? "Vault v1.21.1",
+        "### end", "",
+    ].join("\n");
 }
 
 /** A fullchain as the agent renders it: leaf, then the issuing CA. */
@@ -34,13 +45,8 @@ const fullchainOf = (leaf: TestCert) => `${leaf.certPem}${certs.intermediate.cer
 
 function vaultRoutes(overrides: Record<string, Reply | Handler> = {}): Handler {
     return routes({
-        "POST auth/cert/login": (req) => {
-            if (!req.clientCertAuthorized) return { status: 400, json: { errors: ["invalid certificate or no client certificate supplied"] } };
-            if ((req.body as { name?: string }).name !== "agent-app-a") return { status: 400, json: { errors: ["no such role"] } };
-            return { json: { auth: { client_token: LOGIN_TOKEN, token_policies: tokenPolicies, policies: tokenPolicies } } };
-        },
-        "POST auth/token/revoke-self": { status: 204 },
         "GET pki_int/cert/ca": { json: { data: { certificate: certs.intermediate.certPem } } },
+        "GET sys/health": { json: { version: "1.21.1" } },
         ...overrides,
     });
 }
@@ -77,7 +83,6 @@ beforeAll(async () => {
         certAuthPath: "cert",
         mappingName: "agent-app-a",
         agentCertPem: certs.agent.certPem,
-        agentKeyPem: certs.agent.keyPem,
         expectedPolicies: EXPECTED_POLICIES,
         hostState: hostState({ fullchain: fullchainOf(certs.leaf), previous: fullchainOf(certs.previous) }),
         leafCommonName: "app-a.internal",
@@ -85,7 +90,6 @@ beforeAll(async () => {
         issuerCommonName: "Prod Intermediate CA",
         pkiMount: "pki_int",
         minRemainingSeconds: 86400,
-        loginAttempts: 1,
     };
 });
 
@@ -97,7 +101,6 @@ afterAll(async () => {
 
 beforeEach(() => {
     server.requests.length = 0;
-    tokenPolicies = [...EXPECTED_POLICIES];
     server.setHandler(vaultRoutes());
 });
 
@@ -108,7 +111,6 @@ async function failureLines(inputs: RotationCheckInputs): Promise<string[]> {
         (e: unknown) => e as Error,
     );
     if (!err) throw new Error("expected the rotation check to fail");
-    expect(err.message).not.toContain(LOGIN_TOKEN);
     expect(err.message).not.toContain(ADMIN_TOKEN);
     expect(err.message).not.toContain("PRIVATE KEY");
     return err.message
@@ -137,17 +139,18 @@ describe("a good rotation", () => {
             previousLeafSerial: parseCertificate(certs.previous.certPem).serial,
             tokenPolicies: EXPECTED_POLICIES,
             checkedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+            serverVersion: "1.21.1",
+            agentVersion: "1.21.1",
+            versionMismatch: false,
+            agentAhead: false,
+            versionWarning: "",
         });
     });
 
-    test("logs in over mTLS with the agent cert, revokes that token, and never uses the admin token", async () => {
+    test("takes the login verdict from the host and never logs in or uses a token itself", async () => {
         await provider.create(base);
-        const login = server.requests.find((r) => r.path === "auth/cert/login");
-        expect(login).toMatchObject({ method: "POST", body: { name: "agent-app-a" }, clientCertCN: "agent-a.prod.internal", clientCertAuthorized: true });
-        expect(login?.headers["x-vault-token"]).toBeUndefined();
-        const revoke = server.requests.find((r) => r.path === "auth/token/revoke-self");
-        expect(revoke?.headers["x-vault-token"]).toBe(LOGIN_TOKEN);
-        expect(server.requests.filter((r) => r.headers["x-vault-token"] === ADMIN_TOKEN)).toEqual([]);
+        expect(server.requests.map((r) => `${r.method} ${r.path}`).sort()).toEqual(["GET pki_int/cert/ca", "GET sys/health"]);
+        expect(server.requests.filter((r) => r.headers["x-vault-token"] !== undefined)).toEqual([]);
     });
 
     test("the first rotation has no previous leaf to compare with", async () => {
@@ -161,16 +164,51 @@ describe("a good rotation", () => {
         expect(server.requests.map((r) => r.path)).toContain("pki_int/ca/pem");
     });
 
-    test("polls the login until the mapping answers", async () => {
-        let logins = 0;
-        const ok = vaultRoutes();
-        server.setHandler((req, i) => {
-            if (req.path === "auth/cert/login" && ++logins < 3) return { status: 400, json: { errors: ["invalid certificate or no client certificate supplied"] } };
-            return ok(req, i);
-        });
-        const res = await runRotationCheck({ ...base, loginAttempts: 3 }, { loginIntervalMs: 5 });
+    test("the host may list the policies in any order and with repeats", async () => {
+        const res = await runRotationCheck({ ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), login: "policies=default,app-a-marker,app-a-issue,default" }) });
         expect(res.tokenPolicies).toEqual(EXPECTED_POLICIES);
-        expect(logins).toBe(3);
+    });
+});
+
+describe("version drift: a warning, never a failure", () => {
+    const withAgent = (agentVersion: string) => ({ ...base, hostState: hostState({ fullchain: fullchainOf(certs.leaf), agentVersion }) });
+
+    test("an agent behind the server passes with a warning naming both versions", async () => {
+        const res = await provider.create(withAgent("Vault v1.20.4 (deadbeef), built 2025-09-01T00:00:00Z"));
+        expect(res.outs).toMatchObject({ serverVersion: "1.21.1", agentVersion: "1.20.4", versionMismatch: true, agentAhead: false });
+        expect(res.outs?.versionWarning).toMatch(/^app-a: Vault Agent 1\.20\.4 differs from the Vault server 1\.21\.1; re-test/);
+    });
+
+    test("sys/health is read without a token, standbys included", async () => {
+        await provider.create(base);
+        const health = server.requests.find((r) => r.path === "sys/health");
+        expect(health?.query).toEqual({ standbyok: "true" });
+        expect(health?.headers["x-vault-token"]).toBeUndefined();
+    });
+
+    test("a server that cannot be asked is a warning; with an agent version unknown, nothing to say", async () => {
+        server.setHandler(vaultRoutes({ "GET sys/health": { status: 500, json: { errors: ["internal error"] } } }));
+        const res = await provider.create(base);
+        expect(res.outs).toMatchObject({ serverVersion: "", agentVersion: "1.21.1", versionMismatch: false });
+        expect(res.outs?.versionWarning).toMatch(/^app-a: the Vault server version could not be read \(Vault answered 500: internal error\); Vault Agent is 1\.21\.1$/);
+        const unknown = await provider.create(withAgent(""));
+        expect(unknown.outs).toMatchObject({ agentVersion: "", versionWarning: "" });
+    });
+
+    test("a failed check carries the version warning as a note after what to do, not as a failure line", async () => {
+        const inputs = { ...withAgent("Vault v1.20.4"), hostState: hostState({ fullchain: fullchainOf(certs.leaf), service: "failed", agentVersion: "Vault v1.20.4" }) };
+        const err = (await provider.create(inputs).catch((e: unknown) => e)) as Error;
+        const lines = err.message.split("\n");
+        expect(lines.filter((l) => l.startsWith("  ")).map((l) => l.trim())).toEqual(['app-a: agent service: expected active, found "failed"']);
+        expect(lines[lines.length - 1]).toMatch(/^Also \(a warning, not a failure\): app-a: Vault Agent 1\.20\.4 differs/);
+    });
+
+    test("read (refresh) measures the server again and keeps the rotation's verdict", async () => {
+        const created = await provider.create(base);
+        server.setHandler(vaultRoutes({ "GET sys/health": { json: { version: "1.22.0" } } }));
+        const read = await provider.read!(created.id, created.outs!);
+        expect(read).toEqual({ id: created.id, props: { ...created.outs, serverVersion: "1.22.0", versionMismatch: true, versionWarning: expect.stringContaining("differs from the Vault server 1.22.0") as string } });
+        expect(server.requests.filter((r) => r.path === "pki_int/cert/ca")).toHaveLength(1);
     });
 });
 
@@ -244,25 +282,31 @@ describe("each failure is one precise line", () => {
     });
 
     test("wrong policy set (debug-policy on the mapping)", async () => {
-        tokenPolicies = ["default", "app-a-marker", "debug-policy", "app-a-issue"];
-        expect(await failureLines(base)).toEqual([
+        expect(await failureLines(withLeaf(certs.leaf, { hostState: hostState({ fullchain: fullchainOf(certs.leaf), login: "policies=app-a-issue,app-a-marker,debug-policy,default" }) }))).toEqual([
             "app-a: token policies: expected [app-a-issue, app-a-marker, default], found [app-a-issue, app-a-marker, debug-policy, default] (extra [debug-policy])",
         ]);
     });
 
     test("a missing policy", async () => {
-        tokenPolicies = ["default", "app-a-issue"];
-        expect(await failureLines(base)).toEqual(["app-a: token policies: expected [app-a-issue, app-a-marker, default], found [app-a-issue, default] (missing [app-a-marker])"]);
+        expect(await failureLines(withLeaf(certs.leaf, { hostState: hostState({ fullchain: fullchainOf(certs.leaf), login: "policies=app-a-issue,default" }) }))).toEqual(["app-a: token policies: expected [app-a-issue, app-a-marker, default], found [app-a-issue, default] (missing [app-a-marker])"]);
     });
 
+    const LOGIN_EXPECTED = "expected a token from auth/cert/login with name agent-app-a on the host (as the app user, with the new agent files)";
     test.each([
-        [400, "invalid certificate or no client certificate supplied"],
-        [403, "permission denied"],
-    ])("cert login refused with %i", async (status, message) => {
-        server.setHandler(vaultRoutes({ "POST auth/cert/login": { status, json: { errors: [message] } } }));
-        expect(await failureLines(base)).toEqual([
-            `app-a: cert login: expected a token from auth/cert/login with name agent-app-a, found Vault answered ${status}: ${message} (after 1 attempt)`,
+        ["error=Error authenticating: Code: 400. Errors: * invalid certificate or no client certificate supplied", `found Error authenticating: Code: 400. Errors: * invalid certificate or no client certificate supplied`],
+        ["error=", "found an error without a message"],
+        [null, "found no login report from the host (no `### login` line in the read-state output)"],
+        ["", "found no login report from the host (no `### login` line in the read-state output)"],
+        ["token=hvs.whatever", 'found the report "token=hvs.whatever"'],
+    ])("the host's login report %j fails the cert login item", async (login, found) => {
+        expect(await failureLines(withLeaf(certs.leaf, { hostState: hostState({ fullchain: fullchainOf(certs.leaf), login }) }))).toEqual([`app-a: cert login: ${LOGIN_EXPECTED}, ${found}`]);
+    });
+
+    test("a policies line that is not a list of policy names is not trusted", async () => {
+        expect(await failureLines(withLeaf(certs.leaf, { hostState: hostState({ fullchain: fullchainOf(certs.leaf), login: "policies=default,$(id)" }) }))).toEqual([
+            'app-a: cert login: expected policies=<comma-separated policy names>, found "policies=default,$(id)"',
         ]);
+        expect(await failureLines(withLeaf(certs.leaf, { hostState: hostState({ fullchain: fullchainOf(certs.leaf), login: "policies=" }) }))).toHaveLength(1);
     });
 
     test("the issuing CA cannot be fetched", async () => {
@@ -271,9 +315,8 @@ describe("each failure is one precise line", () => {
     });
 
     test("every failure is collected into one error that says what to do", async () => {
-        tokenPolicies = [...EXPECTED_POLICIES, "debug-policy"];
         const inputs = withLeaf(certs.wrongCn, {
-            hostState: hostState({ fullchain: fullchainOf(certs.wrongCn), previous: fullchainOf(certs.previous), service: "failed" }),
+            hostState: hostState({ fullchain: fullchainOf(certs.wrongCn), previous: fullchainOf(certs.previous), service: "failed", login: `policies=${[...EXPECTED_POLICIES, "debug-policy"].join(",")}` }),
         });
         const err = (await provider.create(inputs).catch((e: unknown) => e)) as Error;
         const lines = err.message.split("\n");
@@ -298,6 +341,18 @@ describe("pure checks", () => {
         expect(checkPolicies("app-a", EXPECTED_POLICIES, ["default", "app-a-marker", "app-a-issue", "default"])).toEqual([]);
     });
 
+    test("checkLogin: exactly the expected policies pass, and the token's policies are reported", () => {
+        const login = { certAuthPath: "cert", mappingName: "agent-app-a", expectedPolicies: EXPECTED_POLICIES };
+        expect(checkLogin("app-a", login, "policies=app-a-issue,app-a-marker,default\n")).toEqual({ lines: [], tokenPolicies: EXPECTED_POLICIES });
+        expect(checkLogin("app-a", login, "policies=app-a-issue,default").lines).toHaveLength(1);
+    });
+
+    test("parseHostState takes the login section's first line only, and \"\" when there is none", () => {
+        expect(parseHostState(hostState({ login: "policies=a,default\npolicies=forged" })).login).toBe("policies=a,default");
+        expect(parseHostState(hostState({ login: null })).login).toBe("");
+        expect(parseHostState(hostState({ login: "error=permission denied" }))).toMatchObject({ login: "error=permission denied", service: "active", agentVersion: "Vault v1.21.1" });
+    });
+
     test("checkAgentService wants exactly `active`", () => {
         expect(checkAgentService("app-a", "active\n")).toEqual([]);
         expect(checkAgentService("app-a", "activating")).toEqual(['app-a: agent service: expected active, found "activating"']);
@@ -308,33 +363,21 @@ describe("pure checks", () => {
 describe("check", () => {
     test("good inputs pass; values unknown during preview are skipped", async () => {
         await expect(provider.check!({} as RotationCheckInputs, base)).resolves.toEqual({ inputs: base, failures: [] });
-        const preview = { ...base, agentCertPem: UNKNOWN_INPUT, agentKeyPem: UNKNOWN_INPUT, hostState: UNKNOWN_INPUT };
+        const preview = { ...base, agentCertPem: UNKNOWN_INPUT, hostState: UNKNOWN_INPUT };
         await expect(provider.check!({} as RotationCheckInputs, preview)).resolves.toMatchObject({ failures: [] });
     });
 
-    test("names every bad property and never quotes the key", async () => {
+    test("names every bad property", async () => {
         const res = await provider.check!({} as RotationCheckInputs, {
             ...base,
             app: "App A",
             certAuthPath: "cert/",
             agentCertPem: "garbage",
-            agentKeyPem: "hvs.not-a-key-value",
             expectedPolicies: ["app-a-issue"],
             allowedDomains: [],
             minRemainingSeconds: -1,
-            loginAttempts: 0,
         });
-        expect(res.failures?.map((f) => f.property)).toEqual([
-            "app",
-            "certAuthPath",
-            "agentCertPem",
-            "agentKeyPem",
-            "expectedPolicies",
-            "allowedDomains",
-            "minRemainingSeconds",
-            "loginAttempts",
-        ]);
-        expect(JSON.stringify(res.failures)).not.toContain("hvs.not-a-key-value");
+        expect(res.failures?.map((f) => f.property)).toEqual(["app", "certAuthPath", "agentCertPem", "expectedPolicies", "allowedDomains", "minRemainingSeconds"]);
     });
 });
 
@@ -348,6 +391,11 @@ describe("diff", () => {
         previousLeafSerial: "",
         tokenPolicies: EXPECTED_POLICIES,
         checkedAt: "2026-11-27T00:00:00.000Z",
+        serverVersion: "1.21.1",
+        agentVersion: "1.21.1",
+        versionMismatch: false,
+        agentAhead: false,
+        versionWarning: "",
     });
 
     test.each<[string, Partial<RotationCheckInputs>]>([

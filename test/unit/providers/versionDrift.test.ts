@@ -1,25 +1,20 @@
-import {
-    compareVersions,
-    parseVaultVersion,
-    versionDrift,
-    versionDriftProvider as provider,
-    type VaultVersion,
-    type VersionDriftInputs,
-    type VersionDriftOutputs,
-} from "../../../providers/versionDrift";
+import type { VaultConnection } from "../../../providers/connection";
+import { measureVersions } from "../../../providers/rotationCheck";
+import { compareVersions, parseVaultVersion, versionDrift, type VaultVersion } from "../../../providers/versionDrift";
 import { routes, startFakeVault, type TestHttpsServer } from "../../support/httpsServer";
 import { TestPki } from "../../support/tls";
 
 let pki: TestPki;
 let server: TestHttpsServer;
-let inputs: VersionDriftInputs;
+let connection: VaultConnection;
+const AGENT_TEXT = "Vault v1.21.1 (2453aac2638a6ae243341b4e0657fd8aea1cbbc1), built 2025-11-18T13:04:32Z";
 const savedToken = process.env.VAULT_TOKEN;
 
 beforeAll(async () => {
     pki = TestPki.create();
     const vault = await startFakeVault(pki);
     server = vault.server;
-    inputs = { connection: vault.connection, app: "app-a", agentVersionText: "Vault v1.21.1 (2453aac2638a6ae243341b4e0657fd8aea1cbbc1), built 2025-11-18T13:04:32Z" };
+    connection = vault.connection;
 });
 
 afterAll(async () => {
@@ -103,17 +98,18 @@ describe("versionDrift", () => {
     });
 });
 
-describe("provider", () => {
-    test("create reads sys/health?standbyok=true without a token", async () => {
+// The measurement RotationCheck makes (it took over the former VersionDrift resource).
+describe("measureVersions", () => {
+    const measure = () => measureVersions(connection, "app-a", AGENT_TEXT);
+
+    test("reads sys/health?standbyok=true without a token", async () => {
         server.setHandler(routes({ "GET sys/health": { json: { initialized: true, sealed: false, standby: false, version: "1.20.4+ent" } } }));
-        const res = await provider.create(inputs);
-        expect(res.outs).toEqual({
-            ...inputs,
+        expect(await measure()).toEqual({
             serverVersion: "1.20.4+ent",
             agentVersion: "1.21.1",
-            mismatch: true,
+            versionMismatch: true,
             agentAhead: true,
-            warning: expect.stringContaining("AHEAD") as string,
+            versionWarning: expect.stringContaining("AHEAD") as string,
         });
         expect(server.requests[0].query).toEqual({ standbyok: "true" });
         expect(server.requests[0].headers["x-vault-token"]).toBeUndefined();
@@ -121,34 +117,14 @@ describe("provider", () => {
 
     test.each([429, 472, 473])("a %i answer (standby / secondary) is read, not retried", async (status) => {
         server.setHandler(routes({ "GET sys/health": { status, json: { standby: true, version: "1.21.1" } } }));
-        const res = await provider.create(inputs);
-        expect(res.outs).toMatchObject({ serverVersion: "1.21.1", mismatch: false, warning: "" });
+        expect(await measure()).toMatchObject({ serverVersion: "1.21.1", versionMismatch: false, versionWarning: "" });
         expect(server.requests).toHaveLength(1);
     });
 
     test("a redacted server version is a warning, not a failure", async () => {
         server.setHandler(routes({ "GET sys/health": { json: { initialized: true, version: "" } } }));
-        const res = await provider.create(inputs);
-        expect(res.outs).toMatchObject({ serverVersion: "", agentVersion: "1.21.1", mismatch: false, agentAhead: false });
-        expect(res.outs?.warning).toContain("unknown");
-    });
-
-    test("read re-reads the server version (an upgrade shows on refresh)", async () => {
-        server.setHandler(routes({ "GET sys/health": { json: { version: "1.21.1" } } }));
-        const stored: VersionDriftOutputs = { ...inputs, serverVersion: "1.20.4", agentVersion: "1.21.1", mismatch: true, agentAhead: true, warning: "old" };
-        const res = await provider.read!("app-a-version-drift", stored);
-        expect(res.props).toMatchObject({ serverVersion: "1.21.1", mismatch: false, agentAhead: false, warning: "" });
-    });
-
-    test("diff updates in place when the agent version changes, never replaces", async () => {
-        const stored: VersionDriftOutputs = { ...inputs, serverVersion: "1.21.1", agentVersion: "1.21.1", mismatch: false, agentAhead: false, warning: "" };
-        await expect(provider.diff!("id", stored, { ...inputs, agentVersionText: "Vault v1.22.0" })).resolves.toEqual({ changes: true, replaces: [] });
-        await expect(provider.diff!("id", stored, { ...inputs })).resolves.toEqual({ changes: false, replaces: [] });
-    });
-
-    test("check names a bad app and address", async () => {
-        const res = await provider.check!({} as VersionDriftInputs, { connection: { address: "ftp://x" }, app: "App A", agentVersionText: "" });
-        expect(res.failures?.map((f) => f.property)).toEqual(["connection.address", "app"]);
-        await expect(provider.check!({} as VersionDriftInputs, inputs)).resolves.toEqual({ inputs, failures: [] });
+        const res = await measure();
+        expect(res).toMatchObject({ serverVersion: "", agentVersion: "1.21.1", versionMismatch: false, agentAhead: false });
+        expect(res.versionWarning).toContain("unknown");
     });
 });
