@@ -71,12 +71,14 @@ looked_at="look at: journalctl --user -u $SERVICE (as $USER)"
 
 # -- the unit: put everything back on any failure or signal until it completed
 armed=0
+# Stop first: a hook still running from this attempt must not install after the files are back.
 restore() {
   [ "$armed" = 1 ] || return 0
   armed=0
+  systemctl --user stop "$SERVICE" >/dev/null 2>&1 || true
   if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; fi
   if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || say "could not put back $RENDERED"; fi
-  if systemctl --user restart "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not restart $SERVICE on the previous certificate; $looked_at"; fi
+  if systemctl --user start "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not start $SERVICE on the previous certificate; $looked_at"; fi
 }
 trap restore EXIT
 trap '\''exit 129'\'' HUP
@@ -137,7 +139,7 @@ login_check() {
   vhome=$(mktemp -d) || { echo "error=cannot create a temp directory"; return 0; }
   if out=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault login -method=cert -path="$CERT_AUTH_PATH" \
       -client-cert="$AGENT_CERT" -client-key="$AGENT_KEY" name="$MAPPING" 2>&1 >/dev/null); then
-    policies=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token lookup -field=policies 2>/dev/null |
+    policies=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault read -field=policies auth/token/lookup-self 2>/dev/null |
       tr -d '\''[]'\'' | tr '\'' '\'' '\''\n'\'' | grep -v '\''^$'\'' | sort | paste -sd, -) || policies='\'''\''
     HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token revoke -self >/dev/null 2>&1 || true
     case "$policies" in
