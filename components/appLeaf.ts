@@ -34,6 +34,12 @@ export interface AppLeafArgs {
     agentCertSerial: pulumi.Input<string>;
     /** The step that wrote the agent's key, cert and CA files; everything here comes after it. */
     agentFilesWritten: pulumi.Resource;
+    /**
+     * The policies on the agent's cert-auth mapping. A change re-runs the rotation: the restarted agent
+     * logs in again, so a removed policy (strict mode) leaves its token now rather than at token expiry,
+     * and the host's login verdict is about the mapping as it is now.
+     */
+    tokenPolicies: pulumi.Input<string[]>;
     /** PKI mount that issues the leaf. */
     pkiMount: string;
     /** Mount path of the cert auth method (without `auth/`). */
@@ -165,7 +171,7 @@ export class AppLeaf extends pulumi.ComponentResource {
         );
 
         // A changed agent config, template or hook must reach the running agent
-        // too: its digest joins the serial and epoch in the rotation triggers.
+        // too: its digest joins the serial, the epoch and the mapping's policies in the triggers.
         // Move-aside, restart, wait and read-back are one command because they are
         // one unit on the host: a failure anywhere in it puts the previous
         // fullchain back (see renderRotateScript).
@@ -180,7 +186,7 @@ export class AppLeaf extends pulumi.ComponentResource {
                     waitSeconds: args.waitSeconds,
                     login: { vaultAddress: args.agentVaultAddress, certAuthPath: args.certAuthPath, mapping: names.mapping },
                 }),
-                triggers: [args.agentCertSerial, args.epoch, configDigest],
+                triggers: [args.agentCertSerial, args.epoch, configDigest, pulumi.output(args.tokenPolicies).apply((p) => [...p].sort().join(","))],
             },
             { parent: this, dependsOn: [config] },
         );

@@ -143,6 +143,7 @@ export class AppRotation extends pulumi.ComponentResource {
                 host: args.host,
                 epoch: args.epoch,
                 agentCertSerial: this.identity.certSerial,
+                tokenPolicies: this.identity.tokenPolicies,
                 agentFilesWritten: this.identity.filesWritten,
                 pkiMount: args.pkiMount,
                 certAuthPath: args.certAuthPathName,

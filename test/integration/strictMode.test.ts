@@ -111,10 +111,12 @@ describe("with agent.debugPolicy: true", () => {
 });
 
 describe("after switching to strict mode (debugPolicy: false)", () => {
-    it("only the mapping (and the check that follows it) changed; no credential was replaced", () => {
+    it("the mapping changed, the agent re-logged in (rotate step) and was checked; no credential was replaced", () => {
         const changed = strict.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`);
         expect(changed).toContain(`update ${APP}-agent-mapping`);
-        expect(changed.filter((c) => c.startsWith("replace ")).sort()).toEqual([`replace ${APP}-check`]);
+        // The rotate step re-runs so that the agent's token loses debug-policy now, not at its expiry.
+        expect(changed.filter((c) => c.startsWith("replace ")).sort()).toEqual([`replace ${APP}-check`, `replace ${APP}-leaf-rotate`]);
+        expect(strict.steps.filter((s) => /-agent-(key|csr|cert)$/.test(s.name)).every((s) => s.action === "same")).toBe(true);
     });
 
     it("debug-policy is gone: no app of the stack asks for it any more", async () => {

@@ -107,6 +107,19 @@ describe("host step order", () => {
         const b = await evaluateProgram({ config: { ...config, "vault-rotation:apps": JSON.stringify(apps) }, stack: "prod" });
         expect(changedNames(e, b)).toEqual(["app-a-leaf-agent-config", "app-a-leaf-rotate", "app-a-check"].sort());
     });
+
+    it("re-runs the rotation when the mapping's policies change, so the agent's token follows at once", async () => {
+        // app-a keeps the stack's debug-policy in both runs, so only app-b's policy list differs.
+        const withDebug = (apps: number[]) => {
+            const config = prodStack(caFile);
+            const parsed = JSON.parse(config["vault-rotation:apps"]);
+            for (const i of apps) parsed[i].agent.debugPolicy = true;
+            return evaluateProgram({ config: { ...config, "vault-rotation:apps": JSON.stringify(parsed) }, stack: "dev" });
+        };
+        const a = await withDebug([0]);
+        const b = await withDebug([0, 1]);
+        expect(changedNames(a, b)).toEqual(["app-b-agent-mapping", "app-b-leaf-rotate", "app-b-check"].sort());
+    });
 });
 
 describe("scheduled rotation (rotation.every) with an injected clock", () => {
