@@ -15,8 +15,12 @@ const PROXY = /^podman:[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const SIGNAL = /^(SIG)?[A-Z0-9]+$/;
 const EPOCH = /^[A-Za-z0-9._:-]{1,64}$/;
 const CN_TEXT = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
-/** A stack's name prefix: lowercase words joined by single '-' ("" means none). */
-const NAME_PREFIX = /^([a-z][a-z0-9]*(-[a-z0-9]+)*)?$/;
+/**
+ * A stack's name prefix ("" means none): one lowercase word, no '-', so that
+ * `<prefix>-<app>` splits one way only (prefixes "eu1" and "eu1-x" would both
+ * name app "x-y" / "y" as `eu1-x-y`).
+ */
+const NAME_PREFIX = /^([a-z][a-z0-9]*)?$/;
 
 /** Seconds in a Vault duration string (validated by DURATION first). */
 export function durationSeconds(duration: string): number {
@@ -203,8 +207,8 @@ const stackSchema = z
         // declared default) is none. Prepended to every Vault object name (lib/naming.ts).
         namePrefix: z
             .string()
-            .regex(NAME_PREFIX, { message: "must be lowercase letters and digits in words joined by single '-', starting with a letter (e.g. eu1)" })
-            .max(24)
+            .regex(NAME_PREFIX, { message: "must be one lowercase word of letters and digits starting with a letter, no '-' (e.g. eu1)" })
+            .max(16)
             .optional()
             .transform((p) => (p === "" ? undefined : p)),
     })
