@@ -117,21 +117,62 @@ function hostKey(host: { local: true } | { ssh: { host: string; port: number } }
     return "ssh" in host ? `ssh:${host.ssh.host.toLowerCase()}:${host.ssh.port}` : "local";
 }
 
+/** `host:port` of a TLS listener (a DNS name or IPv4 address, and a port). */
+const ENDPOINT = /^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})$/;
+const endpoint = z
+    .string()
+    .regex(ENDPOINT, { message: "must be host:port (a DNS name or IPv4 address, and a port)" })
+    .refine((e) => {
+        const port = Number(e.slice(e.lastIndexOf(":") + 1));
+        return port >= 1 && port <= 65535;
+    }, { message: "port must be 1-65535" });
+
+/** The user a host step runs as: never root. */
+const unixUser = z
+    .string()
+    .regex(NAME, { message: "must match [a-z][a-z0-9-]*" })
+    .max(32)
+    .refine((u) => u !== "root", { message: "must not be root: host steps run as this user, and a compromised app must not be root" });
+
+/** A home a host step may work in: absolute, normalised, not a system directory. */
+const userHome = homePath.superRefine((home, ctx) => {
+    const problem = systemHomeProblem(home);
+    if (problem) ctx.addIssue({ code: "custom", message: `${problem} (got ${home})` });
+});
+
+/**
+ * The edge proxy in front of the apps (runbook Part 4): where clients reach it,
+ * its own TLS name, how it is reloaded, and the upstream trust bundle this
+ * program keeps equal to the PKI's issuing chain, written as `user` on `host`.
+ */
+const edgeSchema = z
+    .object({
+        listen: endpoint,
+        serverName: dnsName,
+        reload: z.string().regex(PROXY, { message: "must be podman:<container-name>" }),
+        /** `signal` when the proxy re-reads its upstream trust on a signal (nginx: SIGHUP), `restart` when it cannot. */
+        trustReload: z.enum(["signal", "restart"]).default("signal"),
+        signal: z.string().regex(SIGNAL, { message: "must be a signal name such as SIGHUP" }).default("SIGHUP"),
+        user: unixUser,
+        home: userHome,
+        bundle: z.string().regex(/^\/[A-Za-z0-9._\/-]+$/, { message: "must be an absolute path" }),
+        host: hostSchema,
+    })
+    .strict()
+    .superRefine((edge, ctx) => {
+        if (!edge.bundle.startsWith(`${edge.home}/`) || edge.bundle.split("/").some((seg) => seg === ".." || seg === ".")) {
+            ctx.addIssue({ code: "custom", path: ["bundle"], message: `must be a normalised path inside edge.home (${edge.home}), which the edge user owns (got ${edge.bundle})` });
+        }
+    });
+
 const AGENT_TTL_MAX = 14 * 86400; // an agent login cert lives days, not months
 const LEAF_TTL_MAX = 90 * 86400;
 
 const appSchema = z
     .object({
         name: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }).max(40),
-        user: z
-            .string()
-            .regex(NAME, { message: "must match [a-z][a-z0-9-]*" })
-            .max(32)
-            .refine((u) => u !== "root", { message: "must not be root: host steps run as this user, and a compromised app must not be root" }),
-        home: homePath.superRefine((home, ctx) => {
-            const problem = systemHomeProblem(home);
-            if (problem) ctx.addIssue({ code: "custom", message: `${problem} (got ${home})` });
-        }),
+        user: unixUser,
+        home: userHome,
         host: hostSchema,
         agent: z
             .object({
@@ -150,6 +191,8 @@ const appSchema = z
             })
             .strict(),
         kv: z.object({ access: z.boolean().default(false), seed: z.boolean().default(false) }).strict().default({ access: false, seed: false }),
+        /** Where the app's TLS listener answers (SNI = leaf CN), and its Host name through the edge proxy. */
+        serve: z.object({ endpoint, edgeHost: dnsName.optional() }).strict().optional(),
         reload: z
             .object({
                 label: z.string().regex(LABEL_SELECTOR, { message: "must be key=value without whitespace or quotes" }),
@@ -203,6 +246,7 @@ const stackSchema = z
             })
             .strict(),
         apps: z.array(appSchema).min(1),
+        edge: edgeSchema.optional(),
         // Sharding: stacks that share a Vault each set their own prefix; "" (the
         // declared default) is none. Prepended to every Vault object name (lib/naming.ts).
         namePrefix: z
@@ -240,6 +284,18 @@ const stackSchema = z
                 }
             });
         });
+        const edge = stack.edge;
+        if (edge) {
+            stack.apps.forEach((app, i) => {
+                if (hostKey(app.host) !== hostKey(edge.host)) return;
+                if (app.home === edge.home || app.home.startsWith(`${edge.home}/`) || edge.home.startsWith(`${app.home}/`)) {
+                    ctx.addIssue({ code: "custom", path: ["edge", "home"], message: `${edge.home} and apps[${i}].home (${app.home}) are equal or nested: the edge proxy needs a home of its own` });
+                }
+                if (app.user === edge.user) {
+                    ctx.addIssue({ code: "custom", path: ["edge", "user"], message: `${edge.user} is also apps[${i}].user: the edge proxy's trust bundle must not be writable by an app` });
+                }
+            });
+        }
         const domainOwner = new Map<string, number>();
         stack.apps.forEach((app, i) => {
             app.leaf.allowedDomains.forEach((d, k) => {
@@ -307,7 +363,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
  * address and CA file) and returns it typed, with defaults applied.
  * Throws ConfigError listing every problem.
  */
-export function parseStackConfig(raw: { rotation: unknown; vault: unknown; apps: unknown; namePrefix?: unknown }): StackConfig {
+export function parseStackConfig(raw: { rotation: unknown; vault: unknown; apps: unknown; namePrefix?: unknown; edge?: unknown }): StackConfig {
     const result = stackSchema.safeParse(raw);
     if (!result.success) {
         throw new ConfigError(result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`));
@@ -363,6 +419,8 @@ export interface RawStackInputs {
     kvSeedData: unknown;
     /** `vault-rotation:namePrefix` (sharding), or undefined when not set. */
     namePrefix?: unknown;
+    /** `vault-rotation:edge`, or undefined when the stack has no edge proxy. */
+    edge?: unknown;
 }
 
 /** A validated stack plus the listener CA bundle read from `vault:caCertFile`. */
@@ -382,6 +440,7 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
         vault: typeof raw.vault === "object" && raw.vault !== null ? { ...raw.vault, address: raw.vaultAddress, caCertFile: raw.vaultCaCertFile } : raw.vault,
         apps: raw.apps,
         namePrefix: raw.namePrefix,
+        edge: raw.edge,
     };
     let config: StackConfig;
     try {
@@ -411,6 +470,9 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
             }
         }
     });
+    if (config.edge && "ssh" in config.edge.host && !raw.hasSshPrivateKey) {
+        problems.push("vault-rotation:sshPrivateKey: required (secret) because edge.host.ssh is set");
+    }
     // Each stack declares (creates, and on destroy removes) its cert auth method: two
     // stacks on one Vault must not declare the same mount. A prefixed stack's mount
     // must carry its prefix, so stacks with different prefixes cannot collide there.
@@ -459,5 +521,6 @@ export function readRawStackInputs(): RawStackInputs {
         hasSshPrivateKey: (pulumi.runtime.getConfig("vault-rotation:sshPrivateKey") ?? "") !== "",
         kvSeedData,
         namePrefix: own.get("namePrefix"),
+        edge: own.getObject("edge"),
     };
 }

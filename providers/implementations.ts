@@ -4,3 +4,4 @@ export { certRevocationProvider } from "./certRevocation";
 export { kvMountProvider } from "./kvMount";
 export { kvSeedProvider } from "./kvSeed";
 export { rotationCheckProvider } from "./rotationCheck";
+export { issuingChainProvider } from "./issuingChain";

@@ -34,6 +34,8 @@ import {
     VaultHttpError,
 } from "./vaultClient";
 import { parseVaultVersion, readServerVersion, versionDrift } from "./versionDrift";
+import { fetchIssuingChain } from "./issuingChain";
+import { checkServed, ProbeOptions, ServeResult } from "./servedCert";
 
 export interface RotationCheckInputs {
     connection: VaultConnection;
@@ -57,6 +59,14 @@ export interface RotationCheckInputs {
     pkiMount: string;
     /** Minimum remaining validity of the leaf, in seconds. */
     minRemainingSeconds: number;
+    /** Where the app serves the leaf (and, optionally, how a client reaches it through the edge proxy); absent: not checked. */
+    serve?: ServeTarget;
+}
+
+export interface ServeTarget {
+    /** `host:port` of the app's TLS listener (SNI = the leaf CN). */
+    endpoint: string;
+    edge?: { listen: string; serverName: string; host: string };
 }
 
 /** Agent vs server version: a warning, never a failure. */
@@ -82,6 +92,10 @@ export interface RotationCheckResult {
     /** Serial of the fullchain moved aside before the rotation, or "". */
     previousLeafSerial: string;
     tokenPolicies: string[];
+    /** The serial a TLS handshake to the app's endpoint got ("" when serving is not checked). */
+    servedSerial: string;
+    /** How serving was checked, or `not checked (no serve.endpoint)`. */
+    servedVia: string;
     /** ISO 8601 */
     checkedAt: string;
 }
@@ -101,6 +115,7 @@ const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "issuerCommonName",
     "pkiMount",
     "minRemainingSeconds",
+    "serve",
 ];
 
 /** One checklist failure, in the fixed format. */
@@ -320,7 +335,19 @@ export async function measureVersions(connection: VaultConnection, app: string, 
 }
 
 /** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */
-export async function runRotationCheck(inputs: RotationCheckInputs, options: { now?: Date } = {}): Promise<RotationCheckResult & VersionReport> {
+/** The served-certificate items, verified against the PKI's issuing chain as Vault has it now. */
+async function checkServedLeaf(inputs: RotationCheckInputs, leafSerial: string, probe?: ProbeOptions): Promise<ServeResult> {
+    const serve = inputs.serve!;
+    let caPem: string;
+    try {
+        caPem = await fetchIssuingChain(inputs.connection, inputs.pkiMount);
+    } catch (e) {
+        return { servedSerial: "", servedVia: "", problems: [failureLine(inputs.app, "served certificate", "the PKI's issuing chain to verify against", describeFailure(e))] };
+    }
+    return checkServed({ app: inputs.app, endpoint: serve.endpoint, commonName: inputs.leafCommonName, expectedSerial: leafSerial, caPem, edge: serve.edge }, probe);
+}
+
+export async function runRotationCheck(inputs: RotationCheckInputs, options: { now?: Date; probe?: ProbeOptions } = {}): Promise<RotationCheckResult & VersionReport> {
     const { app } = inputs;
     const lines: string[] = [];
     const host = parseHostState(inputs.hostState);
@@ -356,6 +383,13 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
     }
     lines.push(...checkReload(app, host.reload));
     lines.push(...checkAgentService(app, host.service));
+    // What clients are served, once the files are right: a handshake to the new leaf.
+    let served = { servedSerial: "", servedVia: "not checked (no serve.endpoint)" };
+    if (inputs.serve && fullchain.leaf && lines.length === 0) {
+        const result = await checkServedLeaf(inputs, fullchain.leaf.serial, options.probe);
+        lines.push(...result.problems);
+        served = { servedSerial: result.servedSerial, servedVia: result.servedVia };
+    }
 
     if (lines.length > 0) {
         const note = versions.versionWarning ? [`Also (a warning, not a failure): ${versions.versionWarning}`] : [];
@@ -370,6 +404,7 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
         leafDaysLeft: Math.round(((leaf.notAfter.getTime() - now.getTime()) / 86_400_000) * 10) / 10,
         previousLeafSerial,
         tokenPolicies,
+        ...served,
         checkedAt: now.toISOString(),
     };
 }
@@ -460,6 +495,7 @@ export interface RotationCheckArgs {
     issuerCommonName: pulumi.Input<string>;
     pkiMount: pulumi.Input<string>;
     minRemainingSeconds: pulumi.Input<number>;
+    serve?: pulumi.Input<ServeTarget>;
 }
 
 // What each RotationCheck serializes as its provider: a ~1 KB forwarder to rotationCheckProvider, loaded by package name (forward.ts).
@@ -473,6 +509,8 @@ export class RotationCheck extends pulumi.dynamic.Resource {
     public readonly leafDaysLeft!: pulumi.Output<number>;
     public readonly previousLeafSerial!: pulumi.Output<string>;
     public readonly tokenPolicies!: pulumi.Output<string[]>;
+    public readonly servedSerial!: pulumi.Output<string>;
+    public readonly servedVia!: pulumi.Output<string>;
     public readonly checkedAt!: pulumi.Output<string>;
     public readonly serverVersion!: pulumi.Output<string>;
     public readonly agentVersion!: pulumi.Output<string>;
@@ -493,6 +531,8 @@ export class RotationCheck extends pulumi.dynamic.Resource {
                 leafDaysLeft: undefined,
                 previousLeafSerial: undefined,
                 tokenPolicies: undefined,
+                servedSerial: undefined,
+                servedVia: undefined,
                 checkedAt: undefined,
                 serverVersion: undefined,
                 agentVersion: undefined,

@@ -20,6 +20,7 @@ import { certRevocationProvider } from "../../providers/certRevocation";
 import { kvMountProvider } from "../../providers/kvMount";
 import { kvSeedProvider } from "../../providers/kvSeed";
 import { rotationCheckProvider } from "../../providers/rotationCheck";
+import { issuingChainProvider } from "../../providers/issuingChain";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
 import { vaultRequest, VaultConnection as TestVault } from "./vaultAdmin";
 
@@ -71,6 +72,7 @@ const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
     "pulumi-nodejs:dynamic/vault-rotation:KvMount": kvMountProvider,
     "pulumi-nodejs:dynamic/vault-rotation:KvSeed": kvSeedProvider,
     "pulumi-nodejs:dynamic/vault-rotation:RotationCheck": rotationCheckProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:IssuingChain": issuingChainProvider,
 };
 
 /** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */
@@ -151,7 +153,7 @@ export class Applier {
         const prior = this.previous.resources[urn];
         let action: Action;
         if (!prior) action = "create";
-        else if (comparable(prior.inputs) === comparable(inputs) && sameTrigger(prior.trigger, trigger)) action = "same";
+        else if (comparable(prior.inputs) === comparable(inputs) && sameTrigger(prior.trigger, trigger)) action = await this.liveDiff(args.type, prior, inputs);
         else action = await planChange(args.type, prior, inputs, trigger);
 
         let entry: StateEntry;
@@ -169,6 +171,18 @@ export class Applier {
         this.steps.push({ urn, type: args.type, name: args.name, action });
         return { id: entry.id, state: entry.outputs };
     };
+
+    /**
+     * Unchanged inputs: the engine still asks a dynamic provider's diff, which
+     * may look at the remote object (IssuingChain compares the live chain).
+     */
+    private async liveDiff(type: string, prior: StateEntry, inputs: Record<string, unknown>): Promise<Action> {
+        const provider = DYNAMIC_PROVIDERS[type];
+        if (!provider?.diff) return "same";
+        const d = await provider.diff(prior.id, prior.outputs, inputs);
+        if (!d.changes) return "same";
+        return (d.replaces ?? []).length > 0 ? "replace" : "update";
+    }
 
     private async create(type: string, name: string, inputs: Record<string, unknown>): Promise<{ id: string; outputs: Record<string, unknown> }> {
         switch (type) {

@@ -1,0 +1,175 @@
+// What clients are actually served (runbook Part 4): a real TLS handshake to an
+// app's listener, and a request through the edge proxy, from the Pulumi runner.
+//
+// Why the runner: the check, the issuing chain it verifies against and the
+// failure it raises all live there, and a probe from the runner is what an
+// operator would run by hand. A runner that cannot reach an internal listener
+// leaves `serve` unset for that app (documented), rather than moving TLS
+// probing onto app hosts whose tools this program does not control.
+import { normalizeSerial } from "./pem";
+
+/** Transient errors while a reload settles: retried with backoff. */
+const TRANSIENT = /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket hang up|disconnected before secure TLS connection|timed out|serial|handshake|HTTP 50[234]/i;
+
+export interface ProbeOptions {
+    /** Attempts in all (default 6). */
+    attempts?: number;
+    /** Delay before the second attempt, doubled each time (default 250 ms): 250+500+...+4000 ms for 6. */
+    firstDelayMs?: number;
+    /** Per attempt (default 5000 ms). */
+    timeoutMs?: number;
+}
+
+export interface ServedLeaf {
+    serial: string;
+    subjectCN: string;
+    dnsNames: string[];
+}
+
+function splitEndpoint(endpoint: string): { host: string; port: number } {
+    const i = endpoint.lastIndexOf(":");
+    return { host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) };
+}
+
+/**
+ * One handshake: SNI `serverName`, the chain verified against `caPem` and the
+ * name against `serverName`. Resolves with the served leaf, rejects with the
+ * reason (connection reset, unknown CA, wrong name, ...).
+ */
+export function handshake(endpoint: string, serverName: string, caPem: string, timeoutMs = 5000): Promise<ServedLeaf> {
+    const tls = require("tls") as typeof import("tls");
+    const { host, port } = splitEndpoint(endpoint);
+    return new Promise((resolve, reject) => {
+        const socket = tls.connect({ host, port, servername: serverName, ca: caPem, rejectUnauthorized: false, timeout: timeoutMs });
+        const done = (e?: Error, leaf?: ServedLeaf) => {
+            socket.destroy();
+            if (e) reject(e);
+            else resolve(leaf!);
+        };
+        socket.once("timeout", () => done(new Error(`timed out after ${timeoutMs} ms`)));
+        socket.once("error", (e) => done(e));
+        socket.once("secureConnect", () => {
+            const cert = socket.getPeerCertificate();
+            if (!socket.authorized) return done(new Error(`handshake: the served chain does not verify against the PKI's issuing chain (${String(socket.authorizationError)})`));
+            const nameProblem = tls.checkServerIdentity(serverName, cert);
+            if (nameProblem) return done(new Error(`handshake: the served certificate is not valid for ${serverName} (${nameProblem.message})`));
+            const dnsNames = (cert.subjectaltname ?? "")
+                .split(",")
+                .map((s) => s.trim())
+                .filter((s) => s.startsWith("DNS:"))
+                .map((s) => s.slice(4));
+            done(undefined, { serial: normalizeSerial(cert.serialNumber), subjectCN: String(cert.subject?.CN ?? ""), dnsNames });
+        });
+    });
+}
+
+/**
+ * One HTTPS request through the edge proxy: TLS to the proxy (SNI and name
+ * `serverName`, verified against `caPem`), `Host: host`. Resolves with the
+ * HTTP status; the proxy answers 502 when its upstream TLS to the app fails
+ * (unknown CA in its bundle, wrong name, app down).
+ */
+export function requestThroughEdge(listen: string, serverName: string, host: string, caPem: string, timeoutMs = 5000): Promise<number> {
+    const https = require("https") as typeof import("https");
+    const { host: address, port } = splitEndpoint(listen);
+    return new Promise((resolve, reject) => {
+        const req = https.request(
+            { host: address, port, method: "GET", path: "/", servername: serverName, ca: caPem, headers: { Host: host }, timeout: timeoutMs, agent: false },
+            (res) => {
+                res.resume();
+                res.on("end", () => resolve(res.statusCode ?? 0));
+            },
+        );
+        req.once("timeout", () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
+        req.once("error", reject);
+        req.end();
+    });
+}
+
+/**
+ * Retries `attempt` with bounded backoff while it fails with a transient error
+ * (reset, refused, handshake, an old serial still served, 502-504 through the
+ * proxy); anything else fails at once. Returns the value, or the last error.
+ */
+export async function withRetries<T>(attempt: () => Promise<T>, opts: ProbeOptions = {}): Promise<{ value: T; tries: number } | { error: string; tries: number }> {
+    const attempts = opts.attempts ?? 6;
+    let delay = opts.firstDelayMs ?? 250;
+    let last = "";
+    for (let i = 1; i <= attempts; i++) {
+        try {
+            return { value: await attempt(), tries: i };
+        } catch (e) {
+            last = e instanceof Error ? e.message || String((e as NodeJS.ErrnoException).code) : String(e);
+            const code = (e as NodeJS.ErrnoException).code;
+            if (code === "ECONNRESET") last = `connection reset by peer (${last})`;
+            if (!TRANSIENT.test(`${code ?? ""} ${last}`) || i === attempts) return { error: last, tries: i };
+            await new Promise((r) => setTimeout(r, delay));
+            delay *= 2;
+        }
+    }
+    return { error: last, tries: attempts };
+}
+
+export interface ServeExpectation {
+    app: string;
+    /** `host:port` of the app's TLS listener. */
+    endpoint: string;
+    /** SNI and expected name: the leaf's CN. */
+    commonName: string;
+    /** The serial the rotation just rendered. */
+    expectedSerial: string;
+    /** The PKI's issuing chain (PEM) the served chain must verify against. */
+    caPem: string;
+    edge?: { listen: string; serverName: string; host: string };
+}
+
+export interface ServeResult {
+    /** The serial served at the endpoint ("" on failure). */
+    servedSerial: string;
+    /** How it was checked, e.g. `direct 127.0.0.1:8441; edge 127.0.0.1:8443 (Host app-a.internal): HTTP 200`. */
+    servedVia: string;
+    /** Failure lines (empty when everything passed). */
+    problems: string[];
+}
+
+/**
+ * The served-certificate items: the endpoint serves the new leaf (serial,
+ * chain, names), and a client through the edge proxy gets an answer from the
+ * app (the proxy verified the app's new leaf against its bundle). The edge
+ * terminates client TLS with its own certificate, so the app's serial can only
+ * be seen at the endpoint itself.
+ */
+export async function checkServed(e: ServeExpectation, opts: ProbeOptions = {}): Promise<ServeResult> {
+    const problems: string[] = [];
+    const expected = normalizeSerial(e.expectedSerial);
+    const direct = await withRetries(async () => {
+        const leaf = await handshake(e.endpoint, e.commonName, e.caPem, opts.timeoutMs);
+        if (leaf.serial !== expected) throw new Error(`the served serial is ${leaf.serial}, not the new leaf's ${expected} (the app still serves the old certificate)`);
+        return leaf;
+    }, opts);
+    let servedSerial = "";
+    const via = [`direct ${e.endpoint}`];
+    if ("error" in direct) {
+        problems.push(
+            `${e.app}: served certificate at ${e.endpoint}: expected serial ${expected} over a verified TLS session (SNI ${e.commonName}), found ${direct.error} after ${direct.tries} attempt(s); look at the app's TLS listener (is it up, did the post-hook's reload reach it?) and its logs`,
+        );
+    } else {
+        servedSerial = direct.value.serial;
+    }
+    if (e.edge) {
+        const edge = e.edge;
+        const through = await withRetries(async () => {
+            const status = await requestThroughEdge(edge.listen, edge.serverName, edge.host, e.caPem, opts.timeoutMs);
+            if (status >= 500) throw new Error(`HTTP ${status} from the edge proxy`);
+            return status;
+        }, opts);
+        if ("error" in through) {
+            problems.push(
+                `${e.app}: through the edge proxy ${edge.listen} (Host ${edge.host}): expected an answer from the app over upstream TLS verified against the proxy's bundle, found ${through.error} after ${through.tries} attempt(s); look at the proxy's error log (upstream SSL certificate verify error: its bundle lacks the issuing chain) and its trust bundle`,
+            );
+        } else {
+            via.push(`edge ${edge.listen} (Host ${edge.host}): HTTP ${through.value}`);
+        }
+    }
+    return { servedSerial, servedVia: via.join("; "), problems };
+}

@@ -1,0 +1,119 @@
+// The served-certificate check against real TLS listeners on loopback: the
+// new leaf served, the old one still served, nothing listening, a listener
+// that resets the first connections, and an edge that answers 200 or 502.
+import * as http from "http";
+import * as https from "https";
+import * as net from "net";
+import * as tls from "tls";
+import { parseCertificate } from "../../../providers/pem";
+import { checkServed } from "../../../providers/servedCert";
+import { unusedLoopbackPort } from "../../support/httpsServer";
+import { TestPki, type TestCert } from "../../support/tls";
+
+let pki: TestPki;
+const certs: Record<string, TestCert> = {};
+let chain: string;
+const servers: net.Server[] = [];
+const FAST = { attempts: 5, firstDelayMs: 50, timeoutMs: 2000 };
+
+beforeAll(() => {
+    pki = TestPki.create();
+    const root = pki.rootCa("Serve Root CA");
+    certs.intermediate = pki.issue({ issuer: root, commonName: "Serve Intermediate CA", isCA: true, days: 30 });
+    chain = `${certs.intermediate.certPem}${root.certPem}`;
+    certs.newLeaf = pki.issue({ issuer: certs.intermediate, commonName: "app-a.internal", dnsNames: ["app-a.internal"], days: 10 });
+    certs.oldLeaf = pki.issue({ issuer: certs.intermediate, commonName: "app-a.internal", dnsNames: ["app-a.internal"], days: 10 });
+    certs.edge = pki.issue({ issuer: certs.intermediate, commonName: "edge.internal", dnsNames: ["edge.internal"], days: 10 });
+});
+
+afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    pki.cleanup();
+});
+
+/** A TLS listener serving `leaf` (+ the intermediate), which destroys the first `resets` connections. */
+async function tlsListener(leaf: TestCert, resets = 0): Promise<{ endpoint: string; connections: () => number }> {
+    let connections = 0;
+    const server = tls.createServer({ cert: `${leaf.certPem}${certs.intermediate.certPem}`, key: leaf.keyPem }, (socket) => socket.end("ok\n"));
+    server.on("connection", (socket: net.Socket) => {
+        connections++;
+        if (connections <= resets) socket.resetAndDestroy();
+    });
+    const port = await unusedLoopbackPort();
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    servers.push(server);
+    return { endpoint: `127.0.0.1:${port}`, connections: () => connections };
+}
+
+/** An edge stand-in: HTTPS with its own cert, answering `status` for the app's Host. */
+async function edgeListener(status: number): Promise<string> {
+    const server = https.createServer({ cert: `${certs.edge.certPem}${certs.intermediate.certPem}`, key: certs.edge.keyPem }, (req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.statusCode = req.headers.host === "app-a.internal" ? status : 404;
+        res.end();
+    });
+    const port = await unusedLoopbackPort();
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    servers.push(server);
+    return `127.0.0.1:${port}`;
+}
+
+const serialOf = (c: TestCert) => parseCertificate(c.certPem).serial;
+const expect_ = (endpoint: string, extra: object = {}) => ({ app: "app-a", endpoint, commonName: "app-a.internal", expectedSerial: serialOf(certs.newLeaf), caPem: chain, ...extra });
+
+it("passes when the endpoint serves the new leaf over a verified session, directly and through the edge", async () => {
+    const app = await tlsListener(certs.newLeaf);
+    const edge = await edgeListener(200);
+    const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
+    expect(r.problems).toEqual([]);
+    expect(r.servedSerial).toBe(serialOf(certs.newLeaf));
+    expect(r.servedVia).toBe(`direct ${app.endpoint}; edge ${edge} (Host app-a.internal): HTTP 200`);
+});
+
+it("fails, naming the endpoint, when the app keeps serving the old certificate", async () => {
+    const app = await tlsListener(certs.oldLeaf);
+    const r = await checkServed(expect_(app.endpoint), FAST);
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toContain(`app-a: served certificate at ${app.endpoint}: expected serial ${serialOf(certs.newLeaf)}`);
+    expect(r.problems[0]).toContain(`the served serial is ${serialOf(certs.oldLeaf)}, not the new leaf's`);
+    expect(r.problems[0]).toContain("after 5 attempt(s)");
+    expect(app.connections()).toBe(5);
+});
+
+it("fails, naming the endpoint, when nothing listens there", async () => {
+    const port = await unusedLoopbackPort();
+    const r = await checkServed(expect_(`127.0.0.1:${port}`), FAST);
+    expect(r.problems[0]).toMatch(new RegExp(`^app-a: served certificate at 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED.* after 5 attempt\\(s\\); look at the app's TLS listener`));
+});
+
+it("retries through connection resets while a reload settles, then passes", async () => {
+    const app = await tlsListener(certs.newLeaf, 3);
+    const r = await checkServed(expect_(app.endpoint), FAST);
+    expect(r.problems).toEqual([]);
+    expect(app.connections()).toBe(4);
+});
+
+it("says 'connection reset by peer' when resets outlast the retries", async () => {
+    const app = await tlsListener(certs.newLeaf, 100);
+    const r = await checkServed(expect_(app.endpoint), FAST);
+    expect(r.problems[0]).toContain("connection reset by peer");
+});
+
+it("fails on a chain that does not verify against the PKI's issuing chain, without retrying", async () => {
+    const foreignRoot = pki.rootCa("Foreign Root");
+    const foreign = pki.issue({ issuer: foreignRoot, commonName: "app-a.internal", dnsNames: ["app-a.internal"], days: 5 });
+    const server = tls.createServer({ cert: foreign.certPem, key: foreign.keyPem }, (s) => s.end());
+    const port = await unusedLoopbackPort();
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    servers.push(server);
+    const r = await checkServed(expect_(`127.0.0.1:${port}`), FAST);
+    expect(r.problems[0]).toContain("the served chain does not verify against the PKI's issuing chain");
+});
+
+it("fails, naming the edge, when the proxy cannot reach the app over verified upstream TLS (502)", async () => {
+    const app = await tlsListener(certs.newLeaf);
+    const edge = await edgeListener(502);
+    const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
+    expect(r.servedSerial).toBe(serialOf(certs.newLeaf));
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toContain(`app-a: through the edge proxy ${edge} (Host app-a.internal): expected an answer from the app over upstream TLS verified against the proxy's bundle, found HTTP 502 from the edge proxy after 5 attempt(s)`);
+});
