@@ -8,6 +8,7 @@ import { AppRotation, AppRotationArgs } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
 import { DEFAULT_HOST_PATH } from "./components/renderers/scripts";
 import { StackBase } from "./components/stackBase";
+import { EdgeTrust } from "./components/edgeTrust";
 import { readOidcToken, VaultConnection } from "./providers/connection";
 
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
@@ -47,13 +48,37 @@ const base = new StackBase(
 );
 
 const sshKey = own.getSecret("sshPrivateKey");
+
+/** Where a host's commands run: the runner itself, or over SSH with the stack's key. */
+function hostTarget(host: (typeof config.apps)[number]["host"]): HostTarget {
+    return "ssh" in host
+        ? { kind: "ssh", host: host.ssh.host, port: host.ssh.port, user: host.ssh.user, privateKey: sshKey!, path: host.path ?? DEFAULT_HOST_PATH }
+        : { kind: "local", path: host.path ?? DEFAULT_HOST_PATH };
+}
+
+// The edge proxy's upstream trust bundle follows the PKI's issuing chain (runbook Part 4).
+const edge = config.edge;
+const edgeTrust = edge
+    ? new EdgeTrust(
+          "edge",
+          {
+              connection,
+              pkiMount: config.vault.pkiMount,
+              user: edge.user,
+              home: edge.home,
+              host: hostTarget(edge.host),
+              bundle: edge.bundle,
+              container: edge.reload.replace(/^podman:/, ""),
+              trustReload: edge.trustReload,
+              signal: edge.signal,
+          },
+          providers,
+      )
+    : undefined;
 const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kvSeedData");
 
 const rotations = config.apps.map((app) => {
-    const host: HostTarget =
-        "ssh" in app.host
-            ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.host.ssh.user, privateKey: sshKey!, path: app.host.path ?? DEFAULT_HOST_PATH }
-            : { kind: "local", path: app.host.path ?? DEFAULT_HOST_PATH };
+    const host = hostTarget(app.host);
     const args: AppRotationArgs = {
         app: app.name,
         namePrefix: config.namePrefix,
@@ -95,6 +120,13 @@ const rotations = config.apps.map((app) => {
         reload: { label: app.reload.label, proxy: app.reload.proxy, signal: app.reload.signal },
         waitSeconds: config.rotation.waitSeconds,
         leafMinRemainingSeconds: durationSeconds(config.rotation.leafMinRemaining),
+        serve: app.serve
+            ? {
+                  endpoint: app.serve.endpoint,
+                  edge: edge ? { listen: edge.listen, serverName: edge.serverName, host: app.serve.edgeHost ?? app.leaf.commonName } : undefined,
+              }
+            : undefined,
+        edgeReady: app.serve && edgeTrust ? edgeTrust.bundleWritten : undefined,
     };
     return new AppRotation(app.name, args, providers);
 });

@@ -1,7 +1,7 @@
 // One app's whole rotation: agent identity, then the app leaf, then verification.
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
-import { RotationCheck } from "../providers/rotationCheck";
+import { RotationCheck, type ServeTarget } from "../providers/rotationCheck";
 import { AgentIdentity } from "./agentIdentity";
 import { AppLeaf } from "./appLeaf";
 import type { HostTarget } from "./hostCommand";
@@ -65,6 +65,10 @@ export interface AppRotationArgs {
     waitSeconds: number;
     /** The checklist fails when the new leaf has less validity left than this. */
     leafMinRemainingSeconds: number;
+    /** Where the app serves its leaf, and how a client reaches it through the edge proxy; absent: not checked. */
+    serve?: ServeTarget;
+    /** The edge proxy's trust-bundle step: a check through the proxy comes after it. */
+    edgeReady?: pulumi.Resource;
 }
 
 /** The per-app rotation report exported as a stack output: public facts only. */
@@ -83,6 +87,10 @@ export interface RotationReport {
     serverVersion: string;
     agentVersion: string;
     versionWarning: string;
+    /** Serial a TLS handshake to the app's endpoint got after the rotation ("" when not checked). */
+    servedSerial: string;
+    /** How serving was checked (direct endpoint, through the edge proxy), or that it was not. */
+    servedVia: string;
     checkedAt: string;
 }
 
@@ -183,8 +191,9 @@ export class AppRotation extends pulumi.ComponentResource {
                 issuerCommonName: args.issuerCommonName,
                 pkiMount: args.pkiMount,
                 minRemainingSeconds: args.leafMinRemainingSeconds,
+                serve: args.serve,
             },
-            { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies] },
+            { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies, ...(args.edgeReady ? [args.edgeReady] : [])] },
         );
         // A version mismatch between agent and server is a warning, never a failure.
         check.versionWarning.apply((w) => {
@@ -220,6 +229,8 @@ export class AppRotation extends pulumi.ComponentResource {
             serverVersion: check.serverVersion,
             agentVersion: check.agentVersion,
             versionWarning: check.versionWarning,
+            servedSerial: check.servedSerial,
+            servedVia: check.servedVia,
             checkedAt: check.checkedAt,
         };
         this.report = pulumi.output(report) as pulumi.Output<RotationReport>;

@@ -424,3 +424,54 @@ if [ "$failed" -eq 0 ]; then report ok; else report failed; fi
 exit "$failed"
 `;
 }
+
+export interface EdgeTrustScriptInput extends HostUser {
+    /** The upstream trust bundle's path (inside the edge user's home). */
+    bundle: string;
+    /** The PKI's issuing chain, PEM (public). */
+    chainPem: string;
+    /** The proxy's container (podman). */
+    container: string;
+    /** `signal`: the proxy re-reads its upstream trust on a signal; `restart`: it cannot. */
+    trustReload: "signal" | "restart";
+    signal: string;
+}
+
+/**
+ * Keeps the edge proxy's upstream trust bundle equal to the PKI's issuing
+ * chain, as the edge user: rewrites it (atomically) and reloads or restarts the
+ * proxy only when the content differs. A reload that fails puts the previous
+ * bundle back, so the next run tries again instead of finding "unchanged".
+ * Prints `changed` or `unchanged` on stdout.
+ */
+export function renderEdgeTrustScript(i: EdgeTrustScriptInput): string {
+    return renderLauncher(i, "edge-trust", renderEdgeTrustBody(i));
+}
+
+/** The body of the edge-trust step. */
+export function renderEdgeTrustBody(i: EdgeTrustScriptInput): string {
+    const reload = i.trustReload === "restart" ? `podman restart "$CONTAINER"` : `podman kill --signal "$SIGNAL" "$CONTAINER"`;
+    return `${bodyPreamble(i.app, "edge-trust")}${pathHelpers()}
+BUNDLE=${shQuote(i.bundle)}
+CHAIN_PEM=${shQuote(i.chainPem.trim())}
+CONTAINER=${shQuote(i.container)}
+SIGNAL=${shQuote(i.signal)}
+own_dir "$(dirname -- "$BUNDLE")" 0750
+regular_or_absent "$BUNDLE"
+regular_or_absent "$BUNDLE.prev"
+if [ -f "$BUNDLE" ] && printf '%s\\n' "$CHAIN_PEM" | cmp -s - "$BUNDLE"; then
+  say "upstream trust bundle $BUNDLE already holds the issuing chain; $CONTAINER not reloaded"
+  echo unchanged
+  exit 0
+fi
+rm -f -- "$BUNDLE.prev"
+if [ -f "$BUNDLE" ]; then write_atomic "$BUNDLE.prev" 0644 <"$BUNDLE"; fi
+printf '%s\\n' "$CHAIN_PEM" | write_atomic "$BUNDLE" 0644
+if ! ${reload} >/dev/null; then
+  if [ -f "$BUNDLE.prev" ]; then mv -f -T -- "$BUNDLE.prev" "$BUNDLE"; else rm -f -- "$BUNDLE"; fi
+  fail "wrote $BUNDLE but could not ${i.trustReload === "restart" ? "restart" : "reload"} $CONTAINER; the previous bundle is back, run pulumi up again once the proxy can be reloaded"
+fi
+say "wrote the issuing chain to $BUNDLE and ${i.trustReload === "restart" ? "restarted" : "reloaded"} $CONTAINER"
+echo changed
+`;
+}

@@ -4,12 +4,14 @@
 // rendering the leaf and firing the post-hook (podman shim), the program's own
 // checks, then a rotation and a no-op run. The checklist at the end is verified
 // independently of the program's RotationCheck, in the runbook's words.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parseCertificate } from "../../providers/pem";
 import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
 import { prepareSandbox, Sandbox } from "../../test/support/sandbox";
+import { planServing } from "../../test/support/serving";
 import { setupProductionLikeVault, vaultRequest } from "../../test/support/vaultAdmin";
 import { startVaultServer, VaultServer } from "../../test/support/vaultServer";
 
@@ -22,6 +24,8 @@ export interface RehearsalOptions {
     clean?: boolean;
     /** Progress lines. */
     log?: (line: string) => void;
+    /** Serve for real with nginx (default true); false checks files only. */
+    serve?: boolean;
 }
 
 export interface CheckItem {
@@ -43,6 +47,8 @@ export interface AppReport {
         oldAgentRevoked: boolean;
         oldAgentLoginRefused: boolean;
         newAgentLoginWorks: boolean;
+        /** What a client is served after the rotation (openssl s_client), or undefined when not serving. */
+        served?: ServedFacts;
         leafReRendered: boolean;
     };
 }
@@ -109,8 +115,10 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`      Vault ${server.version} at ${server.address}: PKI root + intermediate "${vaultConfig.issuerCommonName}", KV v2 at ${vaultConfig.kvMount}`);
         const vault = { address: server.address, caCertFile: server.caCertFile, token: server.token };
 
-        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims)`);
-        sandbox = prepareSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin } });
+        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims${opts.serve === false ? "" : ", nginx per app and an nginx edge proxy"})`);
+        const appNames = (JSON.parse(baseConfig["vault-rotation:apps"]) as { name: string }[]).map((a) => a.name);
+        const plan = opts.serve === false ? undefined : await planServing(vault, vaultConfig.pkiMount ?? "pki_int", appNames);
+        sandbox = prepareSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin }, serve: plan });
         const sb = sandbox;
         const apps = sb.stack.apps.map((a) => a.name);
         log(`      host steps run as: ${sb.mode}${sb.stack.apps.map((a) => `; ${a.name} as ${sb.user(a.name).name} (uid ${sb.user(a.name).uid})`).join("")}`);
@@ -126,10 +134,18 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         saveState(statePath, first.state);
         const firstReport = first.evaluation.exports.apps as Report;
 
+        // The chain a client verifies served certificates against: the PKI's, as Vault has it.
+        const chainFile = path.join(sandboxDir, "issuing-chain.pem");
+        const chain = await vaultRequest<{ data?: { certificate?: string } }>(vault, "GET", `${sb.stack.vault.pkiMount}/cert/ca_chain`, undefined, { token: null });
+        fs.writeFileSync(chainFile, chain.body.data?.certificate ?? "");
+        if (sb.serving) {
+            log(`      serving: ${Object.entries(sb.serving.endpoints).map(([a, e]) => `${a} at ${e}`).join(", ")}; edge proxy ${sb.serving.edge ? `at ${sb.serving.edge.listen} as ${sb.serving.edge.user.name}` : "not run (it needs a user of its own: run as root)"}`);
+        }
+
         log("[4/7] checking each app in the runbook's words");
         const appReports: AppReport[] = [];
         for (const app of sb.stack.apps) {
-            const checklist = await checkApp(sb, app, vault);
+            const checklist = await checkApp(sb, app, vault, chainFile, String(firstReport[app.name].leafSerial));
             appReports.push({
                 app: app.name,
                 checklist,
@@ -168,6 +184,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
                 oldAgentLoginRefused: oldLogin.status >= 400,
                 newAgentLoginWorks: newLogin.ok,
                 leafReRendered: leafNow === String(now.leafSerial) && leafNow !== before.leafSerial,
+                served: sb.serving ? probeServed(sb, app, chainFile) : undefined,
             };
             const r = before.rotated;
             if (r.agentSerial === before.agentSerial) failures.push(`${app.name}: rotation: agent serial unchanged`);
@@ -175,6 +192,10 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             if (!r.oldAgentLoginRefused) failures.push(`${app.name}: rotation: old agent cert still logs in`);
             if (!r.newAgentLoginWorks) failures.push(`${app.name}: rotation: new agent cert does not log in (${newLogin.detail})`);
             if (!r.leafReRendered) failures.push(`${app.name}: rotation: the agent did not render a new leaf`);
+            if (r.served) {
+                if (r.served.serial !== r.leafSerial) failures.push(`${app.name}: rotation: ${r.served.endpoint} serves ${r.served.serial || "nothing"} (${r.served.detail}), not the new leaf ${r.leafSerial}`);
+                if (r.served.edge && !r.served.edge.ok) failures.push(`${app.name}: rotation: through the edge proxy: ${r.served.edge.detail}`);
+            }
         }
 
         log(`[6/7] running again with epoch ${rotatedEpoch}: nothing may change`);
@@ -228,8 +249,41 @@ async function login(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: 
     return { ok: r.status === 200 && Boolean(auth?.client_token), policies: auth?.token_policies ?? [], detail: r.status === 200 ? "ok" : `HTTP ${r.status}: ${r.text.slice(0, 200)}` };
 }
 
-/** The runbook's post-rotation checklist for one app, verified from the host files, Vault and the shims. */
-async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: { address: string; caCertFile: string; token: string }): Promise<CheckItem[]> {
+export interface ServedFacts {
+    endpoint: string;
+    /** Serial of the certificate served there ("" when the handshake failed). */
+    serial: string;
+    /** openssl's verdict on the served chain against the PKI's issuing chain, or the failure. */
+    detail: string;
+    /** Through the edge proxy: did a client get the app's answer (the proxy verified the app's leaf)? */
+    edge?: { ok: boolean; detail: string };
+}
+
+/**
+ * What a client is served, asked with openssl (independently of the program's
+ * own check): the endpoint's certificate and its verification, and one request
+ * through the edge proxy with the app's Host.
+ */
+function probeServed(sb: Sandbox, app: Sandbox["stack"]["apps"][number], chainFile: string): ServedFacts {
+    const endpoint = sb.serving!.endpoints[app.name];
+    const sClient = (connect: string, serverName: string, input: string) =>
+        spawnSync("openssl", ["s_client", "-connect", connect, "-servername", serverName, "-CAfile", chainFile, "-verify_return_error", "-verify_hostname", serverName, "-ign_eof"], { input, encoding: "utf8", timeout: 10_000 });
+    const direct = sClient(endpoint, app.leaf.commonName, "");
+    const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(direct.stdout)?.[0];
+    const verify = /Verify return code: (\d+ \([^)]*\))/.exec(direct.stdout)?.[1] ?? (direct.stderr.trim().split("\n").pop() ?? "no answer");
+    const facts: ServedFacts = { endpoint, serial: pem && /^0 /.test(verify) ? parseCertificate(pem).serial : "", detail: `verify ${verify}` };
+    const edge = sb.serving!.edge;
+    if (edge) {
+        const r = sClient(edge.listen, edge.serverName, `GET / HTTP/1.1\r\nHost: ${app.leaf.commonName}\r\nConnection: close\r\n\r\n`);
+        const status = /^HTTP\/1\.1 (\d{3})/m.exec(r.stdout)?.[1] ?? "no HTTP answer";
+        const fromApp = r.stdout.split("\n").some((l) => l.trim() === app.name);
+        facts.edge = { ok: status === "200" && fromApp, detail: `${edge.listen} (Host ${app.leaf.commonName}): HTTP ${status}${fromApp ? ` from ${app.name}` : ""}` };
+    }
+    return facts;
+}
+
+/** The runbook's post-rotation checklist for one app, verified from the host files, Vault, the shims and what clients are served. */
+async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: { address: string; caCertFile: string; token: string }, chainFile: string, leafSerial: string): Promise<CheckItem[]> {
     const items: CheckItem[] = [];
     const fullchainPath = path.join(app.home, "tls", `${app.name}.fullchain.pem`);
     const exists = fs.existsSync(fullchainPath);
@@ -265,6 +319,16 @@ async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vaul
     const proxy = app.reload.proxy?.replace(/^podman:/, "");
     const reloaded = calls.filter((c) => c.startsWith("kill ")).map((c) => c.split(" ").pop());
     const wanted = [`${app.name}-web`, ...(proxy ? [proxy] : [])];
+    if (sb.serving) {
+        const served = probeServed(sb, app, chainFile);
+        const direct = served.serial === leafSerial;
+        const edge = served.edge;
+        items.push({
+            item: `served certificate = new leaf (direct${edge ? " and through the edge proxy" : ""})`,
+            ok: direct && (edge?.ok ?? true),
+            detail: `${served.endpoint} serves ${served.serial || "nothing"} (${served.detail})${edge ? `; edge ${edge.detail}` : "; edge proxy not run (needs root)"}`,
+        });
+    }
     items.push({
         item: "post-hook reloads fired (labelled containers, then the edge proxy)",
         ok: wanted.every((w) => reloaded.includes(w)),
@@ -292,6 +356,10 @@ export function formatReport(r: RehearsalReport): string {
                 `    - [${x.newAgentLoginWorks ? "x" : " "}] new agent cert logs in`,
                 `    - [${x.leafReRendered ? "x" : " "}] agent re-rendered a new leaf`,
             );
+            if (x.served) {
+                lines.push(`    - [${x.served.serial === x.leafSerial ? "x" : " "}] served at ${x.served.endpoint}: ${x.served.serial || "nothing"} (${x.served.detail})`);
+                if (x.served.edge) lines.push(`    - [${x.served.edge.ok ? "x" : " "}] through the edge proxy ${x.served.edge.detail}`);
+            }
         }
     }
     lines.push("", `same epoch again: ${r.noop.changed.length === 0 ? "nothing replaced, nothing changed" : r.noop.changed.join(", ")}; agent restarts: ${r.noop.restarts}`);

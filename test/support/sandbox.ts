@@ -10,6 +10,7 @@ import { ConfigError, parseStackConfig, StackConfig } from "../../config";
 import { DEFAULT_HOST_PATH } from "../../components/renderers/scripts";
 import { REPO_ROOT } from "./harness";
 import { AppUser, createAppUsers, makeOwnedDir, reachableDir, removeAppUsers, runningAsRoot, UserMode, userMode } from "./hostUsers";
+import { appNginxConf, EDGE_CONTAINER, EDGE_SERVER_NAME, edgeNginxConf, nginxDirs, ServingPlan, stopNginx } from "./serving";
 
 export const SHIMS_DIR = path.join(REPO_ROOT, "test", "shims");
 
@@ -37,6 +38,8 @@ export interface Sandbox {
     home(app: string): string;
     /** The PATH host steps run with (shims and vault first). */
     hostPath: string;
+    /** With a serving plan: each app's TLS endpoint, and the edge proxy (only with real users: it needs a user of its own). */
+    serving?: { endpoints: Record<string, string>; edge?: { listen: string; serverName: string; user: AppUser; home: string; bundle: string } };
     /** Stops every agent the systemctl shim started. */
     stopAgents(): void;
     /** Stops the agents and removes the users this sandbox created (files stay for inspection). */
@@ -69,7 +72,7 @@ function linkOrCopy(from: string, to: string): void {
  * containers. Refuses stacks whose hosts are not local or whose paths would
  * leave the sandbox.
  */
-export function prepareSandbox(opts: { root: string; config: Record<string, string>; vault: SandboxVault }): Sandbox {
+export function prepareSandbox(opts: { root: string; config: Record<string, string>; vault: SandboxVault; serve?: ServingPlan }): Sandbox {
     const root = path.resolve(opts.root);
     let stack: StackConfig;
     try {
@@ -97,7 +100,11 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
         if (!a) throw new Error(`no app ${app} in the stack`);
         return path.resolve(homesRoot, `.${a.home}`);
     };
-    const users = createAppUsers(stack.apps.map((a) => ({ app: a.name, home: homeOf(a.name) })));
+    // The edge proxy needs a user of its own (config refuses an app's): only where users can be made.
+    const edgeHome = path.join(homesRoot, "edge-proxy");
+    const withEdge = opts.serve !== undefined && runningAsRoot();
+    const users = createAppUsers([...stack.apps.map((a) => ({ app: a.name, home: homeOf(a.name) })), ...(withEdge ? [{ app: "edge", home: edgeHome }] : [])]);
+    const edgeUser = withEdge ? users.pop() : undefined;
     const userOf = (app: string) => users[stack.apps.findIndex((a) => a.name === app)];
     const podmanDir = (app: string) => path.join(homeOf(app), ".local", "share", "podman-shim");
     const systemctlDir = (app: string) => path.join(homeOf(app), ".local", "state", "systemctl-shim");
@@ -131,16 +138,63 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
                 "",
             ].join("\n"),
         );
-        // The app's running containers: one labelled frontend, and the edge proxy.
+        // The app's running containers: one labelled frontend (a real nginx when serving), and the edge
+        // proxy. The app user cannot signal the edge's nginx (another user's process), and need not: the
+        // edge trusts the issuing chain, not a leaf; its own reload is the edge-trust step's.
         const proxy = app.reload.proxy?.replace(/^podman:/, "");
-        const containers = [`${app.name}-web ${app.reload.label}`, ...(proxy ? [`${proxy} role=edge`] : [])];
+        let web = `${app.name}-web ${app.reload.label}`;
+        if (opts.serve) {
+            const prefix = path.join(home, "nginx");
+            for (const d of nginxDirs(prefix)) makeOwnedDir(d, user, 0o700);
+            const conf = path.join(prefix, "nginx.conf");
+            fs.writeFileSync(conf, appNginxConf({ prefix, port: opts.serve.appPorts[app.name], app: app.name, commonName: app.leaf.commonName, fullchain: path.join(home, "tls", `${app.name}.fullchain.pem`) }));
+            if (runningAsRoot()) fs.chownSync(conf, user.uid, user.gid);
+            web += ` nginx=${conf}`;
+        }
+        const containers = [web, ...(proxy ? [`${proxy} role=edge`] : [])];
         const containersFile = path.join(podmanDir(app.name), "containers");
         fs.writeFileSync(containersFile, `${containers.join("\n")}\n`);
         if (runningAsRoot()) for (const f of [unit, containersFile]) fs.chownSync(f, user.uid, user.gid);
     }
 
+    let edgeConfig: Record<string, string> = {};
+    let serving: Sandbox["serving"];
+    if (opts.serve) {
+        const endpoints = Object.fromEntries(stack.apps.map((a) => [a.name, `127.0.0.1:${opts.serve!.appPorts[a.name]}`]));
+        serving = { endpoints };
+        if (edgeUser) {
+            const plan = opts.serve;
+            makeOwnedDir(edgeHome, edgeUser, 0o750);
+            for (const d of [".local", ".local/share", ".local/share/podman-shim", "tls"]) makeOwnedDir(path.join(edgeHome, d), edgeUser, 0o700);
+            const prefix = path.join(edgeHome, "nginx");
+            for (const d of nginxDirs(prefix)) makeOwnedDir(d, edgeUser, 0o700);
+            const certFile = path.join(edgeHome, "tls", "edge.pem");
+            const bundle = path.join(edgeHome, "tls", "upstream-ca.pem");
+            const conf = path.join(prefix, "nginx.conf");
+            const containers = path.join(edgeHome, ".local/share/podman-shim/containers");
+            fs.writeFileSync(certFile, `${plan.edgeCertPem}${plan.edgeKeyPem}\n`, { mode: 0o600 });
+            fs.writeFileSync(conf, edgeNginxConf({ prefix, port: plan.edgePort, certFile, bundle, apps: stack.apps.map((a) => ({ commonName: a.leaf.commonName, port: plan.appPorts[a.name] })) }));
+            fs.writeFileSync(containers, `${EDGE_CONTAINER} role=edge nginx=${conf}\n`);
+            for (const f of [certFile, conf, containers]) fs.chownSync(f, edgeUser.uid, edgeUser.gid);
+            const listen = `127.0.0.1:${plan.edgePort}`;
+            serving.edge = { listen, serverName: EDGE_SERVER_NAME, user: edgeUser, home: edgeHome, bundle };
+            edgeConfig = {
+                "vault-rotation:edge": JSON.stringify({
+                    listen,
+                    serverName: EDGE_SERVER_NAME,
+                    reload: `podman:${EDGE_CONTAINER}`,
+                    user: edgeUser.name,
+                    home: edgeHome,
+                    bundle,
+                    host: { local: true, path: hostPath },
+                }),
+            };
+        }
+    }
+
     const config = {
         ...opts.config,
+        ...edgeConfig,
         "vault:address": opts.vault.address,
         "vault:caCertFile": opts.vault.caCertFile,
         "vault-rotation:apps": JSON.stringify(
@@ -149,6 +203,7 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
                 home: homeOf(stack.apps[i].name),
                 user: users[i].name,
                 host: { local: true, path: hostPath },
+                ...(serving ? { serve: { endpoint: serving.endpoints[stack.apps[i].name] } } : {}),
             })),
         ),
     };
@@ -179,9 +234,12 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
         home: homeOf,
         hostPath,
         stopAgents,
+        serving,
         close() {
             stopAgents();
-            removeAppUsers(users);
+            for (const app of stack.apps) stopNginx(path.join(homeOf(app.name), "nginx"));
+            if (withEdge) stopNginx(path.join(edgeHome, "nginx"));
+            removeAppUsers(edgeUser ? [...users, edgeUser] : users);
         },
     };
 }
