@@ -251,3 +251,26 @@ export async function setupProductionLikeVault(
 
     return { rootCaPem, intermediateCaPem, pkiRoot, pkiMount, kvV2Mount, kvV1Mount };
 }
+
+/**
+ * An intermediate rotation on the Vault side: a new key and issuer under the
+ * same CN, signed by the same root, made the mount's default issuer. Returns
+ * the new issuing chain as `<pki>/cert/ca_chain` then serves it.
+ */
+export async function rotateIntermediate(server: VaultConnection, pkiRoot: string, pkiMount: string, commonName: string): Promise<string> {
+    const csr = await must<{ data: { csr: string } }>(server, "new intermediate CSR", "POST", `${pkiMount}/intermediate/generate/internal`, { common_name: commonName, key_type: "ec", key_bits: 256 });
+    const signed = await must<{ data: { certificate: string } }>(server, "sign new intermediate", "POST", `${pkiRoot}/root/sign-intermediate`, {
+        csr: csr.body.data.csr,
+        common_name: commonName,
+        format: "pem_bundle",
+        ttl: "43800h",
+    });
+    const installed = await must<{ data: { imported_issuers?: string[] } }>(server, "install new intermediate", "POST", `${pkiMount}/intermediate/set-signed`, {
+        certificate: signed.body.data.certificate,
+    });
+    const issuers = installed.body.data.imported_issuers ?? [];
+    // The first imported issuer is the intermediate itself (the root comes after it in the bundle).
+    if (issuers.length > 0) await must(server, "make the new intermediate the default issuer", "POST", `${pkiMount}/config/issuers`, { default: issuers[0] });
+    const chain = await vaultRequest<{ data?: { certificate?: string } }>(server, "GET", `${pkiMount}/cert/ca_chain`, undefined, { token: null });
+    return chain.body.data?.certificate ?? "";
+}
