@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
-# Runs before `npm test` and `npm run rehearse`: says clearly what is missing.
+# What the test suite (`check-tools.sh test`) or the rehearsal (`check-tools.sh
+# rehearse`) needs on this machine. As root (CI, a fresh machine) it installs
+# the missing Debian packages; otherwise it names them in one apt-get line.
+# The rehearsal needs no linter: shellcheck is for the test suite only.
 set -u
-missing=0
-check() { # command, why, how to install
-  if ! command -v "$1" >/dev/null 2>&1; then
-    printf 'missing: %s (%s). Install: %s\n' "$1" "$2" "$3" >&2
-    missing=1
-  fi
+for_what=${1:-test}
+packages=()
+need() { # command, package
+  command -v "$1" >/dev/null 2>&1 && return
+  case " ${packages[*]-} " in *" $2 "*) ;; *) packages+=("$2") ;; esac
 }
-check openssl "test certificates and CSRs" "apt-get install openssl"
-check shellcheck "the host scripts are linted by the tests" "apt-get install shellcheck"
-check setsid "the systemctl shim runs each service in a process group of its own" "apt-get install util-linux"
-check pkill "tests stop what an app user left running" "apt-get install procps"
+need openssl openssl      # certificates and CSRs; the rehearsal's served-certificate probes
+need nginx nginx          # each app's TLS listener and the edge proxy
+need setsid util-linux    # the systemctl shim runs each service in a process group of its own
+need pkill procps         # stopping what an app user left running
 if [ "$(id -u)" = 0 ]; then
-  # As root every app runs as a real user of its own: host steps switch with runuser.
-  check runuser "host steps switch from root to the app user" "apt-get install util-linux"
-  check useradd "tests create a real unprivileged user per app" "apt-get install passwd"
+  need runuser util-linux # host steps switch from root to the app user
+  need useradd passwd     # a real unprivileged user per app
 fi
+[ "$for_what" = test ] && need shellcheck shellcheck # the host scripts are linted by the tests
+
+if [ "${#packages[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "check-tools: installing ${packages[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >&2 || exit 1
+  else
+    echo "check-tools: missing system packages; install them with:" >&2
+    echo "  sudo apt-get install ${packages[*]}" >&2
+    exit 1
+  fi
+fi
+
 cache="${VAULT_ROTATION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-rotation}"
 cached=$(find "$cache" -maxdepth 2 -name vault -type f -perm -u+x 2>/dev/null | head -n 1)
-if ! command -v vault >/dev/null 2>&1 && [ -z "${VAULT_BIN:-}" ] && [ -z "$cached" ]; then
-  check go "Vault is built from its Go module when no vault binary is on PATH" "https://go.dev/doc/install, or put vault on PATH / set VAULT_BIN"
+if ! command -v vault >/dev/null 2>&1 && [ -z "${VAULT_BIN:-}" ] && [ -z "$cached" ] && ! command -v go >/dev/null 2>&1; then
+  echo "check-tools: no vault binary and no Go to build one: put vault on PATH, set VAULT_BIN, or install Go (https://go.dev/doc/install)" >&2
+  exit 1
 fi
-exit "$missing"
+exit 0

@@ -64,10 +64,32 @@ if grep -qE '=>[[:space:]]*\./' go.mod; then
   log "go.mod still has local replace directives:"; grep -E '=>[[:space:]]*\./' go.mod >&2; exit 1
 fi
 
+# Ten silent minutes look like a hang: say how long each long step has been running.
+with_heartbeat() { # what, command...
+  local what=$1 started=$SECONDS pid rc
+  shift
+  "$@" >&2 &
+  pid=$!
+  while ! wait_for "$pid" 60; do
+    log "$what: still running, $(((SECONDS - started) / 60)) min elapsed"
+  done
+  wait "$pid" && rc=0 || rc=$?
+  log "$what: done in $(((SECONDS - started) / 60)) min $(((SECONDS - started) % 60)) s"
+  return "$rc"
+}
+wait_for() { # pid seconds: true once the process has ended, false after the timeout
+  local i
+  for ((i = 0; i < $2; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 1
+  done
+  return 1
+}
+
 log "resolving dependencies"
-GOFLAGS=-mod=mod go mod download >&2
+with_heartbeat "resolving dependencies" env GOFLAGS=-mod=mod go mod download
 log "compiling (uses all cores)"
-GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/vault" . >&2
+with_heartbeat "compiling Vault" env GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/vault" .
 
 mkdir -p "$BIN_DIR"
 mv "$WORK/vault" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
