@@ -326,6 +326,8 @@ export const defaultNewResource: NewResource = async (args, registration) => {
         case "command:remote:Command":
             // A run's output reflects what it ran (the read-state step prints the new certificate).
             return { id, state: { ...inputs, stdout: `### fullchain\nMOCK-OUTPUT-${digest(JSON.stringify([inputs.create, inputs.triggers]))}\n### end\n`, stderr: "" } };
+        case "pulumi-nodejs:dynamic/vault-rotation:IssuingChain":
+            return { id, state: { ...inputs, chainPem: "-----BEGIN CERTIFICATE-----\nMOCKINTERMEDIATE\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMOCKROOT\n-----END CERTIFICATE-----\n", digest: "mock" } };
         case "pulumi-nodejs:dynamic/vault-rotation:KvMount":
             return { id, state: { ...inputs, type: "kv", version: "2" } };
         case "pulumi-nodejs:dynamic/vault-rotation:KvSeed":
@@ -341,6 +343,8 @@ export const defaultNewResource: NewResource = async (args, registration) => {
                     leafNotAfter: "2030-01-01T00:00:00.000Z",
                     leafDaysLeft: 30,
                     tokenPolicies: [],
+                    servedSerial: "",
+                    servedVia: "not checked (no serve.endpoint)",
                     checkedAt: "2026-11-27T00:00:00.000Z",
                     serverVersion: "1.21.0",
                     agentVersion: "1.21.0",

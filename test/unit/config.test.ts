@@ -10,6 +10,7 @@ const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\
 /** RawStackInputs from a structured stack object like threeAppStackObject(). */
 function rawFrom(stack: Record<string, unknown>): RawStackInputs {
     return {
+        edge: stack["vault-rotation:edge"],
         rotation: stack["vault-rotation:rotation"],
         vault: stack["vault-rotation:vault"],
         apps: stack["vault-rotation:apps"],
@@ -34,6 +35,8 @@ function problemsOf(mutate: (s: ReturnType<typeof threeAppStackObject>) => void)
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Apps = any[];
+
+const EDGE = { listen: "edge.internal:443", serverName: "edge.test.internal", reload: "podman:edge-proxy", user: "edge", home: "/srv/edge", bundle: "/srv/edge/tls/ca.pem", host: { local: true } };
 
 describe("valid stacks", () => {
     it("accepts equal homes on different hosts, and a host PATH", () => {
@@ -130,6 +133,12 @@ describe("invalid stacks name the key", () => {
         ["home under /root", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/root/web"), /^apps\[0\]\.home: must not be under \/root/],
         ["home /usr/local/web", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/usr/local/web"), /^apps\[0\]\.home: must not be under \/usr/],
         ["home /run/web", (s) => ((s["vault-rotation:apps"] as Apps)[0].home = "/run/web"), /^apps\[0\]\.home: must not be under \/run/],
+        ["serve endpoint without a port", (s) => ((s["vault-rotation:apps"] as Apps)[0].serve = { endpoint: "web.internal" }), /^apps\[0\]\.serve\.endpoint: must be host:port/],
+        ["serve endpoint with port 0", (s) => ((s["vault-rotation:apps"] as Apps)[0].serve = { endpoint: "web.internal:0" }), /^apps\[0\]\.serve\.endpoint: port must be 1-65535/],
+        ["edge user shared with an app", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, user: "web" }), /^edge\.user: web is also apps\[0\]\.user/],
+        ["edge home nested in an app's", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, home: "/srv/web/edge", bundle: "/srv/web/edge/ca.pem" }), /^edge\.home: \/srv\/web\/edge and apps\[0\]\.home \(\/srv\/web\) are equal or nested/],
+        ["edge bundle outside its home", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, bundle: "/etc/nginx/ca.pem" }), /^edge\.bundle: must be a normalised path inside edge\.home/],
+        ["edge reload not podman", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, reload: "systemd:nginx" }), /^edge\.reload: must be podman:<container-name>/],
         ["host PATH with a relative entry", (s) => ((s["vault-rotation:apps"] as Apps)[0].host = { local: true, path: "/usr/bin:bin" }), /^apps\[0\]\.host/],
     ];
 
