@@ -51,7 +51,7 @@ const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kv
 const rotations = config.apps.map((app) => {
     const host: HostTarget =
         "ssh" in app.host
-            ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.host.ssh.user, privateKey: sshKey!, path: app.host.path ?? DEFAULT_HOST_PATH }
+            ? { kind: "ssh", host: app.host.ssh.host, port: app.host.ssh.port, user: app.user, hostKey: app.host.ssh.hostKey, privateKey: sshKey!, path: app.host.path ?? DEFAULT_HOST_PATH }
             : { kind: "local", path: app.host.path ?? DEFAULT_HOST_PATH };
     const args: AppRotationArgs = {
         app: app.name,

@@ -45,7 +45,7 @@ it("rehearses a three-app stack with debug policy, no KV and no proxy, and clean
             config: {
                 "vault:address": "https://127.0.0.1:8200",
                 "vault:caCertFile": "/unused/ca.pem",
-                "vault-rotation:rotation": { epoch: "three-1", waitSeconds: 60, leafMinRemaining: "1h" },
+                "vault-rotation:rotation": { epoch: "three-1", runInterval: "4h", waitSeconds: 60, leafMinRemaining: "1h" },
                 "vault-rotation:vault": vault,
                 "vault-rotation:kvSeedData": stack["vault-rotation:kvSeedData"],
                 "vault-rotation:apps": apps,
