@@ -9,6 +9,10 @@
 //     names translated to Vault's parameters;
 //   - tls.PrivateKey / tls.CertRequest use Node's crypto and openssl;
 //   - command.local runs its `create` script with its stdin and environment;
+//   - command.remote runs its `create` script over SSH with the OpenSSH client
+//     (sshExec.ts): one session per command, stdin piped, the pinned
+//     `connection.hostKey` enforced, nothing of the local environment forwarded.
+//     unlike the provider it does not retry a failed dial (10 tries by default);
 //   - dynamic resources call this repo's provider objects directly.
 // State (inputs and outputs per URN) is kept between runs, so a second run with
 // the same inputs changes nothing and a new epoch replaces what it triggers.
@@ -22,6 +26,7 @@ import { kvSeedProvider } from "../../providers/kvSeed";
 import { rotationCheckProvider } from "../../providers/rotationCheck";
 import { versionDriftProvider } from "../../providers/versionDrift";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
+import { RemoteConnection, runRemote } from "./sshExec";
 import { vaultRequest, VaultConnection as TestVault } from "./vaultAdmin";
 
 /** One resource as the applier last left it. */
@@ -237,8 +242,11 @@ export class Applier {
             case "pulumi:providers:vault":
                 // An explicit Vault provider (JWT login): the applier talks to Vault itself.
                 return { id: crypto.randomUUID(), outputs: { ...inputs } };
-            case "command:remote:Command":
-                throw new Error(`applier: ${name} targets an SSH host; only local hosts can be performed on this machine`);
+            case "command:remote:Command": {
+                if (inputs.environment !== undefined) throw new Error(`applier: ${name}: command.remote environment is not modelled (the program never sets one)`);
+                const result = runRemote(name, inputs.connection as RemoteConnection, String(inputs.create), inputs.stdin === undefined ? undefined : String(inputs.stdin));
+                return { id: crypto.randomUUID(), outputs: { ...inputs, ...result } };
+            }
             default: {
                 const provider = DYNAMIC_PROVIDERS[type];
                 if (!provider) throw new Error(`applier: no way to perform ${type} (${name})`);
