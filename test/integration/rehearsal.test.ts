@@ -9,6 +9,9 @@ import { openSandbox, prepareSandbox } from "../support/sandbox";
 import { TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-rehearsal-it-"));
+// mkdtemp makes it 0700: as root, the sandboxes' app users must pass through it
+// to their homes (or the sandbox would put the homes elsewhere).
+fs.chmodSync(tmp, 0o755);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {

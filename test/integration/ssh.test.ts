@@ -75,8 +75,6 @@ function freeClosedPort(): Promise<number> {
 
 beforeAll(async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-ssh-it-"));
-    // mkdtemp makes it 0700; the app users must pass through it to their homes.
-    fs.chmodSync(root, 0o755);
     sandbox = await openSandbox({ root, config: loadStackConfig(STACK), vault });
 }, 60_000);
 

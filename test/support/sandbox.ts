@@ -136,6 +136,9 @@ export function prepareSandbox(opts: SandboxOptions & { sshd?: SshdFixture }): S
     // sandbox sits below a directory only root can enter, homes go elsewhere.
     fs.mkdirSync(root, { recursive: true });
     const homesRoot = reachableDir(root, "vault-rotation-homes-");
+    // The homes root itself must be searchable too (mkdtemp makes 0700
+    // directories): search only, so the app users can pass, not list it.
+    if (runningAsRoot()) fs.chmodSync(homesRoot, (fs.statSync(homesRoot).mode & 0o7777) | 0o011);
     checkSandboxable(stack, homesRoot);
     const isSsh = (i: number) => "ssh" in stack.apps[i].host;
     const sshd = opts.sshd;
