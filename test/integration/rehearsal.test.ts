@@ -48,6 +48,12 @@ it("rehearses the committed ssh-loopback stack: app-b over a real sshd, logged i
     expect(logins).toHaveLength(5);
     expect(new Set(logins).size).toBe(1);
     expect(logins[0]).toMatch(/app-b$/);
+    // The saved state shows the secrets (agent keys, the ssh key) only as digests.
+    const state = fs.readFileSync(path.join(sandboxDir, "state.json"), "utf8");
+    expect(state).toContain('"connection": "[secret sha256:');
+    expect(state).toContain('"stdin": "[secret sha256:');
+    // (The providers' serialized code mentions "PRIVATE KEY-----" in a regex; a key block has base64 after it.)
+    expect(state).not.toMatch(/PRIVATE KEY-----(\\n|\n)[A-Za-z0-9+/]{16}/);
 }, 180_000);
 
 it("rehearses a three-app stack mixing local and ssh hosts, with debug policy, no KV and no proxy, and cleans up with --clean", async () => {

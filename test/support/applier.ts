@@ -37,6 +37,8 @@ export interface StateEntry {
     inputs: Record<string, unknown>;
     outputs: Record<string, unknown>;
     trigger: unknown;
+    /** Inputs and outputs that are secrets (secret inputs, additionalSecretOutputs): redacted when state is saved. */
+    secrets?: string[];
 }
 
 export interface ApplierState {
@@ -168,7 +170,8 @@ export class Applier {
             this.log(`${action} ${args.type} ${args.name}`);
             const result =
                 action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs);
-            entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger };
+            const secrets = [...new Set([...registration.secretInputs, ...registration.additionalSecretOutputs])];
+            entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger, secrets };
             // Create-before-delete, like the engine: the replaced object goes last.
             if (action === "replace") this.pendingDeletes.push(prior!);
         }
@@ -364,8 +367,24 @@ export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
     }
 }
 
+/**
+ * Writes the state for inspection. Secret values (the agent key on stdin, the
+ * ssh key in a connection, generated private keys) are replaced by a digest,
+ * as the Pulumi engine encrypts them: no key in plain state on disk.
+ */
 export function saveState(file: string, state: ApplierState): void {
+    const redact = (values: Record<string, unknown>, secrets: string[]) =>
+        Object.fromEntries(
+            Object.entries(values).map(([k, v]) =>
+                secrets.includes(k) && v !== undefined ? [k, `[secret sha256:${crypto.createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 16)}]`] : [k, v],
+            ),
+        );
+    const onDisk: ApplierState = {
+        resources: Object.fromEntries(
+            Object.entries(state.resources).map(([urn, e]) => [urn, { ...e, inputs: redact(e.inputs, e.secrets ?? []), outputs: redact(e.outputs, e.secrets ?? []) }]),
+        ),
+    };
     const tmp = `${file}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(state, null, 2), { mode: 0o600 });
+    fs.writeFileSync(tmp, JSON.stringify(onDisk, null, 2), { mode: 0o600 });
     fs.renameSync(tmp, file);
 }
