@@ -70,7 +70,7 @@ it("rotates: new agent and leaf serials, the old agent cert revoked", async () =
         expect(fresh.status).toBe(200);
     }
     const replaced = rotated.steps.filter((s) => s.action === "replace").map((s) => s.name);
-    expect(replaced).toEqual(expect.arrayContaining(["app-a-agent-key", "app-a-leaf-restart", "app-b-agent-revocation"]));
+    expect(replaced).toEqual(expect.arrayContaining(["app-a-agent-key", "app-a-leaf-rotate", "app-b-agent-revocation"]));
     expect(rotated.steps.filter((s) => s.type === "vault:pkiSecret/secretBackendRole:SecretBackendRole").every((s) => s.action === "same")).toBe(true);
 });
 

@@ -165,7 +165,7 @@ describe("the agent config on the host", () => {
     });
 
     it("is the file the running agent uses: the agent service is active and rendered the leaf", () => {
-        const hostState = String(outputsOf(strict.state, `${APP}-leaf-read-state`).stdout);
+        const hostState = String(outputsOf(strict.state, `${APP}-leaf-rotate`).stdout);
         expect(hostState).toMatch(/### service\nactive\n/);
         expect(fs.readFileSync(path.join(sandbox.home(APP), "tls", `${APP}.fullchain.pem`), "utf8")).toContain("BEGIN CERTIFICATE");
     });
