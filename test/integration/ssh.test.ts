@@ -10,6 +10,8 @@ import * as path from "path";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
 import { openSandbox, Sandbox } from "../support/sandbox";
+import { startSshd } from "../support/sshd";
+import { runRemote } from "../support/sshExec";
 import { TEST_HOST_KEY } from "../support/stacks";
 import { testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
 
@@ -105,6 +107,24 @@ describe("before anything is sent", () => {
         const port = await freeClosedPort();
         expect(failedApply(withAppB(sandbox.config, { port }))).toMatch(new RegExp(`app-b-agent-files: cannot reach 127\\.0\\.0\\.1 port ${port}: connection refused`));
         expect(fs.existsSync(path.join(sandbox.home("app-b"), "vault"))).toBe(false);
+    });
+});
+
+describe("pinned key types", () => {
+    it.each(["ecdsa", "rsa"] as const)("logs in to a host pinned by its %s key, and refuses the same host pinned by another", async (hostKeyType) => {
+        const sshd = await startSshd({ hostKeyType });
+        try {
+            const user = sandbox.user("app-b").name;
+            sshd.authorize(user);
+            const conn = { host: "127.0.0.1", port: sshd.port, user, hostKey: sshd.hostKey, privateKey: sshd.clientPrivateKey };
+            expect(sshd.hostKey).toMatch(hostKeyType === "rsa" ? /^ssh-rsa / : /^ecdsa-sha2-nistp256 /);
+            expect(runRemote("probe", conn, "id -un; cat", "from stdin\n")).toEqual({ stdout: `${user}\nfrom stdin`, stderr: "" });
+            expect(() => runRemote("probe", { ...conn, hostKey: sandbox.sshd!.hostKey }, "id -un", undefined)).toThrow(
+                /^probe: 127\.0\.0\.1 port \d+ has no ssh-ed25519 host key \(it offers \S+\), not the pinned key \(connection\.hostKey: ssh-ed25519 SHA256:\S+\); nothing was sent/,
+            );
+        } finally {
+            sshd.stop();
+        }
     });
 });
 

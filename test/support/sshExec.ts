@@ -59,6 +59,9 @@ export function runRemote(name: string, connection: RemoteConnection, script: st
     }
     if (!connection.privateKey) throw new Error(`${name}: no private key for ${where} (connection.privateKey)`);
     const keyType = connection.hostKey.split(" ")[0];
+    // An ssh-rsa *key* is shown with SHA-2 signatures (OpenSSH 8.8+ refuses the
+    // SHA-1 "ssh-rsa" signature algorithm); every other type is its own algorithm.
+    const hostKeyAlgorithms = keyType === "ssh-rsa" ? "rsa-sha2-512,rsa-sha2-256" : keyType;
 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-ssh-"));
     try {
@@ -76,7 +79,7 @@ export function runRemote(name: string, connection: RemoteConnection, script: st
             "GlobalKnownHostsFile=/dev/null",
             // Ask for the pinned key's type only, as a fixed host key does: a server
             // that cannot show that very key fails the check.
-            `HostKeyAlgorithms=${keyType}`,
+            `HostKeyAlgorithms=${hostKeyAlgorithms}`,
             "CheckHostIP=no",
             "UpdateHostKeys=no",
             "IdentitiesOnly=yes",
@@ -92,7 +95,9 @@ export function runRemote(name: string, connection: RemoteConnection, script: st
             "RequestTTY=no",
             "ConnectTimeout=15",
             "ServerAliveInterval=15",
-            "LogLevel=ERROR",
+            // INFO, not ERROR: "Unable to negotiate ... no matching host key type"
+            // (a host without a key of the pinned type) is logged at INFO.
+            "LogLevel=INFO",
         ];
         const args = ["-F", "/dev/null", ...options.flatMap((o) => ["-o", o]), "-p", String(port), "-l", user, "--", host, script];
         // A minimal environment for the client itself (nothing is forwarded
@@ -109,7 +114,8 @@ export function runRemote(name: string, connection: RemoteConnection, script: st
             if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No matching host key type/i.test(stderr)) {
                 // One line an operator can act on: what the host showed, what was pinned.
                 const shown = /fingerprint for the (\S+) key sent by the remote host is\s+(SHA256:[A-Za-z0-9+/=]+?)\.?\s*$/m.exec(stderr);
-                const what = shown ? `presented ${shown[1]} key ${shown[2]}` : "did not present a key of the pinned type";
+                const offer = /no matching host key type found\. Their offer: (\S+)/.exec(stderr);
+                const what = shown ? `presented ${shown[1]} key ${shown[2]}` : `has no ${keyType} host key${offer ? ` (it offers ${offer[1]})` : ""}`;
                 const last = stderr.split("\n").pop();
                 throw new Error(`${name}: ${host} port ${port} ${what}, not the pinned key (connection.hostKey: ${keyType} ${fingerprint(connection.hostKey)}); nothing was sent (ssh: ${last})`);
             }

@@ -1,6 +1,6 @@
 // A real OpenSSH server for the ssh tier: Debian's /usr/sbin/sshd run as a plain
 // daemon (`-D -e -f <own config>`) on a free loopback port, with a throwaway
-// ed25519 host key, public-key logins only, authorized keys kept in the
+// host key (ed25519 unless asked otherwise), public-key logins only, authorized keys kept in the
 // fixture's own directory (one root-owned file per user), and a VERBOSE log.
 //
 // As root it serves any real user it is told to authorize (the sandbox's app
@@ -21,7 +21,7 @@ export interface SshdFixture {
     /** Addresses sshd listens on (all loopback). */
     listen: string[];
     port: number;
-    /** The host key as a stack pins it: `ssh-ed25519 <base64>`. */
+    /** The host key as a stack pins it: `<type> <base64>`. */
     hostKey: string;
     /** The client key the runner logs in with (OpenSSH format); public half authorized per user. */
     clientPrivateKey: string;
@@ -90,7 +90,7 @@ function fixtureBase(): string {
  * Starts sshd on a free port on each of `hosts` (loopback names, default
  * 127.0.0.1). Nobody can log in until authorize(user) is called.
  */
-export async function startSshd(opts: { hosts?: string[] } = {}): Promise<SshdFixture> {
+export async function startSshd(opts: { hosts?: string[]; hostKeyType?: "ed25519" | "ecdsa" | "rsa" } = {}): Promise<SshdFixture> {
     if (!fs.existsSync(SSHD_BIN)) {
         throw new Error(`${SSHD_BIN} is missing: install OpenSSH's server (apt-get install openssh-server; .ci/run does)`);
     }
@@ -105,9 +105,10 @@ export async function startSshd(opts: { hosts?: string[] } = {}): Promise<SshdFi
     fs.chmodSync(dir, 0o755);
     const authDir = path.join(dir, "authorized_keys");
     fs.mkdirSync(authDir, { mode: 0o755 });
-    const hostKeyFile = path.join(dir, "ssh_host_ed25519_key");
+    const hostKeyType = opts.hostKeyType ?? "ed25519";
+    const hostKeyFile = path.join(dir, `ssh_host_${hostKeyType}_key`);
     const clientKeyFile = path.join(dir, "client_ed25519");
-    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", hostKeyFile]);
+    execFileSync("ssh-keygen", ["-q", "-t", hostKeyType, ...(hostKeyType === "rsa" ? ["-b", "3072"] : []), "-N", "", "-C", "", "-f", hostKeyFile]);
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "vault-rotation-test-runner", "-f", clientKeyFile]);
     const hostKey = fs.readFileSync(`${hostKeyFile}.pub`, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
     const clientPublicKey = fs.readFileSync(`${clientKeyFile}.pub`, "utf8").trim();
