@@ -10,6 +10,7 @@ import { parseCertificate } from "../../providers/pem";
 import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
 import { openSandbox, Sandbox } from "../../test/support/sandbox";
+import { fingerprint } from "../../test/support/sshExec";
 import { setupProductionLikeVault, vaultRequest } from "../../test/support/vaultAdmin";
 import { startVaultServer, VaultServer } from "../../test/support/vaultServer";
 
@@ -112,7 +113,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const sb = sandbox;
         if (sb.sshd) {
             const ssh = sb.stack.apps.filter((a) => "ssh" in a.host).map((a) => a.name);
-            log(`      sshd on ${sb.sshd.listen.join(", ")} port ${sb.sshd.port} (host key ${sb.sshd.hostKey.slice(0, 24)}...) for ${ssh.join(", ")}: logins as each app's user`);
+            log(`      sshd on ${sb.sshd.listen.join(", ")} port ${sb.sshd.port} (pinned host key ${fingerprint(sb.sshd.hostKey)}) for ${ssh.join(", ")}: logins as each app's user`);
         }
         const apps = sb.stack.apps.map((a) => a.name);
         const rotation = JSON.parse(sb.config["vault-rotation:rotation"]) as { epoch?: string };
