@@ -82,7 +82,36 @@ const hostPath = z
     .regex(/^\/[A-Za-z0-9._\/-]*(:\/[A-Za-z0-9._\/-]*)*$/, { message: "must be absolute directories separated by ':' (letters, digits, '.', '_', '-', '/')" })
     .refine((p) => !p.split(/[:/]/).some((seg) => seg === ".."), { message: "must not contain '..' segments" });
 
-/** Where the app lives: the Pulumi runner itself, or a host reached over SSH. */
+/** Key types a pinned host key may have (what `ssh-keyscan -t <type>` prints). */
+export const HOST_KEY_TYPES = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"] as const;
+
+/**
+ * Why a pinned host key line is not acceptable, or undefined. The line is
+ * `<type> <base64>` exactly as the host's `/etc/ssh/ssh_host_<type>_key.pub`
+ * starts (no host name in front, no comment behind): the base64 blob must
+ * decode to an SSH public key of the type the line names, so a truncated paste
+ * or a key of another type fails here, not at the first connection.
+ */
+export function hostKeyProblem(line: string): string | undefined {
+    const m = /^([a-z0-9-]+) ([A-Za-z0-9+/]+={0,2})$/.exec(line);
+    if (!m) return "must be one line '<type> <base64>' (e.g. 'ssh-ed25519 AAAAC3Nz...'), without host name or comment";
+    const [, type, b64] = m;
+    if (!(HOST_KEY_TYPES as readonly string[]).includes(type)) return `key type ${type} is not one of ${HOST_KEY_TYPES.join(", ")}`;
+    const blob = Buffer.from(b64, "base64");
+    // An SSH public key blob starts with its type name as a length-prefixed string.
+    const len = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
+    const inner = len > 0 && blob.length >= 4 + len ? blob.subarray(4, 4 + len).toString("latin1") : "";
+    if (inner !== type) return `the base64 part is not a ${type} public key (it names ${inner === "" ? "nothing" : JSON.stringify(inner)})`;
+    if (type === "ssh-ed25519" && blob.length !== 51) return "the base64 part is not a complete ssh-ed25519 key (wrong length)";
+    return undefined;
+}
+
+/**
+ * Where the app lives: the Pulumi runner itself (`local`: the runner *is* the
+ * app host), or a host reached over SSH. Over SSH the runner logs in as the app
+ * user itself (no sudo, see README "Host kinds and the user model"): `ssh.user`
+ * may be omitted, and when given must be `apps[i].user` (checked in appSchema).
+ */
 const hostSchema = z.union([
     z.object({ local: z.literal(true), path: hostPath.optional() }).strict(),
     z
@@ -93,7 +122,11 @@ const hostSchema = z.union([
                         message: "must be a hostname or an IP address",
                     }),
                     port: z.number().int().min(1).max(65535).default(22),
-                    user: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }),
+                    user: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }).optional(),
+                    hostKey: z.string().superRefine((line, ctx) => {
+                        const problem = hostKeyProblem(line);
+                        if (problem) ctx.addIssue({ code: "custom", message: `${problem}; pin the host's own key (README: "Pinning a host key")` });
+                    }),
                 })
                 .strict(),
             path: hostPath.optional(),
@@ -113,7 +146,7 @@ export function systemHomeProblem(home: string): string | undefined {
 }
 
 /** Same host: both local, or the same ssh host and port. Homes and users only collide on one host. */
-function hostKey(host: { local: true } | { ssh: { host: string; port: number } }): string {
+function sameHostId(host: { local: true } | { ssh: { host: string; port: number } }): string {
     return "ssh" in host ? `ssh:${host.ssh.host.toLowerCase()}:${host.ssh.port}` : "local";
 }
 
@@ -160,6 +193,9 @@ const edgeSchema = z
     })
     .strict()
     .superRefine((edge, ctx) => {
+        if ("ssh" in edge.host && edge.host.ssh.user !== undefined && edge.host.ssh.user !== edge.user) {
+            ctx.addIssue({ code: "custom", path: ["host", "ssh", "user"], message: `must be the edge's user ${edge.user} (got ${edge.host.ssh.user}): the runner logs in as that user itself; omit it` });
+        }
         if (!edge.bundle.startsWith(`${edge.home}/`) || edge.bundle.split("/").some((seg) => seg === ".." || seg === ".")) {
             ctx.addIssue({ code: "custom", path: ["bundle"], message: `must be a normalised path inside edge.home (${edge.home}), which the edge user owns (got ${edge.bundle})` });
         }
@@ -210,6 +246,13 @@ const appSchema = z
         app.leaf.altNames.forEach((n, i) => {
             if (!allowed.has(n)) ctx.addIssue({ code: "custom", path: ["leaf", "altNames", i], message: `${n} is not in leaf.allowedDomains` });
         });
+        if ("ssh" in app.host && app.host.ssh.user !== undefined && app.host.ssh.user !== app.user) {
+            ctx.addIssue({
+                code: "custom",
+                path: ["host", "ssh", "user"],
+                message: `must be this app's user ${app.user} (got ${app.host.ssh.user}): the runner logs in as the app user itself, never as another user with sudo; omit it to use ${app.user}`,
+            });
+        }
         if (app.kv.seed && !app.kv.access) {
             ctx.addIssue({ code: "custom", path: ["kv", "seed"], message: "seeding needs kv.access: true" });
         }
@@ -221,6 +264,7 @@ const stackSchema = z
             .object({
                 epoch: z.string().regex(EPOCH, { message: "must be 1-64 characters of letters, digits, '.', '_', ':' and '-'" }).optional(),
                 every: duration(3600, 366 * 86400, "rotation.every").optional(),
+                runInterval: duration(600, AGENT_TTL_MAX, "rotation.runInterval"),
                 renewBeforeSeconds: z.number().int().min(60).optional(),
                 leafMinRemaining: duration(60, LEAF_TTL_MAX, "rotation.leafMinRemaining").default("24h"),
                 waitSeconds: z.number().int().min(5).max(3600).default(120),
@@ -276,7 +320,7 @@ const stackSchema = z
         // CN that any leaf role may issue.
         stack.apps.forEach((app, i) => {
             stack.apps.forEach((other, j) => {
-                if (j >= i || hostKey(app.host) !== hostKey(other.host)) return;
+                if (j >= i || sameHostId(app.host) !== sameHostId(other.host)) return;
                 if (app.home === other.home) {
                     ctx.addIssue({ code: "custom", path: ["apps", i, "home"], message: `${app.home} is also apps[${j}].home: every app needs a home of its own` });
                 } else if (app.home.startsWith(`${other.home}/`) || other.home.startsWith(`${app.home}/`)) {
@@ -287,7 +331,7 @@ const stackSchema = z
         const edge = stack.edge;
         if (edge) {
             stack.apps.forEach((app, i) => {
-                if (hostKey(app.host) !== hostKey(edge.host)) return;
+                if (sameHostId(app.host) !== sameHostId(edge.host)) return;
                 if (app.home === edge.home || app.home.startsWith(`${edge.home}/`) || edge.home.startsWith(`${app.home}/`)) {
                     ctx.addIssue({ code: "custom", path: ["edge", "home"], message: `${edge.home} and apps[${i}].home (${app.home}) are equal or nested: the edge proxy needs a home of its own` });
                 }
@@ -322,6 +366,51 @@ const stackSchema = z
                     });
                 }
             });
+        });
+        // One ssh endpoint, one pin: two apps on the same host:port must agree on its key.
+        const pins = new Map<string, number>();
+        stack.apps.forEach((app, i) => {
+            if (!("ssh" in app.host)) return;
+            const id = sameHostId(app.host);
+            const first = pins.get(id);
+            if (first === undefined) {
+                pins.set(id, i);
+                return;
+            }
+            const other = stack.apps[first].host;
+            if ("ssh" in other && other.ssh.hostKey !== app.host.ssh.hostKey) {
+                ctx.addIssue({
+                    code: "custom",
+                    path: ["apps", i, "host", "ssh", "hostKey"],
+                    message: `differs from apps[${first}].host.ssh.hostKey for the same host ${app.host.ssh.host} port ${app.host.ssh.port}: one of the pins is wrong`,
+                });
+            }
+        });
+        // An agent cert must never lapse between two runs: the run that renews it
+        // must come while it is still valid, even when the next run is a full
+        // runInterval away and somewhat late (the margin). So renewal must start at
+        // least runInterval + margin before expiry, and the TTL must exceed that
+        // window (or every run would renew).
+        const interval = durationSeconds(stack.rotation.runInterval);
+        const margin = runMarginSeconds(interval);
+        stack.apps.forEach((app, i) => {
+            const ttl = durationSeconds(app.agent.ttl);
+            // The same rule as renewBeforeSeconds() below (not called here: the schema's own type is not known yet).
+            const renew = stack.rotation.renewBeforeSeconds ?? Math.floor(ttl / 3);
+            const source =
+                stack.rotation.renewBeforeSeconds === undefined ? `a third of apps[${i}].agent.ttl, the default of rotation.renewBeforeSeconds` : "rotation.renewBeforeSeconds";
+            if (renew < interval + margin) {
+                ctx.addIssue({
+                    code: "custom",
+                    path: ["rotation", "runInterval"],
+                    message:
+                        `apps[${i}].agent.ttl ${app.agent.ttl} is renewed ${renew}s before expiry (${source}), but runs may be ${stack.rotation.runInterval} apart: ` +
+                        `the agent cert could lapse between runs. Renewal must start at least rotation.runInterval + ${margin}s margin = ${interval + margin}s before expiry: ` +
+                        `set rotation.renewBeforeSeconds >= ${interval + margin} with apps[${i}].agent.ttl above it, or run more often`,
+                });
+            }
+            // ttl > renewal window: the default (a third of the TTL) always is; an
+            // explicit rotation.renewBeforeSeconds is checked against every TTL below.
         });
         if (stack.rotation.renewBeforeSeconds !== undefined) {
             stack.apps.forEach((app, i) => {
@@ -358,6 +447,25 @@ export function formatPath(path: readonly PropertyKey[]): string {
     return out === "" ? "(stack)" : out;
 }
 
+interface Issue {
+    path: PropertyKey[];
+    message: string;
+    code?: string;
+    errors?: Issue[][];
+}
+
+/**
+ * A union that fails (`host`: local or ssh) reports only "Invalid input". Name
+ * the problems of the branch the value came closest to instead (the fewest
+ * issues), so a missing `host.ssh.hostKey` is reported as exactly that.
+ */
+function unionBranch(issue: Issue): Issue[] {
+    if (issue.code !== "invalid_union" || !issue.errors || issue.errors.length === 0) return [issue];
+    const best = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+    if (best.length === 0) return [issue];
+    return best.flatMap((i) => unionBranch({ ...i, path: [...issue.path, ...i.path] }));
+}
+
 /**
  * Validates the raw stack config (the three `vault-rotation:` keys plus the Vault
  * address and CA file) and returns it typed, with defaults applied.
@@ -366,7 +474,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 export function parseStackConfig(raw: { rotation: unknown; vault: unknown; apps: unknown; namePrefix?: unknown; edge?: unknown }): StackConfig {
     const result = stackSchema.safeParse(raw);
     if (!result.success) {
-        throw new ConfigError(result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`));
+        throw new ConfigError(result.error.issues.flatMap(unionBranch).map((i) => `${formatPath(i.path)}: ${i.message}`));
     }
     return result.data;
 }
@@ -402,6 +510,15 @@ export function resolveEpoch(rotation: StackConfig["rotation"], now: Date): Epoc
 /** Seconds before expiry at which a run renews an app's agent cert: configured, else a third of its TTL. */
 export function renewBeforeSeconds(rotation: StackConfig["rotation"], app: AppConfig): number {
     return rotation.renewBeforeSeconds ?? Math.floor(durationSeconds(app.agent.ttl) / 3);
+}
+
+/**
+ * Slack on top of `rotation.runInterval` for a run that starts late or takes
+ * long (a queued Deployment, a slow Vault): a quarter of the interval, at least
+ * an hour. It does not cover a skipped run: that is what the interval promises.
+ */
+export function runMarginSeconds(runIntervalSeconds: number): number {
+    return Math.max(3600, Math.floor(runIntervalSeconds / 4));
 }
 
 /** What a Pulumi stack provides: the raw values of the config keys this program reads. */

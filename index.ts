@@ -49,10 +49,13 @@ const base = new StackBase(
 
 const sshKey = own.getSecret("sshPrivateKey");
 
-/** Where a host's commands run: the runner itself, or over SSH with the stack's key. */
-function hostTarget(host: (typeof config.apps)[number]["host"]): HostTarget {
+/**
+ * Where a host's commands run: the runner itself, or over SSH with the stack's
+ * key and the host's pinned key, logged in as `user` itself (no sudo).
+ */
+function hostTarget(host: (typeof config.apps)[number]["host"], user: string): HostTarget {
     return "ssh" in host
-        ? { kind: "ssh", host: host.ssh.host, port: host.ssh.port, user: host.ssh.user, privateKey: sshKey!, path: host.path ?? DEFAULT_HOST_PATH }
+        ? { kind: "ssh", host: host.ssh.host, port: host.ssh.port, user, hostKey: host.ssh.hostKey, privateKey: sshKey!, path: host.path ?? DEFAULT_HOST_PATH }
         : { kind: "local", path: host.path ?? DEFAULT_HOST_PATH };
 }
 
@@ -66,7 +69,7 @@ const edgeTrust = edge
               pkiMount: config.vault.pkiMount,
               user: edge.user,
               home: edge.home,
-              host: hostTarget(edge.host),
+              host: hostTarget(edge.host, edge.user),
               bundle: edge.bundle,
               container: edge.reload.replace(/^podman:/, ""),
               trustReload: edge.trustReload,
@@ -78,7 +81,7 @@ const edgeTrust = edge
 const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kvSeedData");
 
 const rotations = config.apps.map((app) => {
-    const host = hostTarget(app.host);
+    const host = hostTarget(app.host, app.user);
     const args: AppRotationArgs = {
         app: app.name,
         namePrefix: config.namePrefix,

@@ -13,7 +13,15 @@ export type HostTarget =
           path: string;
           host: string;
           port: number;
+          /** The login user: always the app user itself (no sudo; the launcher runs the body without switching). */
           user: string;
+          /**
+           * The host's public key, `<type> <base64>`. The provider checks the
+           * server's key against it before authenticating; without it
+           * `@pulumi/command` accepts any key, and whoever answers at that address
+           * would receive the agent key on stdin.
+           */
+          hostKey: string;
           /** SSH private key from a secret config value. */
           privateKey: pulumi.Input<string>;
       };
@@ -59,6 +67,7 @@ export function hostCommand(
                 host: target.host,
                 port: target.port,
                 user: target.user,
+                hostKey: target.hostKey,
                 privateKey: target.privateKey,
             },
             create: args.script,

@@ -19,6 +19,7 @@ import {
     checkNoKeyMaterialInCommands,
     checkNoKeyMaterialInOutputs,
     checkNoPermissiveNames,
+    checkRemoteHostKeyPinned,
     checkTtlCaps,
     DEFAULT_TTL_CAPS,
     POLICY_NAMES,
@@ -143,11 +144,18 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
         commandTypes,
         (args) => checkNoKeyMaterialInCommands(asRuleResource(args, rawProps(args.props))),
     ),
+    resourcePolicy(
+        POLICY_NAMES.remoteHostKeyPinned,
+        "Remote host commands pin the host's SSH key (connection.hostKey '<type> <base64>'): without it any host answering at that address receives the agent key on stdin.",
+        [TYPES.remoteCommand],
+        (args) => checkRemoteHostKeyPinned(asRuleResource(args, rawProps(args.props))),
+    ),
     noKeyMaterialInOutputs,
 ];
 
 export const packArgs: PolicyPackArgs = {
-    description: "Guardrails for the vault-rotation program: least-privilege PKI roles, short TTLs, no debug policy in prod, no private keys in commands or outputs.",
+    description:
+        "Guardrails for the vault-rotation program: least-privilege PKI roles, short TTLs, no debug policy in prod, no private keys in commands or outputs, pinned SSH host keys.",
     enforcementLevel: "mandatory",
     policies,
 };

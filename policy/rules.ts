@@ -22,6 +22,7 @@ export const POLICY_NAMES = {
     noDebugPolicyInProd: "no-debug-policy-in-prod",
     noKeyMaterialInCommands: "no-key-material-in-commands",
     noKeyMaterialInOutputs: "no-key-material-in-outputs",
+    remoteHostKeyPinned: "remote-host-key-pinned",
 } as const;
 
 /** Role-name prefixes the program uses (lib/naming.ts `vaultNames`; a stack's namePrefix comes after them). */
@@ -295,6 +296,25 @@ export function checkNoKeyMaterialInCommands(r: RuleResource): string[] {
         }
     }
     return out;
+}
+
+/** A pinned host key as `connection.hostKey` takes it: `<type> <base64>`. */
+const HOST_KEY_LINE = /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}$/;
+
+/**
+ * `remote-host-key-pinned`: every `command:remote` connection pins the host's key.
+ * Without `connection.hostKey` the command provider accepts any host key, so
+ * whoever answers at that address gets the command's stdin (the agent key).
+ */
+export function checkRemoteHostKeyPinned(r: RuleResource): string[] {
+    if (r.type !== TYPES.remoteCommand) return [];
+    const connection = r.props.connection as Props | undefined;
+    const key = connection?.hostKey;
+    if (typeof key === "string" && HOST_KEY_LINE.test(key)) return [];
+    const got = key === undefined ? "unset" : JSON.stringify(typeof key === "string" ? key.slice(0, 40) : key);
+    return [
+        `command "${r.name}" (${r.type}): connection.hostKey must pin the host's key as '<type> <base64>' (got ${got}); without it any host answering at that address receives stdin`,
+    ];
 }
 
 /** `no-key-material-in-outputs`: no stack output (at any depth) holds a private key. */

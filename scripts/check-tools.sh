@@ -14,6 +14,10 @@ need openssl openssl      # certificates and CSRs; the rehearsal's served-certif
 need nginx nginx          # each app's TLS listener and the edge proxy
 need setsid util-linux    # the systemctl shim runs each service in a process group of its own
 need pkill procps         # stopping what an app user left running
+need ssh openssh-client   # ssh hosts' steps are performed with the OpenSSH client
+need ssh-keygen openssh-client # the sshd fixture makes throwaway keys
+# sshd lives in /usr/sbin, often not on a user's PATH: check the file the fixture runs.
+[ -x /usr/sbin/sshd ] || need /usr/sbin/sshd openssh-server
 if [ "$(id -u)" = 0 ]; then
   need runuser util-linux # host steps switch from root to the app user
   need useradd passwd     # a real unprivileged user per app
@@ -23,7 +27,17 @@ fi
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "check-tools: installing ${packages[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >&2 || exit 1
+    # policy-rc.d exiting 101 tells the packages' scripts not to start services (openssh-server
+    # would listen on port 22; the tests start their own sshd on a free loopback port).
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      policy=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy"
+    fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >&2
+    rc=$?
+    [ -z "$policy" ] || rm -f "$policy"
+    [ "$rc" = 0 ] || exit 1
   else
     echo "check-tools: missing system packages; install them with:" >&2
     echo "  sudo apt-get install ${packages[*]}" >&2

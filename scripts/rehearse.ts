@@ -1,5 +1,5 @@
 // `npm run rehearse [-- --stack <file>] [--sandbox <dir>] [--clean] [--json <file>]`
-// A complete rotation of every app of a local stack, for real, on this machine.
+// A complete rotation of every app of a stack, for real, on this machine (ssh hosts: loopback only, served by a real sshd).
 import * as fs from "fs";
 import { formatReport, rehearse } from "./lib/rehearsal";
 

@@ -74,7 +74,7 @@ export function generateStack(count: number, opts: { epoch?: string; tmpRoot?: s
     const structured: Record<string, unknown> = {
         "vault:address": "https://vault.bench.internal:8200",
         "vault:caCertFile": caFile,
-        "vault-rotation:rotation": { epoch: opts.epoch ?? "bench-1", leafMinRemaining: "24h", waitSeconds: 120 },
+        "vault-rotation:rotation": { epoch: opts.epoch ?? "bench-1", runInterval: "12h", leafMinRemaining: "24h", waitSeconds: 120 },
         "vault-rotation:vault": { pkiMount: "pki_int", issuerCommonName: "Bench Intermediate CA", certAuthPath: "cert", kvMount: "secret" },
         "vault-rotation:apps": apps,
     };

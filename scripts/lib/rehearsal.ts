@@ -1,5 +1,5 @@
-// The rehearsal: a complete rotation of every app of a local stack, for real,
-// on this machine: a throwaway Vault dev-TLS server, the program evaluated and
+// The rehearsal: a complete rotation of every app of a stack, for real, on this
+// machine (ssh hosts must be loopback ones; a real sshd stands in for them): a throwaway Vault dev-TLS server, the program evaluated and
 // performed by the applier, real Vault Agents (started by the systemctl shim)
 // rendering the leaf and firing the post-hook (podman shim), the program's own
 // checks, then a rotation and a no-op run. The checklist at the end is verified
@@ -10,8 +10,9 @@ import * as path from "path";
 import { parseCertificate } from "../../providers/pem";
 import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
-import { prepareSandbox, Sandbox } from "../../test/support/sandbox";
+import { openSandbox, Sandbox } from "../../test/support/sandbox";
 import { planServing } from "../../test/support/serving";
+import { fingerprint } from "../../test/support/sshExec";
 import { setupProductionLikeVault, vaultRequest } from "../../test/support/vaultAdmin";
 import { startVaultServer, VaultServer } from "../../test/support/vaultServer";
 
@@ -95,7 +96,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
     let server: VaultServer | undefined;
     let sandbox: Sandbox | undefined;
 
-    // Ctrl-C: stop the agents we started (the server module stops its own server).
+    // Ctrl-C: stop the agents and the sshd we started (the server module stops its own server).
     const onSignal = () => {
         process.stderr.write("\nrehearse: interrupted; stopping the Vault Agents and the Vault server it started\n");
         sandbox?.close();
@@ -115,11 +116,15 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`      Vault ${server.version} at ${server.address}: PKI root + intermediate "${vaultConfig.issuerCommonName}", KV v2 at ${vaultConfig.kvMount}`);
         const vault = { address: server.address, caCertFile: server.caCertFile, token: server.token };
 
-        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims${opts.serve === false ? "" : ", nginx per app and an nginx edge proxy"})`);
+        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and an nginx edge proxy"})`);
         const appNames = (JSON.parse(baseConfig["vault-rotation:apps"]) as { name: string }[]).map((a) => a.name);
         const plan = opts.serve === false ? undefined : await planServing(vault, vaultConfig.pkiMount ?? "pki_int", appNames);
-        sandbox = prepareSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin }, serve: plan });
+        sandbox = await openSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin }, serve: plan });
         const sb = sandbox;
+        if (sb.sshd) {
+            const ssh = sb.stack.apps.filter((a) => "ssh" in a.host).map((a) => a.name);
+            log(`      sshd on ${sb.sshd.listen.join(", ")} port ${sb.sshd.port} (pinned host key ${fingerprint(sb.sshd.hostKey)}) for ${ssh.join(", ")}: logins as each app's user`);
+        }
         const apps = sb.stack.apps.map((a) => a.name);
         log(`      host steps run as: ${sb.mode}${sb.stack.apps.map((a) => `; ${a.name} as ${sb.user(a.name).name} (uid ${sb.user(a.name).uid})`).join("")}`);
         const rotation = JSON.parse(sb.config["vault-rotation:rotation"]) as { epoch?: string };

@@ -49,7 +49,7 @@ function stackConfig(): Record<string, string> {
     return flattenConfig({
         "vault:address": vault.address,
         "vault:caCertFile": vault.caCertFile,
-        "vault-rotation:rotation": { epoch: "lp-1", leafMinRemaining: "1h", waitSeconds: 60 },
+        "vault-rotation:rotation": { epoch: "lp-1", runInterval: "4h", leafMinRemaining: "1h", waitSeconds: 60 },
         "vault-rotation:vault": { pkiMount: PKI, issuerCommonName: "Prod Intermediate CA", certAuthPath: CERT_PATH, kvMount: KV },
         "vault-rotation:kvSeedData": { "lp-a": { owner: "team-a" } },
         "vault-rotation:apps": APPS.map((a) => ({

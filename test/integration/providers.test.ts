@@ -288,7 +288,7 @@ describe("RotationCheck, on a stack applied for real", () => {
         const config = flattenConfig({
             "vault:address": vault.address,
             "vault:caCertFile": vault.caCertFile,
-            "vault-rotation:rotation": { epoch: "prov-1", leafMinRemaining: "1h", waitSeconds: 60 },
+            "vault-rotation:rotation": { epoch: "prov-1", runInterval: "4h", leafMinRemaining: "1h", waitSeconds: 60 },
             "vault-rotation:vault": { pkiMount: "pki_int", issuerCommonName: "Prod Intermediate CA", certAuthPath: CERT_PATH, kvMount: "secret" },
             "vault-rotation:apps": [
                 {

@@ -5,11 +5,12 @@ import * as path from "path";
 import * as yaml from "js-yaml";
 import { rehearse, RehearsalReport } from "../../scripts/lib/rehearsal";
 import { loadStackConfig, REPO_ROOT } from "../support/harness";
-import { prepareSandbox } from "../support/sandbox";
-import { threeAppStackObject } from "../support/stacks";
+import { openSandbox, prepareSandbox } from "../support/sandbox";
+import { TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-rehearsal-it-"));
-// App users (as root) must pass through it to their homes, as through a checkout's .rehearsal.
+// mkdtemp makes it 0700: as root, the sandboxes' app users must pass through it
+// to their homes (or the sandbox would put the homes elsewhere).
 fs.chmodSync(tmp, 0o755);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -36,9 +37,31 @@ it("rehearses the committed local stack end to end", async () => {
     expect(fs.existsSync(path.join(tmp, "local", "home", "app-a", "tls", "app-a.fullchain.pem"))).toBe(true);
 }, 180_000);
 
-it("rehearses a three-app stack with debug policy, no KV and no proxy, and cleans up with --clean", async () => {
+it("rehearses the committed ssh-loopback stack: app-b over a real sshd, logged in as its own user", async () => {
+    const sandboxDir = path.join(tmp, "ssh");
+    const report = await rehearse({ stackFile: path.join(REPO_ROOT, "test", "stacks", "ssh-loopback.yaml"), sandboxDir });
+    expectCompleteRotation(report, ["app-a", "app-b"]);
+    // sshd's log (kept in the sandbox) shows public-key logins, and only as app-b's user:
+    // three sessions on the first run, two on the rotation (agent files, rotate), none on the no-op.
+    const log = fs.readFileSync(path.join(sandboxDir, "sshd.log"), "utf8");
+    const logins = [...log.matchAll(/Accepted publickey for (\S+) from 127\.0\.0\.1/g)].map((m) => m[1]);
+    expect(logins).toHaveLength(5);
+    expect(new Set(logins).size).toBe(1);
+    expect(logins[0]).toMatch(/app-b$/);
+    // The saved state shows the secrets (agent keys, the ssh key) only as digests.
+    const state = fs.readFileSync(path.join(sandboxDir, "state.json"), "utf8");
+    expect(state).toContain('"connection": "[secret sha256:');
+    expect(state).toContain('"stdin": "[secret sha256:');
+    // (The providers' serialized code mentions "PRIVATE KEY-----" in a regex; a key block has base64 after it.)
+    expect(state).not.toMatch(/PRIVATE KEY-----(\\n|\n)[A-Za-z0-9+/]{16}/);
+}, 180_000);
+
+it("rehearses a three-app stack mixing local and ssh hosts, with debug policy, no KV and no proxy, and cleans up with --clean", async () => {
     const stack = threeAppStackObject("/unused/ca.pem");
-    const apps = (stack["vault-rotation:apps"] as Array<Record<string, unknown>>).map((a) => ({ ...a, host: { local: true } }));
+    // web and jobs are local; api stays on an ssh host, moved to this machine's loopback address.
+    const apps = (stack["vault-rotation:apps"] as Array<Record<string, unknown>>).map((a) =>
+        a.name === "api" ? { ...a, host: { ssh: { host: "127.0.0.1", port: 22, hostKey: TEST_HOST_KEY } } } : { ...a, host: { local: true } },
+    );
     const file = path.join(tmp, "Pulumi.three.yaml");
     const vault = { ...(stack["vault-rotation:vault"] as Record<string, string>), pkiMount: "pki_int", issuerCommonName: "Prod Intermediate CA", kvMount: "secret" };
     fs.writeFileSync(
@@ -47,9 +70,10 @@ it("rehearses a three-app stack with debug policy, no KV and no proxy, and clean
             config: {
                 "vault:address": "https://127.0.0.1:8200",
                 "vault:caCertFile": "/unused/ca.pem",
-                "vault-rotation:rotation": { epoch: "three-1", waitSeconds: 60, leafMinRemaining: "1h" },
+                "vault-rotation:rotation": { epoch: "three-1", runInterval: "4h", waitSeconds: 60, leafMinRemaining: "1h" },
                 "vault-rotation:vault": vault,
                 "vault-rotation:kvSeedData": stack["vault-rotation:kvSeedData"],
+                "vault-rotation:sshPrivateKey": "replaced by the sandbox's sshd fixture key",
                 "vault-rotation:apps": apps,
             },
         }),
@@ -67,13 +91,15 @@ describe("what it refuses", () => {
     const vault = { address: "https://127.0.0.1:1", caCertFile: "/x", vaultBin: "/bin/true" };
     const local = () => loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
 
-    it("refuses a stack with an ssh host", () => {
+    it.each(["app-b.prod.internal", "10.0.0.7", "128.0.0.1", "::2"])("refuses an ssh host off this machine (%s), naming the key, before starting sshd", async (host) => {
         const config = local();
         const apps = JSON.parse(config["vault-rotation:apps"]);
-        apps[1].host = { ssh: { host: "app-b.prod.internal", port: 22, user: "deploy" } };
-        expect(() => prepareSandbox({ root: path.join(tmp, "refuse-ssh"), config: { ...config, "vault-rotation:apps": JSON.stringify(apps) }, vault })).toThrow(
-            /apps\[1\]\.host: only local hosts can be rehearsed/,
+        apps[1].host = { ssh: { host, port: 22, hostKey: TEST_HOST_KEY } };
+        const withSsh = { ...config, "vault-rotation:apps": JSON.stringify(apps), "vault-rotation:sshPrivateKey": "k" };
+        await expect(openSandbox({ root: path.join(tmp, "refuse-ssh"), config: withSsh, vault })).rejects.toThrow(
+            new RegExp(`apps\\[1\\]\\.host\\.ssh\\.host: ${host.replace(/\./g, "\\.")} is not a loopback address`),
         );
+        expect(() => prepareSandbox({ root: path.join(tmp, "refuse-ssh"), config: withSsh, vault })).toThrow(/apps\[1\]\.host\.ssh\.host: .* is not a loopback address/);
     });
 
     it("refuses a home that would escape the sandbox", () => {

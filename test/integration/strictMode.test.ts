@@ -21,7 +21,7 @@ function stackConfig(debugPolicy: boolean): Record<string, string> {
     return flattenConfig({
         "vault:address": vault.address,
         "vault:caCertFile": vault.caCertFile,
-        "vault-rotation:rotation": { epoch: "sm-1", leafMinRemaining: "1h", waitSeconds: 60 },
+        "vault-rotation:rotation": { epoch: "sm-1", runInterval: "4h", leafMinRemaining: "1h", waitSeconds: 60 },
         "vault-rotation:vault": { pkiMount: "pki_int", issuerCommonName: "Prod Intermediate CA", certAuthPath: CERT_PATH, kvMount: "secret" },
         "vault-rotation:apps": [
             {

@@ -9,6 +9,10 @@
 //     names translated to Vault's parameters;
 //   - tls.PrivateKey / tls.CertRequest use Node's crypto and openssl;
 //   - command.local runs its `create` script with its stdin and environment;
+//   - command.remote runs its `create` script over SSH with the OpenSSH client
+//     (sshExec.ts): one session per command, stdin piped, the pinned
+//     `connection.hostKey` enforced, nothing of the local environment forwarded.
+//     unlike the provider it does not retry a failed dial (10 tries by default);
 //   - dynamic resources call this repo's provider objects directly.
 // State (inputs and outputs per URN) is kept between runs, so a second run with
 // the same inputs changes nothing and a new epoch replaces what it triggers.
@@ -22,6 +26,7 @@ import { kvSeedProvider } from "../../providers/kvSeed";
 import { rotationCheckProvider } from "../../providers/rotationCheck";
 import { issuingChainProvider } from "../../providers/issuingChain";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
+import { RemoteConnection, runRemote } from "./sshExec";
 import { vaultRequest, VaultConnection as TestVault } from "./vaultAdmin";
 
 /** One resource as the applier last left it. */
@@ -32,6 +37,8 @@ export interface StateEntry {
     inputs: Record<string, unknown>;
     outputs: Record<string, unknown>;
     trigger: unknown;
+    /** Inputs and outputs that are secrets (secret inputs, additionalSecretOutputs): redacted when state is saved. */
+    secrets?: string[];
 }
 
 export interface ApplierState {
@@ -163,7 +170,8 @@ export class Applier {
             this.log(`${action} ${args.type} ${args.name}`);
             const result =
                 action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs);
-            entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger };
+            const secrets = [...new Set([...registration.secretInputs, ...registration.additionalSecretOutputs])];
+            entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger, secrets };
             // Create-before-delete, like the engine: the replaced object goes last.
             if (action === "replace") this.pendingDeletes.push(prior!);
         }
@@ -249,8 +257,11 @@ export class Applier {
             case "pulumi:providers:vault":
                 // An explicit Vault provider (JWT login): the applier talks to Vault itself.
                 return { id: crypto.randomUUID(), outputs: { ...inputs } };
-            case "command:remote:Command":
-                throw new Error(`applier: ${name} targets an SSH host; only local hosts can be performed on this machine`);
+            case "command:remote:Command": {
+                if (inputs.environment !== undefined) throw new Error(`applier: ${name}: command.remote environment is not modelled (the program never sets one)`);
+                const result = runRemote(name, inputs.connection as RemoteConnection, String(inputs.create), inputs.stdin === undefined ? undefined : String(inputs.stdin));
+                return { id: crypto.randomUUID(), outputs: { ...inputs, ...result } };
+            }
             default: {
                 const provider = DYNAMIC_PROVIDERS[type];
                 if (!provider) throw new Error(`applier: no way to perform ${type} (${name})`);
@@ -368,8 +379,24 @@ export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
     }
 }
 
+/**
+ * Writes the state for inspection. Secret values (the agent key on stdin, the
+ * ssh key in a connection, generated private keys) are replaced by a digest,
+ * as the Pulumi engine encrypts them: no key in plain state on disk.
+ */
 export function saveState(file: string, state: ApplierState): void {
+    const redact = (values: Record<string, unknown>, secrets: string[]) =>
+        Object.fromEntries(
+            Object.entries(values).map(([k, v]) =>
+                secrets.includes(k) && v !== undefined ? [k, `[secret sha256:${crypto.createHash("sha256").update(JSON.stringify(v)).digest("hex").slice(0, 16)}]`] : [k, v],
+            ),
+        );
+    const onDisk: ApplierState = {
+        resources: Object.fromEntries(
+            Object.entries(state.resources).map(([urn, e]) => [urn, { ...e, inputs: redact(e.inputs, e.secrets ?? []), outputs: redact(e.outputs, e.secrets ?? []) }]),
+        ),
+    };
     const tmp = `${file}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(state, null, 2), { mode: 0o600 });
+    fs.writeFileSync(tmp, JSON.stringify(onDisk, null, 2), { mode: 0o600 });
     fs.renameSync(tmp, file);
 }

@@ -33,10 +33,18 @@ function idOf(name: string, flag: "-u" | "-g"): number {
     return Number(execFileSync("id", [flag, name], { encoding: "utf8" }).trim());
 }
 
-/** useradd takes a lock on /etc/passwd; parallel test workers may meet there, so retry briefly. */
-function useradd(name: string, home: string): void {
+/**
+ * useradd takes a lock on /etc/passwd; parallel test workers may meet there, so retry briefly.
+ * Without a login shell the user has `nologin` and a locked password (`!`).
+ * With one (an app on an ssh host: sshd runs the command through the user's
+ * shell, `-c`) the shell is /bin/sh and the password `*`: still no password
+ * can match, but sshd (without PAM) treats a `!` account as locked and would
+ * refuse even a public-key login.
+ */
+function useradd(name: string, home: string, loginShell: boolean): void {
+    const shell = loginShell ? ["--shell", "/bin/sh", "--password", "*"] : ["--shell", "/usr/sbin/nologin"];
     for (let attempt = 0; ; attempt++) {
-        const r = spawnSync("useradd", ["--system", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin", "--user-group", name], { encoding: "utf8" });
+        const r = spawnSync("useradd", ["--system", "--no-create-home", "--home-dir", home, ...shell, "--user-group", name], { encoding: "utf8" });
         if (r.status === 0) return;
         if (attempt >= 20 || !/lock|try again/i.test(r.stderr)) throw new Error(`useradd ${name} failed: ${r.stderr.trim() || r.error?.message}`);
         spawnSync("sleep", ["0.2"]);
@@ -45,18 +53,19 @@ function useradd(name: string, home: string): void {
 
 /**
  * One user per app. `homes` are the directories the users will own; they are
- * recorded in /etc/passwd but not created here.
+ * recorded in /etc/passwd but not created here. `loginShell`: the user logs in
+ * over ssh (see useradd above).
  */
-export function createAppUsers(apps: { app: string; home: string }[]): AppUser[] {
+export function createAppUsers(apps: { app: string; home: string; loginShell?: boolean }[]): AppUser[] {
     if (!runningAsRoot()) {
         const me = os.userInfo();
         return apps.map(() => ({ name: me.username, uid: me.uid, gid: me.gid, created: false }));
     }
     const tag = crypto.randomBytes(3).toString("hex");
-    return apps.map(({ app, home }, i) => {
+    return apps.map(({ app, home, loginShell }, i) => {
         // Unique per run (parallel jest workers, a rehearsal beside the tests), at most 32 characters.
         const name = `vr${tag}-${i}-${app}`.slice(0, 32).replace(/-+$/, "");
-        useradd(name, home);
+        useradd(name, home, loginShell === true);
         return { name, uid: idOf(name, "-u"), gid: idOf(name, "-g"), created: true };
     });
 }

@@ -3,7 +3,10 @@
 // unprivileged user per app when running as root; see hostUsers.ts),
 // `systemctl` and `podman` are shims on the hosts' PATH (the systemctl shim
 // really runs `vault agent` as the app user), and the stack's Vault connection
-// points at a throwaway dev server.
+// points at a throwaway dev server. Apps on ssh hosts stay ssh hosts: their
+// host must be a loopback address, and a real sshd (sshd.ts) on this machine
+// stands in for the app host, so the host steps really travel over SSH, log in
+// as the app user and check the pinned host key.
 import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, parseStackConfig, StackConfig } from "../../config";
@@ -11,6 +14,7 @@ import { DEFAULT_HOST_PATH } from "../../components/renderers/scripts";
 import { REPO_ROOT } from "./harness";
 import { AppUser, createAppUsers, makeOwnedDir, reachableDir, removeAppUsers, runningAsRoot, UserMode, userMode } from "./hostUsers";
 import { appNginxConf, EDGE_CONTAINER, EDGE_SERVER_NAME, edgeNginxConf, nginxDirs, ServingPlan, stopNginx } from "./serving";
+import { isLoopbackHost, SshdFixture, startSshd } from "./sshd";
 
 export const SHIMS_DIR = path.join(REPO_ROOT, "test", "shims");
 
@@ -38,11 +42,13 @@ export interface Sandbox {
     home(app: string): string;
     /** The PATH host steps run with (shims and vault first). */
     hostPath: string;
+    /** The sshd standing in for the stack's ssh hosts (when it has any). */
+    sshd?: SshdFixture;
     /** With a serving plan: each app's TLS endpoint, and the edge proxy (only with real users: it needs a user of its own). */
     serving?: { endpoints: Record<string, string>; edge?: { listen: string; serverName: string; user: AppUser; home: string; bundle: string } };
     /** Stops every agent the systemctl shim started. */
     stopAgents(): void;
-    /** Stops the agents and removes the users this sandbox created (files stay for inspection). */
+    /** Stops the agents and sshd and removes the users this sandbox created (files and sshd.log stay for inspection). */
     close(): void;
 }
 
@@ -67,33 +73,81 @@ function linkOrCopy(from: string, to: string): void {
     fs.chmodSync(to, 0o755);
 }
 
-/**
- * Rewrites a stack for the sandbox and lays out users, homes, shims, units and
- * containers. Refuses stacks whose hosts are not local or whose paths would
- * leave the sandbox.
- */
-export function prepareSandbox(opts: { root: string; config: Record<string, string>; vault: SandboxVault; serve?: ServingPlan }): Sandbox {
-    const root = path.resolve(opts.root);
-    let stack: StackConfig;
+function parseForSandbox(config: Record<string, string>): StackConfig {
     try {
-        stack = parseFlat(opts.config);
+        return parseFlat(config);
     } catch (e) {
         if (e instanceof ConfigError) throw new Error(`the stack is invalid:\n${e.problems.map((p) => `  - ${p}`).join("\n")}`);
         throw e;
     }
-    // App users must be able to reach their homes and the shims: when the
-    // sandbox sits below a directory only root can enter, homes go elsewhere.
-    fs.mkdirSync(root, { recursive: true });
-    // The sandbox is ours (a mkdtemp directory is 0700): app users must pass through it.
-    if (runningAsRoot()) fs.chmodSync(root, 0o755);
-    const homesRoot = reachableDir(root, "vault-rotation-homes-");
+}
+
+/** The loopback hosts of a stack's ssh apps (what an sshd fixture must listen on). */
+export function sshHostsOf(config: Record<string, string>): string[] {
+    return parseForSandbox(config).apps.flatMap((a) => ("ssh" in a.host ? [a.host.ssh.host] : []));
+}
+
+export interface SandboxOptions {
+    root: string;
+    config: Record<string, string>;
+    vault: SandboxVault;
+    /** Serve for real: nginx per app and, as root, an nginx edge proxy (test/support/serving.ts). */
+    serve?: ServingPlan;
+}
+
+/**
+ * prepareSandbox, with an sshd started first when the stack has ssh hosts (on
+ * their loopback addresses); the sandbox's close() stops it again.
+ */
+export async function openSandbox(opts: SandboxOptions): Promise<Sandbox> {
+    const hosts = sshHostsOf(opts.config);
+    // Refuse non-loopback hosts before starting anything.
+    checkSandboxable(parseForSandbox(opts.config), path.resolve(opts.root));
+    const sshd = hosts.length > 0 ? await startSshd({ hosts }) : undefined;
+    try {
+        return prepareSandbox({ ...opts, sshd });
+    } catch (e) {
+        sshd?.stop();
+        throw e;
+    }
+}
+
+/** Problems that keep a stack out of the sandbox, each naming its key. */
+function checkSandboxable(stack: StackConfig, homesRoot: string): void {
     const problems: string[] = [];
     stack.apps.forEach((app, i) => {
-        if (!("local" in app.host)) problems.push(`apps[${i}].host: only local hosts can be rehearsed on this machine (got ssh)`);
+        if ("ssh" in app.host && !isLoopbackHost(app.host.ssh.host)) {
+            problems.push(
+                `apps[${i}].host.ssh.host: ${app.host.ssh.host} is not a loopback address; only ssh hosts on this machine (127.0.0.0/8, ::1, localhost) can be rehearsed`,
+            );
+        }
         const rerooted = path.resolve(homesRoot, `.${app.home}`);
         if (!rerooted.startsWith(`${homesRoot}${path.sep}`)) problems.push(`apps[${i}].home: ${app.home} would escape the sandbox ${homesRoot}`);
     });
     if (problems.length > 0) throw new Error(`cannot rehearse this stack:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+}
+
+/**
+ * Rewrites a stack for the sandbox and lays out users, homes, shims, units and
+ * containers. Refuses stacks with ssh hosts off this machine or paths that would
+ * leave the sandbox. Apps on (loopback) ssh hosts need `sshd`: their users get
+ * a login shell and the fixture's client key, and the stack its port, host key
+ * and private key.
+ */
+export function prepareSandbox(opts: SandboxOptions & { sshd?: SshdFixture }): Sandbox {
+    const root = path.resolve(opts.root);
+    const stack = parseForSandbox(opts.config);
+    // App users must be able to reach their homes and the shims: when the
+    // sandbox sits below a directory only root can enter, homes go elsewhere.
+    fs.mkdirSync(root, { recursive: true });
+    const homesRoot = reachableDir(root, "vault-rotation-homes-");
+    // The homes root itself must be searchable too (mkdtemp makes 0700
+    // directories): search only, so the app users can pass, not list it.
+    if (runningAsRoot()) fs.chmodSync(homesRoot, (fs.statSync(homesRoot).mode & 0o7777) | 0o011);
+    checkSandboxable(stack, homesRoot);
+    const isSsh = (i: number) => "ssh" in stack.apps[i].host;
+    const sshd = opts.sshd;
+    if (stack.apps.some((_a, i) => isSsh(i)) && !sshd) throw new Error("prepareSandbox: the stack has ssh hosts: start an sshd fixture (openSandbox does)");
 
     const homeOf = (app: string) => {
         const a = stack.apps.find((x) => x.name === app);
@@ -103,8 +157,14 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
     // The edge proxy needs a user of its own (config refuses an app's): only where users can be made.
     const edgeHome = path.join(homesRoot, "edge-proxy");
     const withEdge = opts.serve !== undefined && runningAsRoot();
-    const users = createAppUsers([...stack.apps.map((a) => ({ app: a.name, home: homeOf(a.name) })), ...(withEdge ? [{ app: "edge", home: edgeHome }] : [])]);
+    const users = createAppUsers([
+        ...stack.apps.map((a, i) => ({ app: a.name, home: homeOf(a.name), loginShell: isSsh(i) })),
+        ...(withEdge ? [{ app: "edge", home: edgeHome }] : []),
+    ]);
     const edgeUser = withEdge ? users.pop() : undefined;
+    stack.apps.forEach((_a, i) => {
+        if (isSsh(i)) sshd!.authorize(users[i].name);
+    });
     const userOf = (app: string) => users[stack.apps.findIndex((a) => a.name === app)];
     const podmanDir = (app: string) => path.join(homeOf(app), ".local", "share", "podman-shim");
     const systemctlDir = (app: string) => path.join(homeOf(app), ".local", "state", "systemctl-shim");
@@ -202,10 +262,11 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
                 ...a,
                 home: homeOf(stack.apps[i].name),
                 user: users[i].name,
-                host: { local: true, path: hostPath },
+                host: isSsh(i) ? { ssh: { host: (a.host as { ssh: { host: string } }).ssh.host, port: sshd!.port, hostKey: sshd!.hostKey }, path: hostPath } : { local: true, path: hostPath },
                 ...(serving ? { serve: { endpoint: serving.endpoints[stack.apps[i].name] } } : {}),
             })),
         ),
+        ...(sshd ? { "vault-rotation:sshPrivateKey": sshd.clientPrivateKey } : {}),
     };
 
     const stopAgents = () => {
@@ -233,12 +294,14 @@ export function prepareSandbox(opts: { root: string; config: Record<string, stri
         podmanDir,
         home: homeOf,
         hostPath,
-        stopAgents,
+        sshd,
         serving,
+        stopAgents,
         close() {
             stopAgents();
             for (const app of stack.apps) stopNginx(path.join(homeOf(app.name), "nginx"));
-            if (withEdge) stopNginx(path.join(edgeHome, "nginx"));
+            if (edgeUser) stopNginx(path.join(edgeHome, "nginx"));
+            sshd?.stop(path.join(root, "sshd.log"));
             removeAppUsers(edgeUser ? [...users, edgeUser] : users);
         },
     };

@@ -5,6 +5,9 @@ import * as os from "os";
 import * as path from "path";
 import { flattenConfig, loadStackConfig, REPO_ROOT } from "./harness";
 
+/** A well-formed ed25519 host key for stacks that are only evaluated, never connected to. */
+export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv83hDHciwD8/sWXYgYe+9kqysuiEVjwwjxuYeFUSqQ";
+
 /**
  * A listener CA file for unit tests: the program only reads it and copies it to
  * hosts. Removed when the test file ends (jest's afterAll of the caller).
@@ -17,11 +20,15 @@ export function fakeListenerCaFile(): string {
     return file;
 }
 
-/** `Pulumi.prod.yaml` with the CA path pointed at a test file and app-a's seed secret set. */
+/** A stand-in for the secret `sshPrivateKey` of stacks that are only evaluated (not a usable key). */
+export const TEST_SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/** `Pulumi.prod.yaml` with the CA path pointed at a test file and its two secrets (seed data, ssh key) set. */
 export function prodStack(caFile: string): Record<string, string> {
     const config = loadStackConfig(path.join(REPO_ROOT, "Pulumi.prod.yaml"));
     config["vault:caCertFile"] = caFile;
     config["vault-rotation:kvSeedData"] = JSON.stringify({ "app-a": { owner: "platform-team" } });
+    config["vault-rotation:sshPrivateKey"] = TEST_SSH_PRIVATE_KEY;
     return config;
 }
 
@@ -36,9 +43,9 @@ export function threeAppStackObject(caFile: string) {
     return {
         "vault:address": "https://vault.test.internal:8200",
         "vault:caCertFile": caFile,
-        "vault-rotation:rotation": { epoch: "e1" },
+        "vault-rotation:rotation": { epoch: "e1", runInterval: "4h" },
         "vault-rotation:vault": { pkiMount: "pki/int", issuerCommonName: "Test Intermediate CA", certAuthPath: "cert-agents", kvMount: "kv" },
-        "vault-rotation:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-SSH-KEY\n-----END OPENSSH PRIVATE KEY-----\n",
+        "vault-rotation:sshPrivateKey": TEST_SSH_PRIVATE_KEY,
         "vault-rotation:kvSeedData": { web: { owner: "web-team" } },
         "vault-rotation:apps": [
             {
@@ -55,7 +62,7 @@ export function threeAppStackObject(caFile: string) {
                 name: "api",
                 user: "api-svc",
                 home: "/home/api-svc",
-                host: { ssh: { host: "api-host.test.internal", port: 2222, user: "deploy" } },
+                host: { ssh: { host: "api-host.test.internal", port: 2222, hostKey: TEST_HOST_KEY } },
                 agent: { commonName: "agent-api.test.internal", ttl: "24h", markerPolicy: false },
                 leaf: { commonName: "api.internal", allowedDomains: ["api.internal"], ttl: "72h" },
                 kv: { access: false },

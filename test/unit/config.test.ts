@@ -2,9 +2,10 @@
 // any resource is registered, with a line naming the key path.
 import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, validateStackInputs, RawStackInputs } from "../../config";
 import { evaluateProgram, ProgramFailure, flattenConfig } from "../support/harness";
-import { fakeListenerCaFile, localStack, prodStack, threeAppStackObject } from "../support/stacks";
+import { fakeListenerCaFile, localStack, prodStack, TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
 
 const caFile = fakeListenerCaFile();
+const EC_KEY = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKNEu9oDq9hH2V8aQgiYEPwopOyDyJ98l89Jb+j6a6OxxTItDWAyhUOI8ROlG8q18ty//sfHXpScMlzDcmD9cCM=";
 const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
 
 /** RawStackInputs from a structured stack object like threeAppStackObject(). */
@@ -49,6 +50,23 @@ describe("valid stacks", () => {
     });
 
 
+    it("accepts an ssh host whose user is the app's own user, and an ecdsa pin", () => {
+        const problems = problemsOf((s) => {
+            const apps = s["vault-rotation:apps"] as Apps;
+            apps[1].host.ssh.user = "api-svc";
+            apps[1].host.ssh.hostKey = EC_KEY;
+        });
+        expect(problems).toEqual([]);
+    });
+
+    it("accepts a run interval exactly one margin inside the shortest renewal window", () => {
+        // api: ttl 24h, renewed 8h before expiry; 6h interval + 1h margin = 7h fits, 7h + 1h45m does not.
+        expect(problemsOf((s) => (s["vault-rotation:rotation"].runInterval = "6h"))).toEqual([]);
+        expect(problemsOf((s) => (s["vault-rotation:rotation"].runInterval = "7h"))).toEqual([
+            expect.stringMatching(/^rotation\.runInterval: apps\[1\]\.agent\.ttl 24h is renewed 28800s before expiry/),
+        ]);
+    });
+
     it("accepts the three-app stack and applies defaults", () => {
         const { config, listenerCaPem } = validateStackInputs(rawFrom(threeAppStackObject(caFile)), readCa);
         expect(listenerCaPem).toContain("BEGIN CERTIFICATE");
@@ -58,7 +76,7 @@ describe("valid stacks", () => {
         expect(config.apps[2].reload.signal).toBe("SIGHUP");
         expect(config.apps[1].kv).toEqual({ access: false, seed: false });
         expect(config.rotation.waitSeconds).toBe(120);
-        expect(config.apps[1].host).toEqual({ ssh: { host: "api-host.test.internal", port: 2222, user: "deploy" } });
+        expect(config.apps[1].host).toEqual({ ssh: { host: "api-host.test.internal", port: 2222, hostKey: TEST_HOST_KEY } });
     });
 
     it.each([
@@ -74,7 +92,7 @@ describe("valid stacks", () => {
                 apps: parse("vault-rotation:apps"),
                 vaultAddress: flat["vault:address"],
                 vaultCaCertFile: flat["vault:caCertFile"],
-                hasSshPrivateKey: false,
+                hasSshPrivateKey: (flat["vault-rotation:sshPrivateKey"] ?? "") !== "",
                 kvSeedData: parse("vault-rotation:kvSeedData"),
             },
             readCa,
@@ -106,7 +124,7 @@ describe("invalid stacks name the key", () => {
         ["proxy not podman", (s) => ((s["vault-rotation:apps"] as Apps)[0].reload.proxy = "docker:edge"), /^apps\[0\]\.reload\.proxy: must be podman:<container-name>/],
         ["bad mount", (s) => ((s["vault-rotation:vault"] as Record<string, string>).pkiMount = "pki int/../x"), /^vault\.pkiMount: must match/],
         ["mount with trailing slash", (s) => ((s["vault-rotation:vault"] as Record<string, string>).kvMount = "kv/"), /^vault\.kvMount: must match/],
-        ["no epoch and no schedule", (s) => (s["vault-rotation:rotation"] = {} as { epoch: string }), /^rotation: set rotation\.epoch, rotation\.every, or both/],
+        ["no epoch and no schedule", (s) => (s["vault-rotation:rotation"] = { runInterval: "4h" } as { epoch: string; runInterval: string }), /^rotation: set rotation\.epoch, rotation\.every, or both/],
         ["plain-http address", (s) => (s["vault:address"] = "http://vault:8200"), /^vault:address: must be https/],
         ["unknown key", (s) => ((s["vault-rotation:apps"] as Apps)[0].agent.debug = true), /^apps\[0\]\.agent: Unrecognized key/i],
         ["ssh host without key", (s) => (s["vault-rotation:sshPrivateKey"] = ""), /^vault-rotation:sshPrivateKey: required \(secret\) because apps\[1\]\.host\.ssh is set/],
@@ -139,6 +157,36 @@ describe("invalid stacks name the key", () => {
         ["edge home nested in an app's", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, home: "/srv/web/edge", bundle: "/srv/web/edge/ca.pem" }), /^edge\.home: \/srv\/web\/edge and apps\[0\]\.home \(\/srv\/web\) are equal or nested/],
         ["edge bundle outside its home", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, bundle: "/etc/nginx/ca.pem" }), /^edge\.bundle: must be a normalised path inside edge\.home/],
         ["edge reload not podman", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, reload: "systemd:nginx" }), /^edge\.reload: must be podman:<container-name>/],
+        // Remote hosts: a pinned key, the app user itself, runs that can never let an agent cert lapse.
+        ["ssh host without a pinned key", (s) => delete (s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey, /^apps\[1\]\.host\.ssh\.hostKey: Invalid input: expected string/],
+        ["pinned key with the host name in front (raw ssh-keyscan line)", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey = `api-host ${TEST_HOST_KEY}`), /^apps\[1\]\.host\.ssh\.hostKey: must be one line '<type> <base64>'/],
+        ["pinned key with a comment", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey = `${TEST_HOST_KEY} root@api-host`), /^apps\[1\]\.host\.ssh\.hostKey: must be one line/],
+        ["pinned key of an unknown type", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey = "ssh-dss AAAAB3NzaC1kc3M="), /^apps\[1\]\.host\.ssh\.hostKey: key type ssh-dss is not one of ssh-ed25519, ecdsa-sha2-nistp256/],
+        ["pinned key whose blob is another type", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey = `ssh-ed25519 ${EC_KEY.split(" ")[1]}`), /^apps\[1\]\.host\.ssh\.hostKey: the base64 part is not a ssh-ed25519 public key \(it names "ecdsa-sha2-nistp256"\)/],
+        ["truncated pinned key", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey = TEST_HOST_KEY.slice(0, -8)), /^apps\[1\]\.host\.ssh\.hostKey: the base64 part is not a complete ssh-ed25519 key/],
+        ["pinned key with a newline", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey = `${TEST_HOST_KEY}\nssh-ed25519 AAAA`), /^apps\[1\]\.host\.ssh\.hostKey: must be one line/],
+        ["ssh user other than the app user", (s) => ((s["vault-rotation:apps"] as Apps)[1].host.ssh.user = "deploy"), /^apps\[1\]\.host\.ssh\.user: must be this app's user api-svc \(got deploy\): the runner logs in as the app user itself/],
+        [
+            "two pins for one ssh host",
+            (s) => ((s["vault-rotation:apps"] as Apps)[2].host = { ssh: { host: "API-host.test.internal", port: 2222, hostKey: EC_KEY } }),
+            /^apps\[2\]\.host\.ssh\.hostKey: differs from apps\[1\]\.host\.ssh\.hostKey for the same host API-host\.test\.internal port 2222/,
+        ],
+        ["no run interval", (s) => delete (s["vault-rotation:rotation"] as Partial<{ runInterval: string }>).runInterval, /^rotation\.runInterval: Invalid input: expected string/],
+        [
+            "weekly runs for 72h agent certs (the old prod stack)",
+            (s) => (s["vault-rotation:rotation"].runInterval = "168h"),
+            /^rotation\.runInterval: apps\[2\]\.agent\.ttl 72h is renewed 86400s before expiry \(a third of apps\[2\]\.agent\.ttl, the default of rotation\.renewBeforeSeconds\), but runs may be 168h apart: the agent cert could lapse between runs\. Renewal must start at least rotation\.runInterval \+ 151200s margin = 756000s before expiry/,
+        ],
+        [
+            "an explicit renewal window shorter than interval + margin",
+            (s) => Object.assign(s["vault-rotation:rotation"], { runInterval: "2h", renewBeforeSeconds: 10000 }),
+            /^rotation\.runInterval: apps\[0\]\.agent\.ttl 48h is renewed 10000s before expiry \(rotation\.renewBeforeSeconds\).*at least rotation\.runInterval \+ 3600s margin = 10800s/,
+        ],
+        [
+            "a renewal window as long as the TTL",
+            (s) => Object.assign(s["vault-rotation:rotation"], { renewBeforeSeconds: 86400 }),
+            /^rotation\.renewBeforeSeconds: must be below apps\[1\]\.agent\.ttl \(24h\), or every run would renew/,
+        ],
         ["host PATH with a relative entry", (s) => ((s["vault-rotation:apps"] as Apps)[0].host = { local: true, path: "/usr/bin:bin" }), /^apps\[0\]\.host/],
     ];
 
@@ -193,11 +241,11 @@ describe("rotation epoch and renewal", () => {
     const t0 = new Date("2026-11-27T10:00:00Z");
 
     it("uses an explicit epoch as is", () => {
-        expect(resolveEpoch({ epoch: "2026-11-27", leafMinRemaining: "24h", waitSeconds: 120 }, t0)).toEqual({ epoch: "2026-11-27", source: "explicit" });
+        expect(resolveEpoch({ epoch: "2026-11-27", runInterval: "24h", leafMinRemaining: "24h", waitSeconds: 120 }, t0)).toEqual({ epoch: "2026-11-27", source: "explicit" });
     });
 
     it("derives a stable epoch within a bucket and a new one when it turns", () => {
-        const rotation = { every: "720h", leafMinRemaining: "24h", waitSeconds: 120 };
+        const rotation = { every: "720h", runInterval: "24h", leafMinRemaining: "24h", waitSeconds: 120 };
         const a = resolveEpoch(rotation, t0);
         const b = resolveEpoch(rotation, new Date(t0.getTime() + 5 * HOUR));
         expect(a.source).toBe("schedule");
@@ -209,7 +257,7 @@ describe("rotation epoch and renewal", () => {
     });
 
     it("lets an explicit epoch win over the schedule", () => {
-        const d = resolveEpoch({ epoch: "emergency-1", every: "720h", leafMinRemaining: "24h", waitSeconds: 120 }, t0);
+        const d = resolveEpoch({ epoch: "emergency-1", every: "720h", runInterval: "24h", leafMinRemaining: "24h", waitSeconds: 120 }, t0);
         expect(d.epoch).toBe("emergency-1");
         expect(d.source).toBe("explicit");
         expect(d.nextRotation).toBeDefined();

@@ -4,6 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { durationSeconds } from "../../config";
+import { loadStackConfig } from "../support/harness";
 
 const DEPLOY_DIR = path.join(__dirname, "..", "..", "deploy");
 const PROJECT = "vault-rotation-deploy";
@@ -117,7 +119,7 @@ describe("deploy/Pulumi.prod.yaml", () => {
             stack: "prod",
             repoUrl: "https://github.com/acme-platform/vault-rotation.git",
             branch: "main",
-            scheduleCron: "0 3 * * 1",
+            scheduleCron: "0 3 * * *",
             driftCron: "0 6 * * *",
             driftAutoRemediate: "false",
         });
@@ -133,6 +135,54 @@ describe("deploy/Pulumi.prod.yaml", () => {
             expect(declared.get(key)).toMatch(/^ {4}description: \S/m);
         }
         expect(fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8")).toMatch(/^name: vault-rotation-deploy$/m);
+    });
+});
+
+/** Whether one 5-field cron field (`*`, `n`, `a-b`, lists, `/step`) matches `value`. */
+function cronFieldMatches(field: string, value: number, min: number, max: number): boolean {
+    return field.split(",").some((part) => {
+        const [range, stepText] = part.split("/");
+        const step = stepText === undefined ? 1 : Number(stepText);
+        const [lo, hi] = range === "*" ? [min, max] : range.includes("-") ? range.split("-").map(Number) : [Number(range), stepText === undefined ? Number(range) : max];
+        return value >= lo && value <= hi && (value - lo) % step === 0;
+    });
+}
+
+/** The longest gap, in seconds, between two runs of a cron schedule (UTC), over four weeks. */
+function longestCronGapSeconds(cron: string): number {
+    const [minute, hour, dom, month, dow] = cron.trim().split(/\s+/);
+    const start = Date.UTC(2026, 0, 5); // a Monday
+    let last: number | undefined;
+    let longest = 0;
+    for (let t = start; t < start + 28 * 86400_000; t += 60_000) {
+        const d = new Date(t);
+        const domRestricted = dom !== "*";
+        const dowRestricted = dow !== "*";
+        const dayOk =
+            domRestricted && dowRestricted
+                ? cronFieldMatches(dom, d.getUTCDate(), 1, 31) || cronFieldMatches(dow, d.getUTCDay(), 0, 6)
+                : cronFieldMatches(dom, d.getUTCDate(), 1, 31) && cronFieldMatches(dow, d.getUTCDay(), 0, 6);
+        if (cronFieldMatches(minute, d.getUTCMinutes(), 0, 59) && cronFieldMatches(hour, d.getUTCHours(), 0, 23) && dayOk && cronFieldMatches(month, d.getUTCMonth() + 1, 1, 12)) {
+            if (last !== undefined) longest = Math.max(longest, (t - last) / 1000);
+            last = t;
+        }
+    }
+    return longest;
+}
+
+describe("the schedule keeps the target stack's promise", () => {
+    it("computes cron gaps", () => {
+        expect(longestCronGapSeconds("0 3 * * 1")).toBe(7 * 86400);
+        expect(longestCronGapSeconds("0 3 * * *")).toBe(86400);
+        expect(longestCronGapSeconds("0 */6 * * *")).toBe(6 * 3600);
+        expect(longestCronGapSeconds("0 3 * * 1-5")).toBe(3 * 86400);
+    });
+
+    it("runs at least as often as Pulumi.prod.yaml's rotation.runInterval (agent certs cannot lapse between runs)", () => {
+        const target = loadStackConfig(path.join(DEPLOY_DIR, "..", "Pulumi.prod.yaml"));
+        const runInterval = JSON.parse(target["vault-rotation:rotation"]).runInterval as string;
+        expect(runInterval).toBe("24h");
+        expect(longestCronGapSeconds(stackConfig.scheduleCron)).toBeLessThanOrEqual(durationSeconds(runInterval));
     });
 });
 
@@ -191,7 +241,7 @@ describe("deploy/index.ts", () => {
             project: "vault-rotation",
             stack: "prod",
             pulumiOperation: "update",
-            scheduleCron: "0 3 * * 1",
+            scheduleCron: "0 3 * * *",
         });
         expect(schedule.inputs.timestamp).toBeUndefined();
         expect(settings.urn).toBeDefined();

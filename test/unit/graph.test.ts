@@ -1,7 +1,7 @@
 // The resource graph under Pulumi mocks: types, names, security-relevant inputs
 // and resource options, for the prod stack and a three-app stack of our own.
 import { defaultNewResource, evaluateProgram, Evaluation, Registration } from "../support/harness";
-import { fakeListenerCaFile, prodStack, threeAppStack } from "../support/stacks";
+import { fakeListenerCaFile, prodStack, TEST_HOST_KEY, TEST_SSH_PRIVATE_KEY, threeAppStack } from "../support/stacks";
 
 const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
 const POLICY = "vault:index/policy:Policy";
@@ -176,12 +176,12 @@ describe("debug-policy and host targets", () => {
         expect(three.byName.has("api-leaf-kv-policy")).toBe(false);
     });
 
-    it("runs ssh hosts through command.remote with the secret key and local hosts through command.local", () => {
+    it("runs ssh hosts through command.remote as the app user, with the pinned host key and the secret key, and local hosts through command.local", () => {
         const api = three.registrations.filter((r) => isCommand(r) && r.name.startsWith("api-"));
         expect(api.map((r) => r.name).sort()).toEqual(["api-agent-files", "api-leaf-agent-config", "api-leaf-rotate"]);
         for (const r of api) {
             expect(r.type).toBe(REMOTE);
-            expect(r.inputs.connection).toMatchObject({ host: "api-host.test.internal", port: 2222, user: "deploy" });
+            expect(r.inputs.connection).toEqual({ host: "api-host.test.internal", port: 2222, user: "api-svc", hostKey: TEST_HOST_KEY, privateKey: TEST_SSH_PRIVATE_KEY, dialErrorLimit: 10, perDialTimeout: 15 });
             expect(r.secretInputs).toContain("connection");
         }
         const web = three.registrations.filter((r) => isCommand(r) && r.name.startsWith("web-"));
@@ -307,8 +307,8 @@ describe("rotation plan output", () => {
         });
         const plan = e.exports.rotationPlan as { apps: Record<string, { renewalDue: boolean; why: string }> };
         expect(plan.apps["app-a"].renewalDue).toBe(false);
-        expect(plan.apps["app-a"].why).toMatch(/^agent cert valid until 2030-01-01T00:00:00\.000Z; renewed once less than 86400s remain$/);
+        expect(plan.apps["app-a"].why).toMatch(/^agent cert valid until 2030-01-01T00:00:00\.000Z; renewed once less than 129600s remain$/);
         expect(plan.apps["app-b"].renewalDue).toBe(true);
-        expect(plan.apps["app-b"].why).toMatch(/inside the renewal window \(86400s\): this run renews it/);
+        expect(plan.apps["app-b"].why).toMatch(/inside the renewal window \(129600s\): this run renews it/);
     });
 });

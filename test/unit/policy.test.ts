@@ -16,6 +16,7 @@ import {
     checkLeafRoleServerOnly,
     checkNoDebugPolicyInProd,
     checkNoKeyMaterialInCommands,
+    checkRemoteHostKeyPinned,
     checkNoKeyMaterialInOutputs,
     checkNoPermissiveNames,
     checkTtlCaps,
@@ -332,6 +333,25 @@ describe("no-key-material-in-commands", () => {
     });
 });
 
+describe("remote-host-key-pinned", () => {
+    const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv83hDHciwD8/sWXYgYe+9kqysuiEVjwwjxuYeFUSqQ";
+    const remote = (connection: Record<string, unknown>): RuleResource => ({ type: TYPES.remoteCommand, name: "app-b-agent-files", props: { create: "sh x.sh", connection } });
+    it("passes a remote command with a pinned key, and ignores local commands", () => {
+        expect(checkRemoteHostKeyPinned(remote({ host: "h", user: "app-b", privateKey: KEYS.openssh, hostKey: HOST_KEY }))).toEqual([]);
+        expect(checkRemoteHostKeyPinned(localCommand({ create: "sh x.sh" }))).toEqual([]);
+    });
+    it.each([
+        ["unset", undefined, /got unset/],
+        ["empty", "", /got ""/],
+        ["a host-name-prefixed keyscan line", `h ${HOST_KEY}`, /got "h ssh-ed25519/],
+        ["a fingerprint", "SHA256:ufrbkUy0NBvJIp3ZQUyDAcFefvw40sIocDKM62jBoZw", /got "SHA256:/],
+    ])("fails a connection whose hostKey is %s", (_what, hostKey, got) => {
+        expect(checkRemoteHostKeyPinned(remote({ host: "h", user: "app-b", hostKey }))).toEqual([
+            expect.stringMatching(new RegExp(`^command "app-b-agent-files" \\(command:remote:Command\\): connection\\.hostKey must pin the host's key as '<type> <base64>' \\(${got.source}`)),
+        ]);
+    });
+});
+
 describe("no-key-material-in-outputs", () => {
     it("passes outputs with certificates, serials and fingerprints", () => {
         expect(checkNoKeyMaterialInOutputs({ apps: [{ serial: "1a:2b", certPem: CERT_PEM }], checklist: "ok" })).toEqual([]);
@@ -356,9 +376,10 @@ describe("policy/index.ts wiring", () => {
         "no-debug-policy-in-prod",
         "no-key-material-in-commands",
         "no-key-material-in-outputs",
+        "remote-host-key-pinned",
     ];
 
-    it("constructs one PolicyPack named vault-rotation-guardrails with all seven mandatory policies", () => {
+    it("constructs one PolicyPack named vault-rotation-guardrails with all eight mandatory policies", () => {
         const ctor = PolicyPack as unknown as jest.Mock;
         expect(ctor).toHaveBeenCalledTimes(1);
         const [name, args] = ctor.mock.calls[0] as [string, typeof pack.packArgs];
@@ -398,6 +419,8 @@ describe("policy/index.ts wiring", () => {
         expect(runResource("agent-role-client-only", TYPES.pkiRole, agentRole({ serverFlag: true }).props)).toHaveLength(1);
         expect(runResource("no-permissive-names", TYPES.pkiRole, leafRole({ allowIpSans: true }).props)).toHaveLength(1);
         expect(runResource("no-key-material-in-commands", TYPES.remoteCommand, { create: KEYS.ec })).toHaveLength(1);
+        expect(runResource("remote-host-key-pinned", TYPES.remoteCommand, { create: "x", connection: { host: "h" } })).toHaveLength(1);
+        expect(runResource("remote-host-key-pinned", TYPES.localCommand, { create: "x" })).toEqual([]);
     });
 
     it("reads the stack for no-debug-policy-in-prod from the resource URN", () => {
