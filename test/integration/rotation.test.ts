@@ -21,6 +21,9 @@ async function apply(config: Record<string, string>, state?: ApplierState): Prom
 }
 
 beforeAll(async () => {
+    // Other files apply stacks with the same app names to this shared Vault: start from an absent
+    // apps/app-a, so that the first run's seed-if-absent is what this file sees.
+    await vaultRequest(vault, "DELETE", "secret/metadata/apps/app-a");
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-it-"));
     sandbox = prepareSandbox({ root, config: loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml")), vault });
     first = await apply(sandbox.config);

@@ -3,8 +3,10 @@
 // app user; otherwise the steps run as the current user (same-user mode).
 // A stand-in agent (test/support/fakeHost.ts) renders and fires the real hook,
 // so the rotate unit can be made to fail at each step and interrupted.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { renderAgentFilesScript, renderLauncher } from "../../components/renderers/scripts";
 import { parseHostState } from "../../lib/hostState";
 import { CERT, FakeHost, findBodyPid, KEY_BLOCK, makeFakeHost } from "../support/fakeHost";
 import { runningAsRoot, userMode } from "../support/hostUsers";
@@ -64,8 +66,6 @@ describe(`agent files (${userMode()})`, () => {
 
 describe("the launcher", () => {
     const launch = (user: string) => {
-        const { renderAgentFilesScript } = jest.requireActual("../../components/renderers/scripts");
-        const { spawnSync } = jest.requireActual("child_process");
         return spawnSync("/bin/sh", ["-c", renderAgentFilesScript({ ...host.u, user, agentCertPem: "C", listenerCaPem: "L" })], { input: "K\n", encoding: "utf8" });
     };
 
@@ -82,8 +82,6 @@ describe("the launcher", () => {
     });
 
     it("hands the body nothing of its own environment", () => {
-        const { renderLauncher } = jest.requireActual("../../components/renderers/scripts");
-        const { spawnSync } = jest.requireActual("child_process");
         const r = spawnSync("/bin/sh", ["-c", renderLauncher(host.u, "env", "env | sort")], {
             encoding: "utf8",
             env: { ...process.env, VAULT_TOKEN: "runner-token", PULUMI_CONFIG_PASSPHRASE: "pass", PULUMI_OIDC_TOKEN: "oidc", SSH_AUTH_SOCK: "/tmp/agent" },
@@ -92,8 +90,8 @@ describe("the launcher", () => {
         const names = r.stdout
             .trim()
             .split("\n")
-            .map((l: string) => l.split("=")[0])
-            .filter((n: string) => n !== "PWD" && n !== "SHLVL" && n !== "_");
+            .map((l) => l.split("=")[0])
+            .filter((n) => n !== "PWD" && n !== "SHLVL" && n !== "_");
         expect(names.sort()).toEqual(["DBUS_SESSION_BUS_ADDRESS", "HOME", "LANG", "LOGNAME", "PATH", "USER", "XDG_RUNTIME_DIR"]);
         expect(r.stdout).toContain(`HOME=${host.u.home}\n`);
         expect(r.stdout).toContain(`USER=${host.user.name}\n`);
