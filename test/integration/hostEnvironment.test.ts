@@ -28,8 +28,10 @@ function scan() {
       const uid = Number(/^Uid:\\s+(\\d+)/m.exec(fs.readFileSync("/proc/" + pid + "/status", "utf8"))[1]);
       const argv = fs.readFileSync("/proc/" + pid + "/cmdline", "utf8").split("\\0").join(" ").trim();
       // Same-user mode: the launcher itself is the runner's child (it has the runner's environment by
-      // design and switches nothing); everything it starts must have none of it.
-      const mine = uids.length > 0 ? uids.includes(uid) : (argv.includes(marker) || argv.includes("vault-rotation:")) && !argv.includes("-c # vault-rotation:");
+      // design and switches nothing), through its first exec, the env that empties the environment;
+      // everything that starts must have none of it.
+      const launcher = argv.includes("-c # vault-rotation:") || argv.startsWith("env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin ");
+      const mine = uids.length > 0 ? uids.includes(uid) : (argv.includes(marker) || argv.includes("vault-rotation:")) && !launcher;
       if (!mine || argv === "") continue;
       const env = fs.readFileSync("/proc/" + pid + "/environ", "utf8");
       // The step bodies' name (vault-rotation:<app>:<step>) is their last argument.
