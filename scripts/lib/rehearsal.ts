@@ -116,7 +116,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`      Vault ${server.version} at ${server.address}: PKI root + intermediate "${vaultConfig.issuerCommonName}", KV v2 at ${vaultConfig.kvMount}`);
         const vault = { address: server.address, caCertFile: server.caCertFile, token: server.token };
 
-        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and an nginx edge proxy"})`);
+        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and, as root, an nginx edge proxy"})`);
         const appNames = (JSON.parse(baseConfig["vault-rotation:apps"]) as { name: string }[]).map((a) => a.name);
         const plan = opts.serve === false ? undefined : await planServing(vault, vaultConfig.pkiMount ?? "pki_int", appNames);
         sandbox = await openSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin }, serve: plan });
