@@ -302,6 +302,8 @@ export function prepareSandbox(opts: SandboxOptions & { sshd?: SshdFixture }): S
             for (const app of stack.apps) stopNginx(path.join(homeOf(app.name), "nginx"));
             if (edgeUser) stopNginx(path.join(edgeHome, "nginx"));
             sshd?.stop(path.join(root, "sshd.log"));
+            // Homes put outside an unreachable sandbox are this sandbox's too: nothing is left behind in /tmp.
+            if (homesRoot !== root) fs.rmSync(homesRoot, { recursive: true, force: true });
             removeAppUsers(edgeUser ? [...users, edgeUser] : users);
         },
     };
