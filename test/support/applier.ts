@@ -106,6 +106,15 @@ function comparable(inputs: Record<string, unknown>): string {
     return JSON.stringify(rest);
 }
 
+/** A dynamic provider's own verdict from its diff, or undefined for a type without one. */
+async function dynamicDiff(type: string, prior: StateEntry, inputs: Record<string, unknown>): Promise<Action | undefined> {
+    const provider = DYNAMIC_PROVIDERS[type];
+    if (!provider?.diff) return undefined;
+    const d = await provider.diff(prior.id, prior.outputs, inputs);
+    if ((d.replaces ?? []).length > 0) return "replace";
+    return d.changes ? "update" : "same";
+}
+
 /** What a changed resource needs, following each provider's own replace rules. */
 async function planChange(type: string, prior: StateEntry, inputs: Record<string, unknown>, trigger: unknown): Promise<"update" | "replace"> {
     if (!sameTrigger(prior.trigger, trigger)) return "replace";
@@ -118,11 +127,8 @@ async function planChange(type: string, prior: StateEntry, inputs: Record<string
         case "command:remote:Command":
             return sameTrigger(prior.inputs.triggers, inputs.triggers) ? "update" : "replace";
         default: {
-            const provider = DYNAMIC_PROVIDERS[type];
-            if (provider?.diff) {
-                const d = await provider.diff(prior.id, prior.outputs, inputs);
-                return (d.replaces ?? []).length > 0 ? "replace" : "update";
-            }
+            // Changed inputs are at least an update, whatever the diff says about changes.
+            if ((await dynamicDiff(type, prior, inputs)) === "replace") return "replace";
             return "update";
         }
     }
@@ -160,7 +166,9 @@ export class Applier {
         const prior = this.previous.resources[urn];
         let action: Action;
         if (!prior) action = "create";
-        else if (comparable(prior.inputs) === comparable(inputs) && sameTrigger(prior.trigger, trigger)) action = await this.liveDiff(args.type, prior, inputs);
+        // Unchanged inputs: the engine still asks a dynamic provider's diff, which may look at the
+        // remote object (IssuingChain compares the live chain).
+        else if (comparable(prior.inputs) === comparable(inputs) && sameTrigger(prior.trigger, trigger)) action = (await dynamicDiff(args.type, prior, inputs)) ?? "same";
         else action = await planChange(args.type, prior, inputs, trigger);
 
         let entry: StateEntry;
@@ -179,18 +187,6 @@ export class Applier {
         this.steps.push({ urn, type: args.type, name: args.name, action });
         return { id: entry.id, state: entry.outputs };
     };
-
-    /**
-     * Unchanged inputs: the engine still asks a dynamic provider's diff, which
-     * may look at the remote object (IssuingChain compares the live chain).
-     */
-    private async liveDiff(type: string, prior: StateEntry, inputs: Record<string, unknown>): Promise<Action> {
-        const provider = DYNAMIC_PROVIDERS[type];
-        if (!provider?.diff) return "same";
-        const d = await provider.diff(prior.id, prior.outputs, inputs);
-        if (!d.changes) return "same";
-        return (d.replaces ?? []).length > 0 ? "replace" : "update";
-    }
 
     private async create(type: string, name: string, inputs: Record<string, unknown>): Promise<{ id: string; outputs: Record<string, unknown> }> {
         switch (type) {
