@@ -8,7 +8,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { applyProgram } from "../support/applier";
-import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
+import { withEpoch } from "../support/harness";
+import { renamedLocalStack } from "../support/stacks";
 import { runningAsRoot } from "../support/hostUsers";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { testVaultFromEnv } from "../support/vaultAdmin";
@@ -63,8 +64,7 @@ afterAll(() => {
 it("keeps VAULT_TOKEN, PULUMI_*, OIDC tokens and the ssh key out of every app-user process", async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-env-"));
     // The local stack under names of its own: other test files share this Vault (roles, mappings, KV paths).
-    const local = loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
-    const config = Object.fromEntries(Object.entries(local).map(([k, v]) => [k, v.replace(/app-([ab])/g, "envt-$1")]));
+    const config = renamedLocalStack("envt");
     sandbox = prepareSandbox({ root, config, vault });
     // The hook lingers in each reload, so the watcher sees it too.
     for (const app of sandbox.stack.apps) fs.writeFileSync(path.join(sandbox.podmanDir(app.name), "delay"), "0.3");

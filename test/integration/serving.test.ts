@@ -10,7 +10,8 @@ import * as path from "path";
 import { rotationCheckProvider, type RotationCheckInputs } from "../../providers/rotationCheck";
 import { checkServed } from "../../providers/servedCert";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
-import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
+import { withEpoch } from "../support/harness";
+import { renamedLocalStack } from "../support/stacks";
 import { runningAsRoot } from "../support/hostUsers";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { planServing } from "../support/serving";
@@ -56,8 +57,7 @@ const edgeCalls = () => {
 
 beforeAll(async () => {
     await setupProductionLikeVault(vault, { pkiRoot: PKI_ROOT, pkiMount: PKI, issuerCommonName: ISSUER });
-    const local = loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
-    const renamed = Object.fromEntries(Object.entries(local).map(([k, v]) => [k, v.replace(/app-([ab])/g, "srv-$1").replace(/agent-([ab])\./g, "agent-srv-$1.")]));
+    const renamed = renamedLocalStack("srv");
     const vaultConfig = { ...JSON.parse(renamed["vault-rotation:vault"]), pkiMount: PKI, issuerCommonName: ISSUER };
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-serving-"));
     const plan = await planServing(vault, PKI, ["srv-a", "srv-b"]);

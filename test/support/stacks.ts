@@ -32,6 +32,16 @@ export function prodStack(caFile: string): Record<string, string> {
     return config;
 }
 
+/**
+ * `Pulumi.local.yaml` with its apps (names, users, homes, domains, agent CNs)
+ * renamed `<prefix>-a` and `<prefix>-b`: integration files share one Vault,
+ * whose roles, mappings and KV paths are named after the apps.
+ */
+export function renamedLocalStack(prefix: string): Record<string, string> {
+    const local = loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
+    return Object.fromEntries(Object.entries(local).map(([k, v]) => [k, v.replace(/app-([ab])/g, `${prefix}-$1`).replace(/agent-([ab])\./g, `agent-${prefix}-$1.`)]));
+}
+
 export function localStack(caFile: string): Record<string, string> {
     const config = loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml"));
     config["vault:caCertFile"] = caFile;
