@@ -1,14 +1,13 @@
 // The Vault Agent's mTLS login identity for one app (DESIGN.md step 1).
 import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
-import * as tls from "@pulumi/tls";
 import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs } from "./pkiRole";
 import { debugPolicyName, vaultNames } from "../lib/naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
-import { renderAgentFilesScript } from "./renderers/scripts";
+import { renderAgentFilesScript, renderAgentKeygenScript } from "./renderers/scripts";
 
 export interface AgentIdentityArgs {
     /** App name (`[a-z][a-z0-9-]*`); names every Vault object of the app. */
@@ -75,17 +74,17 @@ export class AgentIdentity extends pulumi.ComponentResource {
             { parent: this },
         );
 
-        // The key is generated on the Pulumi runner and lives only in (encrypted)
-        // state and the host file; Vault signs a CSR and never sees it.
-        const key = new tls.PrivateKey(
-            `${name}-key`,
-            { algorithm: "ECDSA", ecdsaCurve: "P256" },
-            { parent: this, replacementTrigger: args.epoch, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
-        );
-
-        const csr = new tls.CertRequest(
-            `${name}-csr`,
-            { privateKeyPem: key.privateKeyPem, subject: { commonName: args.commonName } },
+        // The key is generated on the host, as the app user, and never leaves it:
+        // this step keeps it beside the live one (agent.key.next) and prints its
+        // CSR, which is all Vault and Pulumi state ever see. A new epoch runs it
+        // again (a new key, hence a new cert and everything issued from it).
+        const keygen = hostCommand(
+            `${name}-keygen`,
+            args.host,
+            {
+                script: renderAgentKeygenScript({ app: args.app, user: args.user, home: args.home, hostPath: args.host.path, commonName: args.commonName }),
+                triggers: [args.epoch],
+            },
             { parent: this },
         );
 
@@ -94,7 +93,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
             {
                 backend: args.pkiMount,
                 name: role.name,
-                csr: csr.certRequestPem,
+                csr: keygen.stdout,
                 commonName: args.commonName,
                 ttl,
                 format: "pem",
@@ -154,12 +153,11 @@ export class AgentIdentity extends pulumi.ComponentResource {
                 }),
             );
 
-        // The key goes to the host on standard input only, and stays a secret in
-        // state even if a provider forgot to mark its output secret.
+        // Installs the cert with the host's key for it (nothing secret travels).
         const files = hostCommand(
             `${name}-files`,
             args.host,
-            { script: filesScript, stdin: pulumi.secret(key.privateKeyPem), triggers: [cert.serialNumber, args.epoch] },
+            { script: filesScript, triggers: [cert.serialNumber, args.epoch] },
             { parent: this, dependsOn: [mapping] },
         );
 

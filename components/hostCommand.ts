@@ -1,6 +1,7 @@
 // One way to run a rendered script on an app's host: `command.local` on the
 // Pulumi runner or `command.remote` over SSH. The script text is the same for
-// both; secrets travel only on standard input.
+// both, and no step takes standard input: nothing secret travels to a host (the
+// agent key is generated there).
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 
@@ -19,7 +20,8 @@ export type HostTarget =
            * The host's public key, `<type> <base64>`. The provider checks the
            * server's key against it before authenticating; without it
            * `@pulumi/command` accepts any key, and whoever answers at that address
-           * would receive the agent key on stdin.
+           * would be sent the agent's files and run the steps (and could hand back
+           * a CSR for a key of its own).
            */
           hostKey: string;
           /** SSH private key from a secret config value. */
@@ -29,8 +31,6 @@ export type HostTarget =
 export interface HostCommandArgs {
     /** The rendered shell script (no secrets in it). */
     script: pulumi.Input<string>;
-    /** Secret material for the script, if any (read by the script from standard input). */
-    stdin?: pulumi.Input<string>;
     /** Values whose change re-runs the script as a replacement. */
     triggers?: pulumi.Input<unknown[]>;
 }
@@ -53,7 +53,6 @@ export function hostCommand(
             {
                 create: args.script,
                 interpreter: ["/bin/sh", "-c"],
-                stdin: args.stdin,
                 triggers: args.triggers,
                 logging: "stderr",
             },
@@ -71,7 +70,6 @@ export function hostCommand(
                 privateKey: target.privateKey,
             },
             create: args.script,
-            stdin: args.stdin,
             triggers: args.triggers,
             logging: "stderr",
         },

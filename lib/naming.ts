@@ -44,6 +44,8 @@ export function hostPaths(home: string, app: string) {
         hooksDir: `${home}/vault/hooks`,
         tlsDir: `${home}/tls`,
         agentKey: `${home}/vault/mtls/agent.key`,
+        /** A key generated for the next agent cert, waiting for it: the files step installs it as agent.key. */
+        agentKeyNext: `${home}/vault/mtls/agent.key.next`,
         agentCert: `${home}/vault/mtls/agent.crt`,
         caPem: `${home}/vault/ca/ca.pem`,
         agentHcl: `${home}/vault/agent.hcl`,

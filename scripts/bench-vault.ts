@@ -105,7 +105,7 @@ async function main(): Promise<void> {
                     const app = sandbox.stack.apps[0].name;
                     const creds = {
                         clientCertPem: String(outputsOf(first.state, `${app}-agent-cert`).certificate),
-                        clientKeyPem: String(outputsOf(first.state, `${app}-agent-key`).privateKeyPem),
+                        clientKeyPem: sandbox.agentFiles(app).keyPem,
                     };
                     const loginPath = `auth/${sandbox.stack.vault.certAuthPath}/login`;
                     log(`cert login x${LOGINS} (${app}, a new TLS connection each, as an agent would)`);

@@ -7,8 +7,9 @@
 // anything under the app's home, so a link or file the app user planted can
 // only ever reach what that user could reach already. Nothing of the Pulumi
 // process's environment (VAULT_TOKEN, PULUMI_*, the Deployment's OIDC token)
-// crosses to the app user. Nothing secret is ever in a script's text: the agent
-// key arrives on standard input, which the launcher hands through untouched.
+// crosses to the app user. Nothing secret is ever in a script's text, on its
+// standard input or on its standard output: the agent key is generated on the
+// host (agent-keygen) and only its certificate request leaves it.
 import { hostPaths } from "../../lib/naming";
 import { shQuote } from "./quote";
 
@@ -109,6 +110,45 @@ write_atomic() { # dest mode
 `;
 }
 
+export interface AgentKeygenScriptInput extends HostUser {
+    /** The agent certificate's common name (the CSR's subject). */
+    commonName: string;
+}
+
+/**
+ * Generates the agent's next key on the host, as the app user, and prints its
+ * CSR. The key never leaves the host: it is written (0600, temp file and
+ * rename) to `agent.key.next`, where the files step picks it up once Vault has
+ * signed the CSR. Standard output is the CSR alone (public), so Pulumi state
+ * holds no copy of the key.
+ */
+export function renderAgentKeygenScript(i: AgentKeygenScriptInput): string {
+    return renderLauncher(i, "agent-keygen", renderAgentKeygenBody(i));
+}
+
+/** The body of the agent-keygen step. */
+export function renderAgentKeygenBody(i: AgentKeygenScriptInput): string {
+    const p = hostPaths(i.home, i.app);
+    return `${bodyPreamble(i.app, "agent-keygen")}${pathHelpers()}
+NEXT_KEY=${shQuote(p.agentKeyNext)}
+SUBJECT=${shQuote(`/CN=${i.commonName}`)}
+command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: the agent key is generated on this host"
+own_dir ${shQuote(p.vaultDir)} 0750
+own_dir ${shQuote(p.mtlsDir)} 0700
+regular_or_absent "$NEXT_KEY"
+# The key goes from openssl to the file through a pipe: never a command line, never stdout.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve 2>/dev/null |
+  write_atomic "$NEXT_KEY" 0600
+csr=$(openssl req -new -key "$NEXT_KEY" -subj "$SUBJECT" 2>/dev/null) || fail "openssl could not make a certificate request from $NEXT_KEY"
+case "$csr" in
+  '-----BEGIN CERTIFICATE REQUEST-----'*'-----END CERTIFICATE REQUEST-----') ;;
+  *) fail "openssl printed something other than one certificate request; refusing to pass it on" ;;
+esac
+printf '%s\\n' "$csr"
+say "generated a new agent key (agent.key.next, 0600) and printed its certificate request"
+`;
+}
+
 export interface AgentFilesScriptInput extends HostUser {
     /** PEM of the signed agent certificate (public). */
     agentCertPem: string;
@@ -117,28 +157,48 @@ export interface AgentFilesScriptInput extends HostUser {
 }
 
 /**
- * Writes the agent's mTLS files as the app user: key 0600 (from standard
- * input), cert and CA bundle 0644. The cert and CA are public; the key never
- * appears in the script.
+ * Installs the agent's mTLS files as the app user: the key generated on the
+ * host for this certificate (0600), the cert and the CA bundle (0644). Nothing
+ * secret is in the script or on its standard input.
  */
 export function renderAgentFilesScript(i: AgentFilesScriptInput): string {
     return renderLauncher(i, "write-agent-files", renderAgentFilesBody(i));
 }
 
-/** The body of the write-agent-files step (what runs as the app user). */
+/**
+ * The body of the write-agent-files step. Which key goes with the cert is
+ * decided by public key: the waiting `agent.key.next` (a new key's first
+ * cert) or the `agent.key` in place (a renewal of the same key, or a re-run).
+ * Neither matching means the key this cert was signed for is gone: nothing is
+ * changed and the step says how to recover.
+ */
 export function renderAgentFilesBody(i: AgentFilesScriptInput): string {
     const p = hostPaths(i.home, i.app);
     return `${bodyPreamble(i.app, "write-agent-files")}${pathHelpers()}
 AGENT_CERT_PEM=${shQuote(i.agentCertPem.trim())}
 LISTENER_CA_PEM=${shQuote(i.listenerCaPem.trim())}
+KEY=${shQuote(p.agentKey)}
+NEXT_KEY=${shQuote(p.agentKeyNext)}
+command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: it matches the agent key to its certificate"
 own_dir ${shQuote(p.vaultDir)} 0750
 own_dir ${shQuote(p.mtlsDir)} 0700
 own_dir ${shQuote(p.caDir)} 0755
-# The key comes first and from standard input only.
-write_atomic ${shQuote(p.agentKey)} 0600
+regular_or_absent "$KEY"
+regular_or_absent "$NEXT_KEY"
+cert_public=$(printf '%s\\n' "$AGENT_CERT_PEM" | openssl x509 -noout -pubkey 2>/dev/null) || fail "the signed agent certificate does not parse"
+key_public() { [ -f "$1" ] && openssl pkey -in "$1" -pubout 2>/dev/null; }
+if [ "$(key_public "$NEXT_KEY")" = "$cert_public" ]; then
+  # A new key's first certificate: the key moves into place by rename, then the cert follows.
+  if ! { chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY" "$KEY"; }; then fail "cannot install $NEXT_KEY as $KEY"; fi
+  installed="agent.key (new, 0600)"
+elif [ "$(key_public "$KEY")" = "$cert_public" ]; then
+  installed="agent.key (kept: it matches the certificate)"
+else
+  fail "neither $NEXT_KEY nor $KEY holds the key this certificate was signed for (was the home restored or the key removed?); nothing was changed; set a new rotation epoch to generate a new key"
+fi
 printf '%s\\n' "$AGENT_CERT_PEM" | write_atomic ${shQuote(p.agentCert)} 0644
 printf '%s\\n' "$LISTENER_CA_PEM" | write_atomic ${shQuote(p.caPem)} 0644
-say "wrote agent.key (0600), agent.crt, ca.pem"
+say "installed $installed, agent.crt, ca.pem"
 `;
 }
 

@@ -10,6 +10,7 @@ import * as path from "path";
 import { parseCertificate } from "../../providers/pem";
 import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
+import { privateKeyNeedles } from "../../test/support/keyNeedles";
 import { openSandbox, Sandbox } from "../../test/support/sandbox";
 import { planServing } from "../../test/support/serving";
 import { fingerprint } from "../../test/support/sshExec";
@@ -48,6 +49,8 @@ export interface AppReport {
         oldAgentRevoked: boolean;
         oldAgentLoginRefused: boolean;
         newAgentLoginWorks: boolean;
+        /** A new agent key on the host, and no line of the old or the new one in any resource's state. */
+        newKeyOnlyOnHost: boolean;
         /** What a client is served after the rotation (openssl s_client), or undefined when not serving. */
         served?: ServedFacts;
         leafReRendered: boolean;
@@ -180,6 +183,9 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
                 clientKeyPem: oldAgent[app.name].key,
             });
             const newLogin = await login(sb, app, vault);
+            const newKey = fs.readFileSync(path.join(app.home, "vault/mtls/agent.key"), "utf8");
+            const stateText = JSON.stringify([first.state, rotated.state]);
+            const keyInState = [oldAgent[app.name].key, newKey].some((k) => privateKeyNeedles(k).some((needle) => stateText.includes(needle)));
             const leafNow = parseCertificate(fs.readFileSync(path.join(app.home, "tls", `${app.name}.fullchain.pem`), "utf8")).serial;
             before.rotated = {
                 agentSerial: String(now.agentCertSerial),
@@ -188,6 +194,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
                 oldAgentRevoked: revokedAt > 0,
                 oldAgentLoginRefused: oldLogin.status >= 400,
                 newAgentLoginWorks: newLogin.ok,
+                newKeyOnlyOnHost: newKey !== oldAgent[app.name].key && !keyInState,
                 leafReRendered: leafNow === String(now.leafSerial) && leafNow !== before.leafSerial,
                 served: sb.serving ? probeServed(sb, app, chainFile) : undefined,
             };
@@ -196,6 +203,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             if (!r.oldAgentRevoked) failures.push(`${app.name}: rotation: old agent cert ${oldSerial} not revoked`);
             if (!r.oldAgentLoginRefused) failures.push(`${app.name}: rotation: old agent cert still logs in`);
             if (!r.newAgentLoginWorks) failures.push(`${app.name}: rotation: new agent cert does not log in (${newLogin.detail})`);
+            if (!r.newKeyOnlyOnHost) failures.push(`${app.name}: rotation: ${keyInState ? "an agent key is in the state" : "the agent key on the host did not change"}`);
             if (!r.leafReRendered) failures.push(`${app.name}: rotation: the agent did not render a new leaf`);
             if (r.served) {
                 if (r.served.serial !== r.leafSerial) failures.push(`${app.name}: rotation: ${r.served.endpoint} serves ${r.served.serial || "nothing"} (${r.served.detail}), not the new leaf ${r.leafSerial}`);
@@ -359,6 +367,7 @@ export function formatReport(r: RehearsalReport): string {
                 `    - [${x.oldAgentRevoked ? "x" : " "}] old agent cert revoked`,
                 `    - [${x.oldAgentLoginRefused ? "x" : " "}] old agent cert no longer logs in`,
                 `    - [${x.newAgentLoginWorks ? "x" : " "}] new agent cert logs in`,
+                `    - [${x.newKeyOnlyOnHost ? "x" : " "}] new agent key generated on the host, in no resource's state`,
                 `    - [${x.leafReRendered ? "x" : " "}] agent re-rendered a new leaf`,
             );
             if (x.served) {

@@ -57,14 +57,28 @@ AGENT
 LISTENER_CA_PEM='\''-----BEGIN CERTIFICATE-----
 LISTENER
 -----END CERTIFICATE-----'\''
+KEY='\''/home/app-a/vault/mtls/agent.key'\''
+NEXT_KEY='\''/home/app-a/vault/mtls/agent.key.next'\''
+command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: it matches the agent key to its certificate"
 own_dir '\''/home/app-a/vault'\'' 0750
 own_dir '\''/home/app-a/vault/mtls'\'' 0700
 own_dir '\''/home/app-a/vault/ca'\'' 0755
-# The key comes first and from standard input only.
-write_atomic '\''/home/app-a/vault/mtls/agent.key'\'' 0600
+regular_or_absent "$KEY"
+regular_or_absent "$NEXT_KEY"
+cert_public=$(printf '\''%s\n'\'' "$AGENT_CERT_PEM" | openssl x509 -noout -pubkey 2>/dev/null) || fail "the signed agent certificate does not parse"
+key_public() { [ -f "$1" ] && openssl pkey -in "$1" -pubout 2>/dev/null; }
+if [ "$(key_public "$NEXT_KEY")" = "$cert_public" ]; then
+  # A new key'\''s first certificate: the key moves into place by rename, then the cert follows.
+  if ! { chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY" "$KEY"; }; then fail "cannot install $NEXT_KEY as $KEY"; fi
+  installed="agent.key (new, 0600)"
+elif [ "$(key_public "$KEY")" = "$cert_public" ]; then
+  installed="agent.key (kept: it matches the certificate)"
+else
+  fail "neither $NEXT_KEY nor $KEY holds the key this certificate was signed for (was the home restored or the key removed?); nothing was changed; set a new rotation epoch to generate a new key"
+fi
 printf '\''%s\n'\'' "$AGENT_CERT_PEM" | write_atomic '\''/home/app-a/vault/mtls/agent.crt'\'' 0644
 printf '\''%s\n'\'' "$LISTENER_CA_PEM" | write_atomic '\''/home/app-a/vault/ca/ca.pem'\'' 0644
-say "wrote agent.key (0600), agent.crt, ca.pem"
+say "installed $installed, agent.crt, ca.pem"
 '
 set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
   XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \

@@ -80,7 +80,8 @@ interface AgentCredentials {
 
 function agentCredentials(state: ApplierState, app: string): AgentCredentials {
     const cert = outputsOf(state, `${app}-agent-cert`);
-    return { certPem: String(cert.certificate), keyPem: String(outputsOf(state, `${app}-agent-key`).privateKeyPem), serial: String(cert.serialNumber) };
+    // The key exists only on the host (generated there); the cert in state is the one installed beside it.
+    return { certPem: String(cert.certificate), keyPem: sandbox.agentFiles(app).keyPem, serial: String(cert.serialNumber) };
 }
 
 interface LoginBody {
@@ -247,13 +248,14 @@ describe.each(names)("a cert login of %s", (app) => {
     });
 });
 
-/** A P-256 CSR for `cn`; the key is thrown away with the temp dir. */
-function makeCsr(cn: string): string {
+/** A P-256 CSR for `cn` (and `san` as a DNS name, if given); the key is thrown away with the temp dir. */
+function makeCsr(cn: string, san?: string): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-lp-csr-"));
     try {
         return execFileSync("openssl", [
             "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", path.join(dir, "key.pem"), "-subj", `/CN=${cn}`,
+            ...(san === undefined ? [] : ["-addext", `subjectAltName=DNS:${san}`]),
         ], { stdio: ["ignore", "pipe", "pipe"] }).toString();
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
@@ -281,6 +283,17 @@ describe("what the roles can produce (root token)", () => {
         expect(forServer.status).toBe(400);
     });
 
+    it.each(names)("a CSR from %s's host that asks for another name is refused, with the agent CN passed as the program does", async (app) => {
+        // The CSR is whatever the host prints (a compromised app user controls it); the program
+        // passes the agent's CN. The role must refuse any other name in the CSR's subject or SANs.
+        const a = spec(app);
+        const other = spec(names.find((n) => n !== app)!);
+        for (const csr of [makeCsr(other.agentCn), makeCsr(a.agentCn, other.agentCn), makeCsr(a.agentCn, a.domains[0])]) {
+            const res = await vaultRequest(vault, "POST", `${PKI}/sign/agent-${app}`, { csr, common_name: a.agentCn });
+            expect(res.status).toBe(400);
+        }
+    });
+
     it("a server certificate from nginx-lp-a cannot log in as any agent", async () => {
         const leaf = await vaultRequest<{ data: { certificate: string; private_key: string } }>(vault, "POST", `${PKI}/issue/nginx-lp-a`, { common_name: "lp-a.internal" });
         const res = await certLogin("lp-a", { certPem: leaf.body.data.certificate, keyPem: leaf.body.data.private_key });
@@ -297,13 +310,16 @@ describe("what the roles can produce (root token)", () => {
 
 describe("after a rotation (new epoch)", () => {
     let rotated: ApplyResult;
+    /** Each agent's credentials before the rotation (the host's key file is replaced by it). */
+    const before: Record<string, AgentCredentials> = {};
 
     beforeAll(async () => {
+        for (const app of names) before[app] = agentCredentials(first.state, app);
         rotated = await applyProgram({ config: withEpoch(sandbox.config, "lp-2"), state: first.state, vault, stack: "lp", log: () => undefined });
     }, 240_000);
 
     it.each(names)("%s: the replaced agent cert is revoked and no longer logs in; the new one does", async (app) => {
-        const old = agentCredentials(first.state, app);
+        const old = before[app];
         const fresh = agentCredentials(rotated.state, app);
         expect(fresh.serial).not.toBe(old.serial);
 

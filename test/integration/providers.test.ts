@@ -419,7 +419,7 @@ describe("RotationCheck, on a stack applied for real", () => {
     });
 
     it("fails when the host's login failed: a mapping that does not exist", async () => {
-        const agentKey = String(Object.values(state.resources).find((e) => e.name === `${APP}-agent-key`)?.outputs.privateKeyPem);
+        const agentKey = sandbox.agentFiles(APP).keyPem;
         const login = await loginLine("agent-prov-nope", base.agentCertPem, agentKey);
         expect(login).toMatch(/^error=Code: 400\. /);
         expect(await failureLines({ hostState: hostState(fullchain, "", "active", login) })).toEqual([

@@ -25,7 +25,7 @@ function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {
         expect(a.rotated).toBeDefined();
         expect(a.rotated!.agentSerial).not.toBe(a.agentSerial);
         expect(a.rotated!.leafSerial).not.toBe(a.leafSerial);
-        expect(a.rotated).toMatchObject({ oldAgentRevoked: true, oldAgentLoginRefused: true, newAgentLoginWorks: true, leafReRendered: true });
+        expect(a.rotated).toMatchObject({ oldAgentRevoked: true, oldAgentLoginRefused: true, newAgentLoginWorks: true, newKeyOnlyOnHost: true, leafReRendered: true });
     }
     expect(report.noop).toEqual({ replaced: [], changed: [], restarts: 0 });
 }
@@ -43,18 +43,19 @@ it("rehearses the committed ssh-loopback stack: app-b over a real sshd, logged i
     const report = await rehearse({ stackFile: path.join(REPO_ROOT, "test", "stacks", "ssh-loopback.yaml"), sandboxDir });
     expectCompleteRotation(report, ["app-a", "app-b"]);
     // sshd's log (kept in the sandbox) shows public-key logins, and only as app-b's user:
-    // three sessions on the first run, two on the rotation (agent files, rotate), none on the no-op.
+    // four sessions on the first run (keygen, agent files, agent config, rotate), three on the
+    // rotation (keygen, agent files, rotate), none on the no-op.
     const log = fs.readFileSync(path.join(sandboxDir, "sshd.log"), "utf8");
     const logins = [...log.matchAll(/Accepted publickey for (\S+) from 127\.0\.0\.1/g)].map((m) => m[1]);
-    expect(logins).toHaveLength(5);
+    expect(logins).toHaveLength(7);
     expect(new Set(logins).size).toBe(1);
     // As root app-b has a user of its own; in same-user mode every app is the current user.
     if (runningAsRoot()) expect(logins[0]).toMatch(/app-b$/);
     else expect(logins[0]).toBe(os.userInfo().username);
-    // The saved state shows the secrets (agent keys, the ssh key) only as digests.
+    // The saved state shows the ssh key only as a digest, and holds no agent key at all (generated on the host).
     const state = fs.readFileSync(path.join(sandboxDir, "state.json"), "utf8");
     expect(state).toContain('"connection": "[secret sha256:');
-    expect(state).toContain('"stdin": "[secret sha256:');
+    expect(state).not.toContain('"stdin"');
     // (The providers' serialized code mentions "PRIVATE KEY-----" in a regex; a key block has base64 after it.)
     expect(state).not.toMatch(/PRIVATE KEY-----(\\n|\n)[A-Za-z0-9+/]{16}/);
 }, 180_000);

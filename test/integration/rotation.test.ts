@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
+import { privateKeyNeedles } from "../support/keyNeedles";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
 
@@ -73,8 +74,21 @@ it("rotates: new agent and leaf serials, the old agent cert revoked", async () =
         expect(fresh.status).toBe(200);
     }
     const replaced = rotated.steps.filter((s) => s.action === "replace").map((s) => s.name);
-    expect(replaced).toEqual(expect.arrayContaining(["app-a-agent-key", "app-a-leaf-rotate", "app-b-agent-revocation"]));
+    expect(replaced).toEqual(expect.arrayContaining(["app-a-agent-keygen", "app-a-leaf-rotate", "app-b-agent-revocation"]));
     expect(rotated.steps.filter((s) => s.type === "vault:pkiSecret/secretBackendRole:SecretBackendRole").every((s) => s.action === "same")).toBe(true);
+});
+
+it("keeps the agent key on the host only: a new key per epoch, no copy in any resource's state", () => {
+    const everything = JSON.stringify([first.state, rotated.state, again.state].map((s) => Object.values(s.resources).map((e) => [e.inputs, e.outputs])));
+    for (const app of ["app-a", "app-b"]) {
+        const current = sandbox.agentFiles(app).keyPem;
+        expect(current).not.toBe(oldAgent[app].key);
+        expect(fs.readdirSync(path.join(sandbox.home(app), "vault", "mtls")).sort()).toEqual(["agent.crt", "agent.key"]);
+        for (const key of [oldAgent[app].key, current]) {
+            for (const needle of privateKeyNeedles(key)) expect(everything).not.toContain(needle);
+        }
+    }
+    expect(everything).not.toMatch(/PRIVATE KEY-----/);
 });
 
 it("changes nothing on a second run with the same epoch", () => {

@@ -9,6 +9,7 @@ import * as os from "os";
 import * as path from "path";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
+import { privateKeyNeedles } from "../support/keyNeedles";
 import { openSandbox, Sandbox } from "../support/sandbox";
 import { startSshd } from "../support/sshd";
 import { runRemote } from "../support/sshExec";
@@ -43,7 +44,7 @@ function withAppB(config: Record<string, string>, ssh: Record<string, unknown>):
     return { ...config, "vault-rotation:apps": JSON.stringify(apps) };
 }
 
-/** Base64 body lines of a PEM key: what would betray it anywhere. */
+/** Base64 body lines of the ssh key (an OpenSSH key: its public part appears nowhere here). */
 function keyLines(pem: string): string[] {
     return pem
         .split("\n")
@@ -92,7 +93,7 @@ describe("before anything is sent", () => {
         const wrong = withAppB(sandbox.config, { hostKey: TEST_HOST_KEY });
         expect(failedApply(wrong)).toMatch(
             new RegExp(
-                `app-b-agent-files: 127\\.0\\.0\\.1 port ${sandbox.sshd!.port} presented ED25519 key SHA256:\\S+, not the pinned key \\(connection\\.hostKey: ssh-ed25519 SHA256:\\S+\\); nothing was sent \\(ssh: Host key verification failed\\.\\)`,
+                `app-b-agent-keygen: 127\\.0\\.0\\.1 port ${sandbox.sshd!.port} presented ED25519 key SHA256:\\S+, not the pinned key \\(connection\\.hostKey: ssh-ed25519 SHA256:\\S+\\); nothing was sent \\(ssh: Host key verification failed\\.\\)`,
             ),
         );
         // Nothing under app-b's home: no vault/ directory, no key.
@@ -105,7 +106,7 @@ describe("before anything is sent", () => {
 
     it("a refused connection fails naming the host and the port", async () => {
         const port = await freeClosedPort();
-        expect(failedApply(withAppB(sandbox.config, { port }))).toMatch(new RegExp(`app-b-agent-files: cannot reach 127\\.0\\.0\\.1 port ${port}: connection refused`));
+        expect(failedApply(withAppB(sandbox.config, { port }))).toMatch(new RegExp(`app-b-agent-keygen: cannot reach 127\\.0\\.0\\.1 port ${port}: connection refused`));
         expect(fs.existsSync(path.join(sandbox.home("app-b"), "vault"))).toBe(false);
     });
 });
@@ -190,7 +191,7 @@ describe("a rotation over ssh", () => {
         // The sampler did watch the remote side: processes of app-b's user running its host steps.
         const remote = sampled.split("\n").filter((l) => l.startsWith(`${user} `) && l.includes("vault-rotation:app-b:"));
         expect(remote.length).toBeGreaterThan(0);
-        const secrets = [...agentKeys.flatMap(keyLines), ...keyLines(sandbox.sshd!.clientPrivateKey)];
+        const secrets = [...agentKeys.flatMap(privateKeyNeedles), ...keyLines(sandbox.sshd!.clientPrivateKey)];
         expect(secrets.length).toBeGreaterThan(6);
         const log = sandbox.sshd!.log();
         expect(log).toMatch(/LogLevel|Accepted key ED25519|Accepted publickey/);

@@ -44,14 +44,14 @@ function outputsOf(state: ApplierState, name: string): Record<string, unknown> {
     return entries[0].outputs;
 }
 
-/** A fresh cert login with the agent's current cert; returns the token's policies (sorted) and revokes it. */
+/** A fresh cert login with the agent's current cert and its key on the host; returns the token's policies (sorted) and revokes it. */
 async function freshLoginPolicies(state: ApplierState): Promise<string[]> {
     const res = await vaultRequest<{ auth?: { client_token: string; policies: string[] } }>(
         vault,
         "POST",
         `auth/${CERT_PATH}/login`,
         { name: `agent-${APP}` },
-        { token: null, clientCertPem: String(outputsOf(state, `${APP}-agent-cert`).certificate), clientKeyPem: String(outputsOf(state, `${APP}-agent-key`).privateKeyPem) },
+        { token: null, clientCertPem: String(outputsOf(state, `${APP}-agent-cert`).certificate), clientKeyPem: sandbox.agentFiles(APP).keyPem },
     );
     if (res.status !== 200 || !res.body.auth) throw new Error(`cert login: ${res.status} ${res.text}`);
     await vaultRequest(vault, "POST", "auth/token/revoke-self", undefined, { token: res.body.auth.client_token });

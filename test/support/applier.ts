@@ -7,7 +7,6 @@
 // for the engine and the providers:
 //   - Vault resources go through Vault's HTTP API, with `@pulumi/vault` input
 //     names translated to Vault's parameters;
-//   - tls.PrivateKey / tls.CertRequest use Node's crypto and openssl;
 //   - command.local runs its `create` script with its stdin and environment;
 //   - command.remote runs its `create` script over SSH with the OpenSSH client
 //     (sshExec.ts): one session per command, stdin piped, the pinned
@@ -16,7 +15,7 @@
 //   - dynamic resources call this repo's provider objects directly.
 // State (inputs and outputs per URN) is kept between runs, so a second run with
 // the same inputs changes nothing and a new epoch replaces what it triggers.
-import { execFileSync, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import type * as pulumi from "@pulumi/pulumi";
@@ -119,8 +118,6 @@ async function dynamicDiff(type: string, prior: StateEntry, inputs: Record<strin
 async function planChange(type: string, prior: StateEntry, inputs: Record<string, unknown>, trigger: unknown): Promise<"update" | "replace"> {
     if (!sameTrigger(prior.trigger, trigger)) return "replace";
     switch (type) {
-        case "tls:index/privateKey:PrivateKey":
-        case "tls:index/certRequest:CertRequest":
         case "vault:pkiSecret/secretBackendSign:SecretBackendSign":
             return "replace";
         case "command:local:Command":
@@ -224,29 +221,6 @@ export class Applier {
                         renewPending: false,
                     },
                 };
-            }
-            case "tls:index/privateKey:PrivateKey": {
-                if (inputs.algorithm !== "ECDSA" || inputs.ecdsaCurve !== "P256") throw new Error(`applier: only ECDSA P256 keys are modelled, got ${inputs.algorithm} ${inputs.ecdsaCurve}`);
-                const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
-                return {
-                    id: crypto.randomUUID(),
-                    outputs: {
-                        ...inputs,
-                        // The tls provider renders ECDSA keys as SEC1 "EC PRIVATE KEY".
-                        privateKeyPem: privateKey.export({ type: "sec1", format: "pem" }).toString(),
-                        privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-                        publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
-                    },
-                };
-            }
-            case "tls:index/certRequest:CertRequest": {
-                const subject = (inputs.subject ?? {}) as { commonName?: string };
-                // The key reaches openssl on stdin only. Node hands children a socket as
-                // stdin, which openssl cannot open as /dev/stdin: `cat |` makes it a pipe.
-                const csr = execFileSync("/bin/sh", ["-c", 'cat | openssl req -new -key /dev/stdin -subj "$1"', "sh", `/CN=${subject.commonName}`], {
-                    input: String(inputs.privateKeyPem),
-                }).toString();
-                return { id: crypto.randomUUID(), outputs: { ...inputs, certRequestPem: csr } };
             }
             case "command:local:Command":
                 return { id: crypto.randomUUID(), outputs: { ...inputs, ...this.runLocal(name, inputs) } };

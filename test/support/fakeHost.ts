@@ -14,6 +14,7 @@ import {
     HostUser,
     renderAgentConfigScript,
     renderAgentFilesScript,
+    renderAgentKeygenScript,
     renderReloadHook,
     renderRotateScript,
 } from "../../components/renderers/scripts";
@@ -32,7 +33,16 @@ export interface FakeHost {
     nextRender: string;
     shimState: string;
     podmanDir: string;
-    runFiles(key: string): SpawnSyncReturns<string>;
+    /** The agent-keygen step: a new key on the host, its CSR on stdout. */
+    runKeygen(): SpawnSyncReturns<string>;
+    /** Signs a CSR with the host's throwaway CA (Vault's part), for the agent's CN. */
+    signCsr(csrPem: string): string;
+    /**
+     * The write-agent-files step with `certPem`; without one, with the cert of
+     * the last key generated (a keygen and a signature first if there is none,
+     * returning the keygen's result if that fails).
+     */
+    runFiles(certPem?: string): SpawnSyncReturns<string>;
     runConfig(): SpawnSyncReturns<string>;
     runRotate(waitSeconds?: number): SpawnSyncReturns<string>;
     /** Starts the rotate step without waiting (for interrupting it). */
@@ -46,6 +56,21 @@ export interface FakeHost {
 }
 
 const SERVICE = "vault-agent-app-a";
+export const AGENT_CN = "app-a-agent.internal";
+
+/** A throwaway CA standing in for Vault's PKI (real openssl, real signatures). */
+function makeCa(dir: string): (csrPem: string) => string {
+    fs.mkdirSync(dir, { mode: 0o700 });
+    const key = path.join(dir, "ca.key");
+    const cert = path.join(dir, "ca.crt");
+    const run = (args: string[], input?: string) => {
+        const r = spawnSync("openssl", args, { input, encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+        return r.stdout;
+    };
+    run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=fake-host-ca", "-days", "1"]);
+    return (csrPem) => run(["x509", "-req", "-CA", cert, "-CAkey", key, "-days", "1", "-set_serial", String(Date.now())], csrPem);
+}
 
 /** The stand-in agent: `pkiCert` semantics (reuse a present render), then the hook, then stay up. */
 function fakeAgentScript(rendered: string, hook: string, nextRender: string, noRender: string): string {
@@ -106,6 +131,13 @@ export function makeFakeHost(): FakeHost {
     });
     const rotateScript = (waitSeconds: number) =>
         renderRotateScript({ ...u, service: SERVICE, waitSeconds, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } });
+    const signCsr = makeCa(path.join(root, "ca"));
+    let signedCert: string | undefined;
+    const runKeygen = () => {
+        const r = sh(renderAgentKeygenScript({ ...u, commonName: AGENT_CN }));
+        signedCert = r.status === 0 ? signCsr(r.stdout) : undefined;
+        return r;
+    };
     const sh = (script: string, input = "") => spawnSync("/bin/sh", ["-c", script], { input, encoding: "utf8", cwd: REPO_ROOT });
     const asAppUser = (command: string) =>
         runningAsRoot() ? spawnSync("runuser", ["-u", user.name, "--", "/bin/sh", "-c", command], { encoding: "utf8" }) : spawnSync("/bin/sh", ["-c", command], { encoding: "utf8" });
@@ -127,7 +159,15 @@ export function makeFakeHost(): FakeHost {
         nextRender,
         shimState,
         podmanDir,
-        runFiles: (key) => sh(renderAgentFilesScript({ ...u, agentCertPem: CERT("AGENT"), listenerCaPem: CERT("LISTENER") }), key),
+        runKeygen,
+        signCsr,
+        runFiles(certPem) {
+            if (certPem === undefined && signedCert === undefined) {
+                const k = runKeygen();
+                if (k.status !== 0) return k;
+            }
+            return sh(renderAgentFilesScript({ ...u, agentCertPem: certPem ?? signedCert!, listenerCaPem: CERT("LISTENER") }));
+        },
         runConfig: () => sh(renderAgentConfigScript({ ...u, agentHclText: "# agent.hcl\n", templateText: "{{ .Cert }}\n", hookText })),
         runRotate: (waitSeconds = 5) => sh(rotateScript(waitSeconds)),
         startRotate(waitSeconds = 5) {

@@ -293,19 +293,12 @@ function serialFrom(text: string): string {
 
 /**
  * The default mock: models each provider's computed outputs deterministically
- * from the inputs (and, for the agent key, from its replacement trigger: a new
- * epoch means a new key, as the real provider would generate).
+ * from the inputs.
  */
-export const defaultNewResource: NewResource = async (args, registration) => {
+export const defaultNewResource: NewResource = async (args) => {
     const inputs = args.inputs;
     const id = `${args.name}-id`;
     switch (args.type) {
-        case "tls:index/privateKey:PrivateKey": {
-            const material = digest(`${args.name}|${JSON.stringify(registration.replacementTrigger)}`);
-            return { id, state: { ...inputs, privateKeyPem: `-----BEGIN PRIVATE KEY-----\nMOCK${material}\n-----END PRIVATE KEY-----\n`, publicKeyPem: `PUB${material}` } };
-        }
-        case "tls:index/certRequest:CertRequest":
-            return { id, state: { ...inputs, certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\nMOCK${digest(String(inputs.privateKeyPem))}\n-----END CERTIFICATE REQUEST-----\n` } };
         case "vault:pkiSecret/secretBackendSign:SecretBackendSign": {
             const serial = serialFrom(String(inputs.csr));
             return {
@@ -323,9 +316,14 @@ export const defaultNewResource: NewResource = async (args, registration) => {
         case "vault:index/authBackend:AuthBackend":
             return { id, state: { ...inputs, path: inputs.path ?? inputs.type, accessor: "auth_cert_mock" } };
         case "command:local:Command":
-        case "command:remote:Command":
-            // A run's output reflects what it ran (the read-state step prints the new certificate).
-            return { id, state: { ...inputs, stdout: `### fullchain\nMOCK-OUTPUT-${digest(JSON.stringify([inputs.create, inputs.triggers]))}\n### end\n`, stderr: "" } };
+        case "command:remote:Command": {
+            // A run's output reflects what it ran: the keygen step prints a CSR, the rotate step the new certificate.
+            const ran = digest(JSON.stringify([inputs.create, inputs.triggers]));
+            const stdout = String(inputs.create).includes("STEP='agent-keygen'")
+                ? `-----BEGIN CERTIFICATE REQUEST-----\nMOCK${ran}\n-----END CERTIFICATE REQUEST-----`
+                : `### fullchain\nMOCK-OUTPUT-${ran}\n### end\n`;
+            return { id, state: { ...inputs, stdout, stderr: "" } };
+        }
         case "pulumi-nodejs:dynamic/vault-rotation:IssuingChain":
             return { id, state: { ...inputs, chainPem: "-----BEGIN CERTIFICATE-----\nMOCKINTERMEDIATE\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMOCKROOT\n-----END CERTIFICATE-----\n", digest: "mock" } };
         case "pulumi-nodejs:dynamic/vault-rotation:KvMount":

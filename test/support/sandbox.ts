@@ -40,6 +40,8 @@ export interface Sandbox {
     podmanDir(app: string): string;
     /** Home of an app inside the sandbox. */
     home(app: string): string;
+    /** The agent's mTLS files as the host holds them (the key exists only there: it is generated on the host). */
+    agentFiles(app: string): { certPem: string; keyPem: string };
     /** The PATH host steps run with (shims and vault first). */
     hostPath: string;
     /** The sshd standing in for the stack's ssh hosts (when it has any). */
@@ -293,6 +295,10 @@ export function prepareSandbox(opts: SandboxOptions & { sshd?: SshdFixture }): S
         systemctlDir,
         podmanDir,
         home: homeOf,
+        agentFiles(app) {
+            const mtls = path.join(homeOf(app), "vault", "mtls");
+            return { certPem: fs.readFileSync(path.join(mtls, "agent.crt"), "utf8"), keyPem: fs.readFileSync(path.join(mtls, "agent.key"), "utf8") };
+        },
         hostPath,
         sshd,
         serving,

@@ -7,8 +7,6 @@ const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
 const POLICY = "vault:index/policy:Policy";
 const MAPPING = "vault:index/certAuthBackendRole:CertAuthBackendRole";
 const AUTH = "vault:index/authBackend:AuthBackend";
-const KEY = "tls:index/privateKey:PrivateKey";
-const CSR = "tls:index/certRequest:CertRequest";
 const SIGN = "vault:pkiSecret/secretBackendSign:SecretBackendSign";
 const LOCAL = "command:local:Command";
 const REMOTE = "command:remote:Command";
@@ -91,16 +89,17 @@ describe.each([
         }
     });
 
-    it("replaces the agent key on a new epoch and signs its CSR under the agent role", () => {
+    it("generates the agent key on the host (again on a new epoch) and signs only its CSR under the agent role", () => {
         const e = get();
+        const epoch = e === prod ? (prod.exports.rotationPlan as { epoch: string }).epoch : "e1";
+        expect(e.registrations.filter((r) => r.type.startsWith("tls:"))).toEqual([]);
         for (const app of apps) {
-            const key = named(e, `${app}-agent-key`);
-            expect(key.type).toBe(KEY);
-            expect(key.inputs).toMatchObject({ algorithm: "ECDSA", ecdsaCurve: "P256" });
-            expect(key.replacementTrigger).toBe(e === prod ? (prod.exports.rotationPlan as { epoch: string }).epoch : "e1");
-            const csr = named(e, `${app}-agent-csr`);
-            expect(csr.type).toBe(CSR);
-            expect(csr.inputs.privateKeyPem).toMatch(PRIVATE_KEY);
+            const keygen = named(e, `${app}-agent-keygen`);
+            expect(isCommand(keygen)).toBe(true);
+            expect(keygen.inputs.triggers).toEqual([epoch]);
+            expect(keygen.inputs.stdin).toBeUndefined();
+            expect(String(keygen.inputs.create)).toContain("STEP='agent-keygen'");
+            expect(String(keygen.inputs.create)).toContain("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256");
             const sign = named(e, `${app}-agent-cert`);
             expect(sign.type).toBe(SIGN);
             expect(sign.inputs.name).toBe(`agent-${app}`);
@@ -108,6 +107,8 @@ describe.each([
             expect(sign.inputs).toMatchObject({ autoRenew: true, format: "pem" });
             expect(sign.inputs.minSecondsRemaining).toBeGreaterThan(0);
         }
+        // Each app's cert is signed for its own host's request.
+        expect(new Set(apps.map((app) => named(e, `${app}-agent-cert`).inputs.csr)).size).toBe(apps.length);
     });
 
     it("revokes the replaced agent cert by serial, after the new files are written", () => {
@@ -141,20 +142,22 @@ describe.each([
         }
     });
 
-    it("writes key 0600 from stdin and cert and CA 0644, owned by the app user", () => {
+    it("installs the host's own key 0600 and cert and CA 0644, as the app user, with nothing on stdin", () => {
         const e = get();
         for (const app of apps) {
             const files = named(e, `${app}-agent-files`);
             const script = String(files.inputs.create);
-            expect(script).toMatch(/write_atomic '\\''[^']*\/vault\/mtls\/agent\.key'\\'' 0600/);
+            // The key matching the cert moves into place by rename; nothing writes key material.
+            expect(script).toMatch(/^NEXT_KEY='\\''[^']*\/vault\/mtls\/agent\.key\.next'\\''$/m);
+            expect(script).toContain(`chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY" "$KEY"`);
             expect(script).toMatch(/\| write_atomic '\\''[^']*\/vault\/mtls\/agent\.crt'\\'' 0644/);
             expect(script).toMatch(/\| write_atomic '\\''[^']*\/vault\/ca\/ca\.pem'\\'' 0644/);
             // The launcher switches to the app user; the body alone touches the home.
             expect(script).toMatch(new RegExp(`^APP_USER='${app === "app-a" || app === "app-b" ? app : "[a-z-]+"}'$`, "m"));
             expect(script).toContain('runuser -u "$APP_USER" --');
             expect(script).toContain("TEST-LISTENER-CA");
-            expect(files.inputs.stdin).toMatch(PRIVATE_KEY);
-            expect(files.secretInputs).toContain("stdin");
+            expect(files.inputs.stdin).toBeUndefined();
+            expect(files.secretInputs).not.toContain("stdin");
         }
     });
 });
@@ -178,7 +181,7 @@ describe("debug-policy and host targets", () => {
 
     it("runs ssh hosts through command.remote as the app user, with the pinned host key and the secret key, and local hosts through command.local", () => {
         const api = three.registrations.filter((r) => isCommand(r) && r.name.startsWith("api-"));
-        expect(api.map((r) => r.name).sort()).toEqual(["api-agent-files", "api-leaf-agent-config", "api-leaf-rotate"]);
+        expect(api.map((r) => r.name).sort()).toEqual(["api-agent-files", "api-agent-keygen", "api-leaf-agent-config", "api-leaf-rotate"]);
         for (const r of api) {
             expect(r.type).toBe(REMOTE);
             expect(r.inputs.connection).toEqual({ host: "api-host.test.internal", port: 2222, user: "api-svc", hostKey: TEST_HOST_KEY, privateKey: TEST_SSH_PRIVATE_KEY, dialErrorLimit: 10, perDialTimeout: 15 });
@@ -203,24 +206,24 @@ describe("secrets", () => {
             expect(r.inputs.logging).toBe("stderr");
         }
         for (const s of strings(e.exports)) expect(s).not.toMatch(PRIVATE_KEY);
-        // The only inputs the agent key may reach: the CSR and the host writer's stdin
-        // (the check reads the host's login report and holds no copy), once per app each.
-        const allowed = new Set([`${CSR}.privateKeyPem`, `${LOCAL}.stdin`, `${REMOTE}.stdin`]);
+        // The agent key is generated on the host: no input of any resource holds a private key
+        // (but the runner's SSH login key in a remote command's connection).
         const places = e.registrations.flatMap((r) =>
             Object.entries(r.inputs)
-                .filter(([k, v]) => k !== "__provider" && strings(v).some((s) => /BEGIN PRIVATE KEY/.test(s)))
-                .map(([k]) => `${r.type}.${k}`),
+                .filter(([k, v]) => k !== "__provider" && k !== "connection" && strings(v).some((s) => PRIVATE_KEY.test(s)))
+                .map(([k]) => `${r.type} ${r.name}.${k}`),
         );
-        const apps = e.registrations.filter((r) => r.type === "vault-rotation:components:AppRotation").length;
-        expect(places).toHaveLength(2 * apps);
-        for (const place of places) expect(allowed).toContain(place);
+        expect(places).toEqual([]);
         for (const r of e.registrations.filter((r) => r.type === "pulumi-nodejs:dynamic/vault-rotation:RotationCheck")) {
             expect(Object.keys(r.inputs)).not.toContain("agentKeyPem");
         }
     });
 
-    it("marks the tls key's outputs secret", () => {
-        expect(named(prod, "app-a-agent-key").additionalSecretOutputs).toContain("privateKeyPem");
+    it.each([
+        ["prod", () => prod],
+        ["three-app", () => three],
+    ])("sends nothing to a host on standard input (%s)", (_l, get) => {
+        for (const r of get().registrations.filter(isCommand)) expect([r.name, r.inputs.stdin]).toEqual([r.name, undefined]);
     });
 });
 
@@ -239,7 +242,7 @@ describe("component structure", () => {
         const appA = named(prod, "app-a");
         const agent = named(prod, "app-a-agent");
         expect(agent.parentUrn).toBe(appA.urn);
-        expect(named(prod, "app-a-agent-key").parentUrn).toBe(agent.urn);
+        expect(named(prod, "app-a-agent-keygen").parentUrn).toBe(agent.urn);
         expect(named(prod, "app-a-leaf-role").parentUrn).toBe(named(prod, "app-a-leaf").urn);
     });
 

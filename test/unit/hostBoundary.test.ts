@@ -30,8 +30,6 @@ afterEach(() => {
     host.close();
 });
 
-const AGENT_KEY = "-----BEGIN EC PRIVATE KEY-----\nAGENT-KEY-SECRET\n-----END EC PRIVATE KEY-----\n";
-
 function plant(command: string): void {
     const r = host.asAppUser(command);
     expect(r.stderr).toBe("");
@@ -40,7 +38,7 @@ function plant(command: string): void {
 
 /** Everything in place after one complete rotation, then a fresh render waiting. */
 function rotatedOnce(): void {
-    expect(host.runFiles(AGENT_KEY).status).toBe(0);
+    expect(host.runFiles().status).toBe(0);
     expect(host.runConfig().status).toBe(0);
     fs.writeFileSync(host.nextRender, CERT("OLD") + CERT("CA") + KEY_BLOCK);
     expect(host.runRotate().status).toBe(0);
@@ -49,9 +47,9 @@ function rotatedOnce(): void {
 
 describe(`directories planted as links (${userMode()})`, () => {
     it.each([
-        ["vault/mtls", "write-agent-files", (h: FakeHost) => h.runFiles(AGENT_KEY)],
-        ["vault/ca", "write-agent-files", (h: FakeHost) => h.runFiles(AGENT_KEY)],
-        ["vault", "write-agent-files", (h: FakeHost) => h.runFiles(AGENT_KEY)],
+        ["vault/mtls", "agent-keygen", (h: FakeHost) => h.runKeygen()],
+        ["vault", "agent-keygen", (h: FakeHost) => h.runKeygen()],
+        ["vault/ca", "write-agent-files", (h: FakeHost) => h.runFiles()],
         ["tls", "write-agent-config", (h: FakeHost) => h.runConfig()],
         ["vault/hooks", "write-agent-config", (h: FakeHost) => h.runConfig()],
         ["vault/render", "write-agent-config", (h: FakeHost) => h.runConfig()],
@@ -69,6 +67,24 @@ describe(`directories planted as links (${userMode()})`, () => {
         const r = host.runRotate();
         expect(r.status).not.toBe(0);
         expect(r.stderr).toContain(`refusing ${host.paths.tlsDir}: it must be a directory owned by ${host.user.name}, not a link`);
+    });
+});
+
+describe(`agent key files planted as links (${userMode()})`, () => {
+    it.each([
+        ["agent.key.next", "agent-keygen", (h: FakeHost) => h.paths.agentKeyNext, (h: FakeHost) => h.runKeygen()],
+        ["agent.key.next", "write-agent-files", (h: FakeHost) => h.paths.agentKeyNext, (h: FakeHost) => h.runFiles()],
+        ["agent.key", "write-agent-files", (h: FakeHost) => h.paths.agentKey, (h: FakeHost) => h.runFiles()],
+    ])("%s -> a root-only file: the %s step refuses it and reads nothing", (_name, step, target, run) => {
+        // A signed cert waiting, so the files step gets as far as the key files.
+        expect(host.runKeygen().status).toBe(0);
+        const file = target(host);
+        plant(`rm -f ${file} && ln -s ${decoyFile} ${file}`);
+        const r = run(host);
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain(`vault-rotation: app-a: ${step}: refusing ${file}: it is a symbolic link`);
+        expect(r.stdout + r.stderr).not.toContain("ROOT-ONLY-SECRET");
+        expect(fs.lstatSync(file).isSymbolicLink()).toBe(true);
     });
 });
 
@@ -116,7 +132,7 @@ describe(`files planted before the rotate step (${userMode()})`, () => {
 if (runningAsRoot()) {
     describe("a background loop swapping temp files for links during runs (real users)", () => {
         it("never lets a step write through a swapped link", async () => {
-            expect(host.runFiles(AGENT_KEY).status).toBe(0);
+            expect(host.runFiles().status).toBe(0);
             expect(host.runConfig().status).toBe(0);
             const stop = path.join(host.root, "stop-race");
             // As the app user: replace every .vault-rotation.* temp file in the managed dirs by a link to the decoy.
@@ -126,7 +142,8 @@ if (runningAsRoot()) {
             try {
                 // Until the loop has hit a few runs (it hits about one in three here), at most 60 runs.
                 while (results.filter((r) => r !== "ok").length < 3 && results.length < 60) {
-                    for (const r of [host.runFiles(AGENT_KEY), host.runConfig()]) {
+                    const keygen = host.runKeygen();
+                    for (const r of [keygen, keygen.status === 0 ? host.runFiles() : keygen, host.runConfig()]) {
                         results.push(r.status === 0 ? "ok" : r.stderr.trim());
                     }
                 }
@@ -137,7 +154,7 @@ if (runningAsRoot()) {
             // The race was really run: some steps met a swapped link (and failed rather than follow it).
             expect(results.filter((r) => r !== "ok").length).toBeGreaterThan(0);
             // Each run either completed or failed with a line naming the step.
-            for (const r of results) expect(r === "ok" || /^vault-rotation: app-a: write-agent-(files|config): /m.test(r)).toBe(true);
+            for (const r of results) expect(r === "ok" || /^vault-rotation: app-a: (agent-keygen|write-agent-files|write-agent-config): /m.test(r)).toBe(true);
             // The decoy is checked in afterEach; the key file is never a link.
             expect(fs.lstatSync(host.paths.agentKey).isSymbolicLink()).toBe(false);
         });

@@ -8,8 +8,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { renderAgentFilesScript, renderLauncher } from "../../components/renderers/scripts";
 import { parseHostState } from "../../lib/hostState";
-import { CERT, FakeHost, findBodyPid, KEY_BLOCK, makeFakeHost } from "../support/fakeHost";
+import { AGENT_CN, CERT, FakeHost, findBodyPid, KEY_BLOCK, makeFakeHost } from "../support/fakeHost";
 import { runningAsRoot, userMode } from "../support/hostUsers";
+import { privateKeyNeedles } from "../support/keyNeedles";
 
 jest.setTimeout(60_000);
 
@@ -19,11 +20,9 @@ beforeEach(() => {
 });
 afterEach(() => host.close());
 
-const AGENT_KEY = "-----BEGIN EC PRIVATE KEY-----\nAGENT-KEY-SECRET\n-----END EC PRIVATE KEY-----\n";
-
 /** Files and config written, and a first rotation done: the served fullchain is OLD. */
 function rotatedOnce(): void {
-    expect(host.runFiles(AGENT_KEY).status).toBe(0);
+    expect(host.runFiles().status).toBe(0);
     expect(host.runConfig().status).toBe(0);
     fs.writeFileSync(host.nextRender, CERT("OLD") + CERT("CA") + KEY_BLOCK);
     const first = host.runRotate();
@@ -35,13 +34,44 @@ function rotatedOnce(): void {
 const served = () => fs.readFileSync(host.paths.fullchain, "utf8");
 const agentActive = () => host.asAppUser(`PATH=${host.u.hostPath} HOME=${host.u.home} systemctl --user is-active vault-agent-app-a`).stdout.trim();
 
-describe(`agent files (${userMode()})`, () => {
-    it("writes key 0600 from stdin, cert and CA 0644, all owned by the app user, and logs one line", () => {
-        const r = host.runFiles(AGENT_KEY);
+/** The public key of a PEM key file or certificate, by openssl. */
+function publicKeyOf(file: string, kind: "key" | "cert"): string {
+    const args = kind === "key" ? ["pkey", "-in", file, "-pubout"] : ["x509", "-in", file, "-noout", "-pubkey"];
+    const r = spawnSync("openssl", args, { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    return r.stdout;
+}
+
+describe(`agent key and files (${userMode()})`, () => {
+    it("generates the key on the host as the app user (0600, never printed) and prints only its CSR for the agent CN", () => {
+        const r = host.runKeygen();
         expect(r.status).toBe(0);
-        expect(r.stderr.trim().split("\n")).toEqual(["vault-rotation: app-a: write-agent-files: wrote agent.key (0600), agent.crt, ca.pem"]);
+        expect(r.stderr.trim().split("\n")).toEqual([
+            "vault-rotation: app-a: agent-keygen: generated a new agent key (agent.key.next, 0600) and printed its certificate request",
+        ]);
+        expect(r.stdout).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE REQUEST-----\n$/);
+        const st = fs.statSync(host.paths.agentKeyNext);
+        expect([st.mode & 0o777, st.uid]).toEqual([0o600, host.user.uid]);
+        const key = fs.readFileSync(host.paths.agentKeyNext, "utf8");
+        expect(key).toMatch(/-----BEGIN PRIVATE KEY-----/);
+        for (const needle of privateKeyNeedles(key)) expect(r.stdout + r.stderr).not.toContain(needle);
+        // The CSR is for the agent's CN and for the key just written.
+        const csr = spawnSync("openssl", ["req", "-noout", "-subject", "-pubkey", "-verify"], { input: r.stdout, encoding: "utf8" });
+        expect(csr.status).toBe(0);
+        expect(csr.stdout).toContain(`CN = ${AGENT_CN}`);
+        expect(csr.stdout).toContain(publicKeyOf(host.paths.agentKeyNext, "key"));
+        expect(fs.readdirSync(host.paths.mtlsDir)).toEqual(["agent.key.next"]);
+    });
+
+    it("installs the waiting key with the cert signed for it: key 0600, cert and CA 0644, .next gone, one log line", () => {
+        const k = host.runKeygen();
+        const next = fs.readFileSync(host.paths.agentKeyNext, "utf8");
+        const r = host.runFiles(host.signCsr(k.stdout));
+        expect(r.status).toBe(0);
+        expect(r.stderr.trim().split("\n")).toEqual(["vault-rotation: app-a: write-agent-files: installed agent.key (new, 0600), agent.crt, ca.pem"]);
         expect(r.stdout).toBe("");
-        expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(AGENT_KEY);
+        expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(next);
+        expect(publicKeyOf(host.paths.agentCert, "cert")).toBe(publicKeyOf(host.paths.agentKey, "key"));
         for (const [file, mode] of [
             [host.paths.agentKey, 0o600],
             [host.paths.agentCert, 0o644],
@@ -54,19 +84,54 @@ describe(`agent files (${userMode()})`, () => {
         expect(fs.readdirSync(host.paths.mtlsDir).sort()).toEqual(["agent.crt", "agent.key"]);
     });
 
-    it("keeps the old key and leaves no temp file when stdin is empty", () => {
-        expect(host.runFiles(AGENT_KEY).status).toBe(0);
-        const r = host.runFiles("");
+    it("a renewal (a new cert for the key in place) keeps the key and replaces the cert", () => {
+        const k = host.runKeygen();
+        expect(host.runFiles(host.signCsr(k.stdout)).status).toBe(0);
+        const key = fs.readFileSync(host.paths.agentKey, "utf8");
+        const renewed = host.signCsr(k.stdout);
+        const r = host.runFiles(renewed);
+        expect(r.status).toBe(0);
+        expect(r.stderr).toContain("installed agent.key (kept: it matches the certificate), agent.crt, ca.pem");
+        expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(key);
+        expect(fs.readFileSync(host.paths.agentCert, "utf8").trim()).toBe(renewed.trim());
+    });
+
+    it("a new key waiting does not replace the live one until its own cert arrives", () => {
+        const first = host.runKeygen();
+        const firstCert = host.signCsr(first.stdout);
+        expect(host.runFiles(firstCert).status).toBe(0);
+        const live = fs.readFileSync(host.paths.agentKey, "utf8");
+        expect(host.runKeygen().status).toBe(0);
+        // A re-run with the current cert (e.g. the CA bundle changed) keeps the live key.
+        expect(host.runFiles(firstCert).status).toBe(0);
+        expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(live);
+        expect(fs.existsSync(host.paths.agentKeyNext)).toBe(true);
+    });
+
+    it("refuses a cert whose key is on neither file, changing nothing and naming the fix", () => {
+        expect(host.runFiles().status).toBe(0);
+        const before = ["agentKey", "agentCert", "caPem"].map((f) => fs.readFileSync(host.paths[f as "agentKey"], "utf8"));
+        // A cert for a key this host never had (signed for another host's request).
+        const other = spawnSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/dev/null", "-subj", `/CN=${AGENT_CN}`], { encoding: "utf8" });
+        const r = host.runFiles(host.signCsr(other.stdout));
         expect(r.status).not.toBe(0);
-        expect(r.stderr).toContain("vault-rotation: app-a: write-agent-files: refusing to install an empty");
-        expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(AGENT_KEY);
+        expect(r.stderr).toContain(`write-agent-files: neither ${host.paths.agentKeyNext} nor ${host.paths.agentKey} holds the key this certificate was signed for`);
+        expect(r.stderr).toContain("set a new rotation epoch to generate a new key");
+        expect(["agentKey", "agentCert", "caPem"].map((f) => fs.readFileSync(host.paths[f as "agentKey"], "utf8"))).toEqual(before);
+    });
+
+    it("refuses a certificate that does not parse, and leaves no temp file", () => {
+        expect(host.runFiles().status).toBe(0);
+        const r = host.runFiles(CERT("NOT-A-REAL-CERT"));
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain("vault-rotation: app-a: write-agent-files: the signed agent certificate does not parse");
         expect(fs.readdirSync(host.paths.mtlsDir).sort()).toEqual(["agent.crt", "agent.key"]);
     });
 });
 
 describe("the launcher", () => {
     const launch = (user: string) => {
-        return spawnSync("/bin/sh", ["-c", renderAgentFilesScript({ ...host.u, user, agentCertPem: "C", listenerCaPem: "L" })], { input: "K\n", encoding: "utf8" });
+        return spawnSync("/bin/sh", ["-c", renderAgentFilesScript({ ...host.u, user, agentCertPem: "C", listenerCaPem: "L" })], { encoding: "utf8" });
     };
 
     it("refuses a user with uid 0", () => {

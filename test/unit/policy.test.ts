@@ -291,8 +291,13 @@ describe("no-debug-policy-in-prod", () => {
 });
 
 describe("no-key-material-in-commands", () => {
-    it("passes a command whose key goes on stdin", () => {
-        expect(checkNoKeyMaterialInCommands(localCommand({ stdin: KEYS.pkcs8, environment: { CA: CERT_PEM }, triggers: ["epoch-1"] }))).toEqual([]);
+    it("passes a command with certificates and triggers only", () => {
+        expect(checkNoKeyMaterialInCommands(localCommand({ environment: { CA: CERT_PEM }, triggers: ["epoch-1"] }))).toEqual([]);
+    });
+    it("fails a key on stdin: agent keys are generated on the host, never sent", () => {
+        expect(checkNoKeyMaterialInCommands(localCommand({ stdin: KEYS.pkcs8 }))).toEqual([
+            'command "app-a-agent-files" (command:local:Command): stdin contains PEM private key material; keys are generated on the host and never sent to it',
+        ]);
     });
     it("allows the SSH key of a remote command's connection", () => {
         const remote: RuleResource = {
@@ -320,7 +325,13 @@ describe("no-key-material-in-commands", () => {
                 stdin: KEYS.pkcs8,
             },
         });
-        expect(v.map((m) => m.split(": ")[1])).toEqual(["update contains PEM private key material; pass keys on stdin only", "delete contains PEM private key material; pass keys on stdin only", "environment.AGENT_KEY contains PEM private key material; pass keys on stdin only", "triggers[1].key contains PEM private key material; pass keys on stdin only"]);
+        expect(v.map((m) => m.split(": ")[1].replace(/;.*/, ""))).toEqual([
+            "update contains PEM private key material",
+            "delete contains PEM private key material",
+            "environment.AGENT_KEY contains PEM private key material",
+            "triggers[1].key contains PEM private key material",
+            "stdin contains PEM private key material",
+        ]);
     });
     it("catches a base64-encoded PEM key but not certificates or public keys", () => {
         expect(containsPrivateKey(Buffer.from(KEYS.pkcs8).toString("base64"))).toBe(true);

@@ -14,6 +14,8 @@ import {
     renderAgentConfigBody,
     renderAgentConfigScript,
     renderAgentFilesBody,
+    renderAgentKeygenBody,
+    renderAgentKeygenScript,
     renderAgentFilesScript,
     renderLauncher,
     renderReloadHook,
@@ -86,6 +88,7 @@ describe("golden files", () => {
 
     it("host scripts", () => {
         const u = { app: "app-a", user: "app-a", home: "/home/app-a", hostPath: "/usr/local/bin:/usr/bin:/bin" };
+        expectGolden("app-a.agent-keygen.sh", renderAgentKeygenScript({ ...u, commonName: "app-a-agent.internal" }));
         expectGolden(
             "app-a.write-agent-files.sh",
             renderAgentFilesScript({
@@ -258,10 +261,13 @@ describe("shellcheck", () => {
         const u = { app: "app-a", user: "app-a", home: "/home/app-a", hostPath: "/usr/bin:/bin" };
         const rotate = { ...u, service: "vault-agent-app-a", waitSeconds: 5, login: { vaultAddress: "https://vault:8200", certAuthPath: "cert", mapping: "agent-app-a" } };
         const agentFiles = { ...u, agentCertPem: "C", listenerCaPem: "L" };
+        const keygen = { ...u, commonName: "app-a-agent.internal" };
         const config = { ...u, agentHclText: "x", templateText: "{{ .Cert }}", hookText: "#!/bin/sh\n" };
         // The launchers, and the bodies they carry as one quoted string (which shellcheck cannot see into).
         const scripts: Record<string, string> = {
             "hook.sh": renderReloadHook(hookInput("/home/app-a", "app-a", { label: "tls=true", proxy: "podman:edge-proxy", signal: "SIGHUP" })),
+            "keygen.sh": renderAgentKeygenScript(keygen),
+            "keygen-body.sh": renderAgentKeygenBody(keygen),
             "files.sh": renderAgentFilesScript(agentFiles),
             "files-body.sh": renderAgentFilesBody(agentFiles),
             "config.sh": renderAgentConfigScript(config),

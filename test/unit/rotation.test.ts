@@ -20,8 +20,7 @@ function changedNames(a: Evaluation, b: Evaluation): string[] {
 /** Everything downstream of an app's agent key. */
 function downstreamOfAgentKey(app: string): string[] {
     return [
-        `${app}-agent-key`,
-        `${app}-agent-csr`,
+        `${app}-agent-keygen`,
         `${app}-agent-cert`,
         `${app}-agent-files`,
         `${app}-agent-revocation`,
@@ -41,12 +40,11 @@ describe("rotation is a replace triggered by the epoch", () => {
         const a = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
         const b = await evaluateProgram({ config: withEpoch(prodStack(caFile), "2026-12-27"), stack: "prod" });
         expect(changedNames(a, b)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b")].sort());
-        expect(b.byName.get("app-a-agent-key")!.replacementTrigger).toBe("2026-12-27");
-        // The commands that write the agent files change: a new cert in the script, a new key on stdin.
+        // A new key on the host (its trigger is the epoch), then a new cert in the files step's script.
+        expect(b.byName.get("app-a-agent-keygen")!.inputs.triggers).toEqual(["2026-12-27"]);
         const filesA = a.byName.get("app-a-agent-files")!;
         const filesB = b.byName.get("app-a-agent-files")!;
         expect(filesB.inputs.create).not.toEqual(filesA.inputs.create);
-        expect(filesB.inputs.stdin).not.toEqual(filesA.inputs.stdin);
         expect(filesB.inputs.triggers).toContain("2026-12-27");
     });
 

@@ -1,0 +1,75 @@
+# vault-rotation: agent-keygen for app-a. Runs the step below as app-a from an empty environment.
+set -eu
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+APP='app-a'
+STEP='agent-keygen'
+APP_USER='app-a'
+APP_HOME='/home/app-a'
+HOST_PATH='/usr/local/bin:/usr/bin:/bin'
+fail() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*" >&2; exit 1; }
+uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+[ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
+me=$(id -u)
+if [ "$me" = "$uid" ]; then
+  switch=''
+elif [ "$me" = 0 ]; then
+  switch=runuser
+else
+  fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
+fi
+# The body is data for `sh -c` below, so nothing in it expands here.
+# shellcheck disable=SC2016
+BODY='set -eu
+umask 077
+APP='\''app-a'\''
+STEP='\''agent-keygen'\''
+say() { printf '\''vault-rotation: %s: %s: %s\n'\'' "$APP" "$STEP" "$*" >&2; }
+fail() { say "$*"; exit 1; }
+{ [ -d "$HOME" ] && [ -O "$HOME" ]; } || fail "home $HOME must be an existing directory owned by $USER"
+cd -- "$HOME"
+own_dir() { # path mode: create when missing; refuse a link, a non-directory, another owner
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ ! -e "$1" ]; then mkdir -m "$2" -- "$1" || fail "cannot create directory $1"; fi
+  [ -d "$1" ] || fail "refusing $1: it is not a directory"
+  [ -O "$1" ] || fail "refusing $1: it is not owned by $USER"
+  chmod "$2" -- "$1" || fail "cannot set mode $2 on $1"
+}
+is_own_dir() { # path: an existing directory of ours that is not a link
+  { [ ! -L "$1" ] && [ -d "$1" ] && [ -O "$1" ]; } || fail "refusing $1: it must be a directory owned by $USER, not a link"
+}
+regular_or_absent() { # path
+  if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
+  if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
+write_atomic() { # dest mode
+  if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
+  tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
+  if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
+  if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
+  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+}
+
+NEXT_KEY='\''/home/app-a/vault/mtls/agent.key.next'\''
+SUBJECT='\''/CN=app-a-agent.internal'\''
+command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: the agent key is generated on this host"
+own_dir '\''/home/app-a/vault'\'' 0750
+own_dir '\''/home/app-a/vault/mtls'\'' 0700
+regular_or_absent "$NEXT_KEY"
+# The key goes from openssl to the file through a pipe: never a command line, never stdout.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve 2>/dev/null |
+  write_atomic "$NEXT_KEY" 0600
+csr=$(openssl req -new -key "$NEXT_KEY" -subj "$SUBJECT" 2>/dev/null) || fail "openssl could not make a certificate request from $NEXT_KEY"
+case "$csr" in
+  '\''-----BEGIN CERTIFICATE REQUEST-----'\''*'\''-----END CERTIFICATE REQUEST-----'\'') ;;
+  *) fail "openssl printed something other than one certificate request; refusing to pass it on" ;;
+esac
+printf '\''%s\n'\'' "$csr"
+say "generated a new agent key (agent.key.next, 0600) and printed its certificate request"
+'
+set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
+  XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
+  /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
+if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
