@@ -140,13 +140,13 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
     ),
     resourcePolicy(
         POLICY_NAMES.noKeyMaterialInCommands,
-        "Host commands never carry PEM private key material in create/update/delete, environment, triggers or other inputs; keys go on stdin only.",
+        "Host commands never carry PEM private key material in create/update/delete, stdin, environment, triggers or other inputs (only the SSH key in connection): the agent key is generated on its host.",
         commandTypes,
         (args) => checkNoKeyMaterialInCommands(asRuleResource(args, rawProps(args.props))),
     ),
     resourcePolicy(
         POLICY_NAMES.remoteHostKeyPinned,
-        "Remote host commands pin the host's SSH key (connection.hostKey '<type> <base64>'): without it any host answering at that address receives the agent key on stdin.",
+        "Remote host commands pin the host's SSH key (connection.hostKey '<type> <base64>'): without it any host answering at that address runs the steps and has its own key signed as the app's agent.",
         [TYPES.remoteCommand],
         (args) => checkRemoteHostKeyPinned(asRuleResource(args, rawProps(args.props))),
     ),

@@ -276,15 +276,16 @@ export function findPrivateKeyPaths(value: unknown, path: string): string[] {
 }
 
 /**
- * Command inputs that may carry key material: `stdin` (how the program hands a key to a
- * script without it reaching a command line, an env block or a log) and `connection`
- * (the SSH credentials of `command:remote`, used by the provider, never run).
+ * The one command input that may carry key material: `connection`, the SSH
+ * credentials of `command:remote` (used by the provider, never run). Not even
+ * `stdin`: the agent key is generated on its host, so no step is ever sent a key,
+ * and a command's inputs are kept in Pulumi state.
  */
-export const COMMAND_KEY_ALLOWED_INPUTS: readonly string[] = ["stdin", "connection"];
+export const COMMAND_KEY_ALLOWED_INPUTS: readonly string[] = ["connection"];
 
 /**
  * `no-key-material-in-commands`: no private key in a command's create/update/delete,
- * environment, triggers, interpreter or any other input but those allowed above.
+ * stdin, environment, triggers, interpreter or any other input but `connection`.
  */
 export function checkNoKeyMaterialInCommands(r: RuleResource): string[] {
     if (r.type !== TYPES.localCommand && r.type !== TYPES.remoteCommand) return [];
@@ -292,7 +293,7 @@ export function checkNoKeyMaterialInCommands(r: RuleResource): string[] {
     for (const [field, value] of Object.entries(r.props)) {
         if (COMMAND_KEY_ALLOWED_INPUTS.includes(field)) continue;
         for (const path of findPrivateKeyPaths(value, field)) {
-            out.push(`command "${r.name}" (${r.type}): ${path} contains PEM private key material; pass keys on stdin only`);
+            out.push(`command "${r.name}" (${r.type}): ${path} contains PEM private key material; keys are generated on the host and never sent to it`);
         }
     }
     return out;
@@ -304,7 +305,8 @@ const HOST_KEY_LINE = /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Z
 /**
  * `remote-host-key-pinned`: every `command:remote` connection pins the host's key.
  * Without `connection.hostKey` the command provider accepts any host key, so
- * whoever answers at that address gets the command's stdin (the agent key).
+ * whoever answers at that address runs the steps and hands back the CSR that
+ * Vault signs as the app's agent certificate.
  */
 export function checkRemoteHostKeyPinned(r: RuleResource): string[] {
     if (r.type !== TYPES.remoteCommand) return [];
@@ -313,7 +315,7 @@ export function checkRemoteHostKeyPinned(r: RuleResource): string[] {
     if (typeof key === "string" && HOST_KEY_LINE.test(key)) return [];
     const got = key === undefined ? "unset" : JSON.stringify(typeof key === "string" ? key.slice(0, 40) : key);
     return [
-        `command "${r.name}" (${r.type}): connection.hostKey must pin the host's key as '<type> <base64>' (got ${got}); without it any host answering at that address receives stdin`,
+        `command "${r.name}" (${r.type}): connection.hostKey must pin the host's key as '<type> <base64>' (got ${got}); without it any host answering at that address runs the steps and has its own key signed as the app's agent`,
     ];
 }
 
