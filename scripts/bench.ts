@@ -100,17 +100,21 @@ function appCosts(registrations: Registration[], states: Map<string, Record<stri
         const dynamic = custom.filter((r) => r.type.startsWith("pulumi-nodejs:dynamic/"));
         const providerBytes: Record<string, number> = {};
         for (const r of dynamic) providerBytes[r.type.split(":").pop()!] = String(r.inputs.__provider ?? "").length;
-        // The mock key's text (see defaultNewResource) identifies every copy of it.
-        const keyState = custom.find((r) => r.type === "tls:index/privateKey:PrivateKey");
-        const keyText = String(states.get(keyState?.urn ?? "")?.privateKeyPem ?? "").split("\n")[1] ?? "\u0000";
         const stateText = (r: Registration) => JSON.stringify({ inputs: r.inputs, outputs: states.get(r.urn) ?? {} });
+        // Where the agent key could sit in state: a private key in any input or output
+        // (the SSH login key of a remote command's connection aside), or a host step
+        // fed on stdin. The key is generated on the host, so none is expected.
+        const withoutConnection = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== "connection"));
+        const holdsKey = (r: Registration) =>
+            /PRIVATE KEY-----/.test(JSON.stringify([withoutConnection(r.inputs), withoutConnection(states.get(r.urn) ?? {})])) ||
+            (r.type.startsWith("command:") && r.inputs.stdin !== undefined);
         return {
             resources: regs.length,
             custom: custom.length,
             dynamic: dynamic.length,
             providerBytes,
             secretValues: custom.reduce((n, r) => n + new Set([...r.secretInputs, ...r.additionalSecretOutputs]).size, 0),
-            keyHolders: custom.filter((r) => stateText(r).includes(keyText)).map((r) => `${r.type.split(":").pop()}`),
+            keyHolders: custom.filter(holdsKey).map((r) => `${r.type.split(":").pop()} ${r.name}`),
             checkpointBytes: custom.reduce((n, r) => n + Buffer.byteLength(stateText(r)), 0),
         };
     });
