@@ -39,6 +39,11 @@ export function restrictedRoleArgs(i: RestrictedRoleInput): vault.pkisecret.Secr
         allowedUriSans: [],
         allowedOtherSans: [],
         enforceHostnames: true,
+        // A CSR names nothing: the agent's CSR is printed by its host, which the
+        // program does not trust with names, so the CN and SANs come only from
+        // the program's request (the CN passed to sign; the role's names).
+        useCsrCommonName: false,
+        useCsrSans: false,
         keyType: "ec",
         keyBits: 256,
         keyUsages: ["DigitalSignature"],
