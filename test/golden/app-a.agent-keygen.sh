@@ -41,30 +41,48 @@ regular_or_absent() { # path
   if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
   if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
 }
-# Writes standard input to $1 with mode $2: temp file in the same directory,
-# then rename, so readers see the old file or the new one, never a partial one.
-write_atomic() { # dest mode
+# Writes standard input to a new temp file beside $1, with mode $2, and prints
+# its name: what a rename then installs as $1.
+stage_file() { # dest mode
   if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
   tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
   if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
   if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
-  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+  if ! chmod "$2" -- "$tmp"; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+  printf '\''%s\n'\'' "$tmp"
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
+write_atomic() { # dest mode
+  staged=$(stage_file "$1" "$2") || exit 1
+  if ! mv -f -T -- "$staged" "$1"; then rm -f -- "$staged"; fail "cannot install $1"; fi
 }
 
 NEXT_KEY='\''/home/app-a/vault/mtls/agent.key.next'\''
+MTLS_DIR='\''/home/app-a/vault/mtls'\''
 SUBJECT='\''/CN=app-a-agent.internal'\''
 command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: the agent key is generated on this host"
 own_dir '\''/home/app-a/vault'\'' 0750
-own_dir '\''/home/app-a/vault/mtls'\'' 0700
+own_dir "$MTLS_DIR" 0700
 regular_or_absent "$NEXT_KEY"
-# The key goes from openssl to the file through a pipe: never a command line, never stdout.
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve 2>/dev/null |
-  write_atomic "$NEXT_KEY" 0600
-csr=$(openssl req -new -key "$NEXT_KEY" -subj "$SUBJECT" 2>/dev/null) || fail "openssl could not make a certificate request from $NEXT_KEY"
-case "$csr" in
-  '\''-----BEGIN CERTIFICATE REQUEST-----'\''*'\''-----END CERTIFICATE REQUEST-----'\'') ;;
-  *) fail "openssl printed something other than one certificate request; refusing to pass it on" ;;
-esac
+# The key is made and checked in a temp file (0600 by the umask; only its name is
+# on a command line), and replaces a waiting agent.key.next only once its CSR is
+# made: a failed run leaves the waiting key as it was.
+key_tmp=$(mktemp "$MTLS_DIR/.vault-rotation.XXXXXX") || fail "cannot create a temp file in $MTLS_DIR"
+trap '\''rm -f -- "$key_tmp"'\'' EXIT
+if ! { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out "$key_tmp" 2>/dev/null &&
+  openssl pkey -in "$key_tmp" -noout 2>/dev/null; }; then
+  fail "openssl could not generate an EC P-256 key"
+fi
+csr=$(openssl req -new -key "$key_tmp" -subj "$SUBJECT" 2>/dev/null) || fail "openssl could not make a certificate request"
+# This is all that leaves the host: one certificate request block, base64 lines only.
+printf '\''%s\n'\'' "$csr" | awk '\''
+  NR == 1 { if ($0 != "-----BEGIN CERTIFICATE REQUEST-----") exit 3; next }
+  $0 == "-----END CERTIFICATE REQUEST-----" && !end { end = 1; next }
+  end || length($0) > 76 || $0 !~ /^[A-Za-z0-9+\/=]+$/ { exit 3 }
+  END { if (!end) exit 3 }
+'\'' || fail "openssl printed something other than one certificate request; refusing to pass it on"
+mv -f -T -- "$key_tmp" "$NEXT_KEY" || fail "cannot install $NEXT_KEY"
 printf '\''%s\n'\'' "$csr"
 say "generated a new agent key (agent.key.next, 0600) and printed its certificate request"
 '

@@ -41,14 +41,21 @@ regular_or_absent() { # path
   if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
   if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
 }
-# Writes standard input to $1 with mode $2: temp file in the same directory,
-# then rename, so readers see the old file or the new one, never a partial one.
-write_atomic() { # dest mode
+# Writes standard input to a new temp file beside $1, with mode $2, and prints
+# its name: what a rename then installs as $1.
+stage_file() { # dest mode
   if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
   tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
   if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
   if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
-  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+  if ! chmod "$2" -- "$tmp"; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+  printf '\''%s\n'\'' "$tmp"
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
+write_atomic() { # dest mode
+  staged=$(stage_file "$1" "$2") || exit 1
+  if ! mv -f -T -- "$staged" "$1"; then rm -f -- "$staged"; fail "cannot install $1"; fi
 }
 
 FULLCHAIN='\''/home/app-a/tls/app-a.fullchain.pem'\''

@@ -41,14 +41,21 @@ regular_or_absent() { # path
   if [ -L "$1" ]; then fail "refusing $1: it is a symbolic link"; fi
   if [ -e "$1" ] && [ ! -f "$1" ]; then fail "refusing $1: it is not a regular file"; fi
 }
-# Writes standard input to $1 with mode $2: temp file in the same directory,
-# then rename, so readers see the old file or the new one, never a partial one.
-write_atomic() { # dest mode
+# Writes standard input to a new temp file beside $1, with mode $2, and prints
+# its name: what a rename then installs as $1.
+stage_file() { # dest mode
   if [ -d "$1" ] && [ ! -L "$1" ]; then fail "refusing $1: it is a directory"; fi
   tmp=$(mktemp "$(dirname -- "$1")/.vault-rotation.XXXXXX") || fail "cannot create a temp file beside $1"
   if ! cat >"$tmp"; then rm -f -- "$tmp"; fail "cannot write $1"; fi
   if [ ! -s "$tmp" ]; then rm -f -- "$tmp"; fail "refusing to install an empty $1"; fi
-  if ! { chmod "$2" -- "$tmp" && mv -f -T -- "$tmp" "$1"; }; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+  if ! chmod "$2" -- "$tmp"; then rm -f -- "$tmp"; fail "cannot install $1"; fi
+  printf '\''%s\n'\'' "$tmp"
+}
+# Writes standard input to $1 with mode $2: temp file in the same directory,
+# then rename, so readers see the old file or the new one, never a partial one.
+write_atomic() { # dest mode
+  staged=$(stage_file "$1" "$2") || exit 1
+  if ! mv -f -T -- "$staged" "$1"; then rm -f -- "$staged"; fail "cannot install $1"; fi
 }
 
 AGENT_CERT_PEM='\''-----BEGIN CERTIFICATE-----
@@ -59,6 +66,9 @@ LISTENER
 -----END CERTIFICATE-----'\''
 KEY='\''/home/app-a/vault/mtls/agent.key'\''
 NEXT_KEY='\''/home/app-a/vault/mtls/agent.key.next'\''
+CERT='\''/home/app-a/vault/mtls/agent.crt'\''
+CA_PEM='\''/home/app-a/vault/ca/ca.pem'\''
+ca_staged='\'''\''
 command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: it matches the agent key to its certificate"
 own_dir '\''/home/app-a/vault'\'' 0750
 own_dir '\''/home/app-a/vault/mtls'\'' 0700
@@ -68,16 +78,22 @@ regular_or_absent "$NEXT_KEY"
 cert_public=$(printf '\''%s\n'\'' "$AGENT_CERT_PEM" | openssl x509 -noout -pubkey 2>/dev/null) || fail "the signed agent certificate does not parse"
 key_public() { [ -f "$1" ] && openssl pkey -in "$1" -pubout 2>/dev/null; }
 if [ "$(key_public "$NEXT_KEY")" = "$cert_public" ]; then
-  # A new key'\''s first certificate: the key moves into place by rename, then the cert follows.
-  if ! { chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY" "$KEY"; }; then fail "cannot install $NEXT_KEY as $KEY"; fi
+  new_key=1
   installed="agent.key (new, 0600)"
 elif [ "$(key_public "$KEY")" = "$cert_public" ]; then
+  new_key=0
   installed="agent.key (kept: it matches the certificate)"
 else
   fail "neither $NEXT_KEY nor $KEY holds the key this certificate was signed for (was the home restored or the key removed?); nothing was changed; set a new rotation epoch to generate a new key"
 fi
-printf '\''%s\n'\'' "$AGENT_CERT_PEM" | write_atomic '\''/home/app-a/vault/mtls/agent.crt'\'' 0644
-printf '\''%s\n'\'' "$LISTENER_CA_PEM" | write_atomic '\''/home/app-a/vault/ca/ca.pem'\'' 0644
+# Cert and CA are written first, so the renames that install key, cert and CA
+# follow each other with nothing in between that could fail on a full disk.
+cert_staged=$(printf '\''%s\n'\'' "$AGENT_CERT_PEM" | stage_file "$CERT" 0644) || exit 1
+trap '\''rm -f -- "$cert_staged" "$ca_staged"'\'' EXIT
+ca_staged=$(printf '\''%s\n'\'' "$LISTENER_CA_PEM" | stage_file "$CA_PEM" 0644) || exit 1
+if [ "$new_key" = 1 ] && ! { chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY" "$KEY"; }; then fail "cannot install $NEXT_KEY as $KEY"; fi
+mv -f -T -- "$cert_staged" "$CERT" || fail "cannot install $CERT"
+mv -f -T -- "$ca_staged" "$CA_PEM" || fail "cannot install $CA_PEM"
 say "installed $installed, agent.crt, ca.pem"
 '
 set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \

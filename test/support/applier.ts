@@ -350,9 +350,9 @@ export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
 }
 
 /**
- * Writes the state for inspection. Secret values (the agent key on stdin, the
- * ssh key in a connection, generated private keys) are replaced by a digest,
- * as the Pulumi engine encrypts them: no key in plain state on disk.
+ * Writes the state for inspection. Secret values (the ssh key in a connection,
+ * KV seed data) are replaced by a digest, as the Pulumi engine encrypts them:
+ * no secret in plain state on disk.
  */
 export function saveState(file: string, state: ApplierState): void {
     const redact = (values: Record<string, unknown>, secrets: string[]) =>

@@ -63,6 +63,20 @@ describe(`agent key and files (${userMode()})`, () => {
         expect(fs.readdirSync(host.paths.mtlsDir)).toEqual(["agent.key.next"]);
     });
 
+    it("a keygen that fails midway leaves the waiting key as it was, and no temp file", () => {
+        expect(host.runKeygen().status).toBe(0);
+        const waiting = fs.readFileSync(host.paths.agentKeyNext, "utf8");
+        // An openssl that writes the start of a key and then fails (a full disk, a crash).
+        const fake = path.join(host.u.hostPath.split(":")[0], "openssl");
+        fs.writeFileSync(fake, `#!/bin/sh\nout=''\nwhile [ $# -gt 0 ]; do [ "$1" = -out ] && out=$2; shift; done\n[ -n "$out" ] && printf '%s\\n' '-----BEGIN PRIVATE KEY-----' 'MIGHAgEAMBMG' >"$out"\nexit 1\n`, { mode: 0o755 });
+        const r = host.runKeygen();
+        expect(r.status).not.toBe(0);
+        expect(r.stderr.trim()).toBe("vault-rotation: app-a: agent-keygen: openssl could not generate an EC P-256 key");
+        expect(r.stdout).toBe("");
+        expect(fs.readFileSync(host.paths.agentKeyNext, "utf8")).toBe(waiting);
+        expect(fs.readdirSync(host.paths.mtlsDir)).toEqual(["agent.key.next"]);
+    });
+
     it("installs the waiting key with the cert signed for it: key 0600, cert and CA 0644, .next gone, one log line", () => {
         const k = host.runKeygen();
         const next = fs.readFileSync(host.paths.agentKeyNext, "utf8");
