@@ -15,12 +15,12 @@
 //
 // Each run is a fresh file backend and stack, timed over `pulumi up --yes
 // --skip-preview` (create of N resources). Checkpoints are on (the default), and
-// one more run of the large kind at the largest size sets PULUMI_SKIP_CHECKPOINTS.
+// one more run of each kind at the largest size sets PULUMI_SKIP_CHECKPOINTS.
 //
 // Options: --sizes 200,500   resource counts (default 200,500)
 //          --kinds tiny,large
 //          --large-kb 40     target serialized size of the large provider
-//          --no-skip-run     leave out the PULUMI_SKIP_CHECKPOINTS run
+//          --no-skip-run     leave out the PULUMI_SKIP_CHECKPOINTS runs
 //          --timeout 600     seconds before a run is stopped (reported as such)
 //          --keep            keep the temp dir (logs, backends)
 import { execFileSync, spawn } from "child_process";
@@ -333,8 +333,10 @@ async function main(): Promise<void> {
                 figures.push(await run(engine, project, work, kind, size, true, options.timeoutSeconds));
             }
         }
-        if (options.skipRun && options.kinds.includes("large")) {
-            figures.push(await run(engine, project, work, "large", Math.max(...options.sizes), false, options.timeoutSeconds));
+        if (options.skipRun) {
+            for (const kind of options.kinds) {
+                figures.push(await run(engine, project, work, kind, Math.max(...options.sizes), false, options.timeoutSeconds));
+            }
         }
 
         const nodeSdk = (JSON.parse(fs.readFileSync(path.join(REPO, "node_modules", "@pulumi", "pulumi", "package.json"), "utf8")) as { version: string }).version;
