@@ -17,6 +17,7 @@ import {
     checkLeafRoleServerOnly,
     checkNoDebugPolicyInProd,
     checkNoKeyMaterialInCommands,
+    checkNoKeyMaterialInCommandOutput,
     checkNoKeyMaterialInOutputs,
     checkNoPermissiveNames,
     checkRemoteHostKeyPinned,
@@ -94,14 +95,16 @@ export const ttlCapsConfigSchema = {
 
 const noKeyMaterialInOutputs: StackValidationPolicy = {
     name: POLICY_NAMES.noKeyMaterialInOutputs,
-    description: "No stack output, at any depth, may contain PEM private key material.",
+    description: "No stack output, at any depth, and no host step's stdout or stderr (kept in state) may contain PEM private key material.",
     enforcementLevel: "mandatory",
     remediationSteps: "Export a certificate serial or fingerprint; keep private keys as secret resource outputs only.",
     validateStack: (args: StackValidationArgs, reportViolation: ReportViolation) => {
-        // Stack outputs are the outputs of the root `pulumi:pulumi:Stack` resource.
+        // Stack outputs are the outputs of the root `pulumi:pulumi:Stack` resource; a
+        // command's props here are its outputs, stdout and stderr among them.
         for (const r of args.resources) {
-            if (r.type !== TYPES.stack) continue;
-            for (const m of checkNoKeyMaterialInOutputs(rawProps(r.props))) reportViolation(m, r.urn);
+            const props = rawProps(r.props);
+            const found = r.type === TYPES.stack ? checkNoKeyMaterialInOutputs(props) : checkNoKeyMaterialInCommandOutput({ type: r.type, name: r.name, props });
+            for (const m of found) reportViolation(m, r.urn);
         }
     },
 };

@@ -319,6 +319,20 @@ export function checkRemoteHostKeyPinned(r: RuleResource): string[] {
     ];
 }
 
+/**
+ * Part of `no-key-material-in-outputs`: a host step's stdout and stderr are kept in
+ * state and shown by `pulumi stack export`; steps print public facts only (a CSR,
+ * certificate blocks, one status line), so a private key there means a step leaked one.
+ */
+export function checkNoKeyMaterialInCommandOutput(r: RuleResource): string[] {
+    if (r.type !== TYPES.localCommand && r.type !== TYPES.remoteCommand) return [];
+    return ["stdout", "stderr"].flatMap((field) =>
+        findPrivateKeyPaths(r.props[field], field).map(
+            (path) => `command "${r.name}" (${r.type}): ${path} contains PEM private key material; a host step prints public facts only (its output is kept in state)`,
+        ),
+    );
+}
+
 /** `no-key-material-in-outputs`: no stack output (at any depth) holds a private key. */
 export function checkNoKeyMaterialInOutputs(outputs: Record<string, unknown>): string[] {
     return findPrivateKeyPaths(outputs, "").map(

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { checkNoKeyMaterialInCommandOutput } from "../../policy/rules";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../support/harness";
 import { privateKeyNeedles } from "../support/keyNeedles";
@@ -89,6 +90,11 @@ it("keeps the agent key on the host only: a new key per epoch, no copy in any re
         }
     }
     expect(everything).not.toMatch(/PRIVATE KEY-----/);
+    // CrossGuard's check of what the host steps printed agrees, on the real outputs.
+    for (const state of [first.state, rotated.state]) {
+        for (const e of Object.values(state.resources)) expect(checkNoKeyMaterialInCommandOutput({ type: e.type, name: e.name, props: e.outputs })).toEqual([]);
+    }
+    expect(Object.values(rotated.state.resources).filter((e) => e.type === "command:local:Command").length).toBeGreaterThan(0);
 });
 
 it("changes nothing on a second run with the same epoch", () => {

@@ -462,12 +462,29 @@ describe("policy/index.ts wiring", () => {
         const stackUrn = "urn:pulumi:prod::vault-rotation::pulumi:pulumi:Stack::vault-rotation-prod";
         const resources = [
             { type: TYPES.stack, urn: stackUrn, name: "vault-rotation-prod", props: { apps: { "app-a": { key: KEYS.pkcs8 } } } },
-            // A key in a resource's own (secret) outputs, e.g. tls.PrivateKey, is not a stack output.
-            { type: "tls:index/privateKey:PrivateKey", urn: "urn:x", name: "k", props: { privateKeyPem: KEYS.pkcs8 } },
+            // A key in another resource's own (secret) outputs is not a stack output.
+            { type: "vault:pkiSecret/secretBackendCert:SecretBackendCert", urn: "urn:x", name: "k", props: { privateKey: KEYS.pkcs8 } },
+            // A host step that printed public facts only.
+            { type: TYPES.localCommand, urn: "urn:ok", name: "app-a-agent-keygen", props: { stdout: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----", stderr: "vault-rotation: app-a: agent-keygen: ..." } },
         ] as unknown as PolicyResource[];
         const reports: Array<[string, string | undefined]> = [];
         const validate = policy.validateStack as (a: StackValidationArgs, rv: (m: string, urn?: string) => void) => void;
         validate({ resources } as unknown as StackValidationArgs, (m, urn) => reports.push([m, urn]));
         expect(reports).toEqual([[expect.stringMatching(/stack output "apps.app-a.key"/), stackUrn]]);
+    });
+
+    it("fails a host step whose stdout or stderr holds a private key, reporting against that command", () => {
+        const policy = byName.get("no-key-material-in-outputs") as StackValidationPolicy;
+        const resources = [
+            { type: TYPES.remoteCommand, urn: "urn:keygen", name: "app-b-agent-keygen", props: { stdout: `-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n${KEYS.pkcs8}`, stderr: "" } },
+            { type: TYPES.localCommand, urn: "urn:files", name: "app-a-agent-files", props: { stdout: "", stderr: `debug: ${Buffer.from(KEYS.ec).toString("base64")}` } },
+        ] as unknown as PolicyResource[];
+        const reports: Array<[string, string | undefined]> = [];
+        const validate = policy.validateStack as (a: StackValidationArgs, rv: (m: string, urn?: string) => void) => void;
+        validate({ resources } as unknown as StackValidationArgs, (m, urn) => reports.push([m, urn]));
+        expect(reports).toEqual([
+            ['command "app-b-agent-keygen" (command:remote:Command): stdout contains PEM private key material; a host step prints public facts only (its output is kept in state)', "urn:keygen"],
+            [expect.stringMatching(/^command "app-a-agent-files" \(command:local:Command\): stderr contains PEM private key material/), "urn:files"],
+        ]);
     });
 });
