@@ -18,6 +18,9 @@
 # zip. We drop that replace so Go uses the published sdk/v3 its `require` names
 # (the same pattern as scripts/get-vault.sh).
 set -euo pipefail
+# Before any cd: the path is relative to where the script was started.
+# shellcheck source-path=SCRIPTDIR source=lib/heartbeat.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/heartbeat.sh"
 
 PULUMI_CLI_VERSION="${PULUMI_CLI_VERSION:-3.274.1}"
 NODEJS_HOST_VERSION="${NODEJS_HOST_VERSION:-3.68.0}"
@@ -55,27 +58,6 @@ mkdir -p "$CACHE_ROOT/pulumi-engine"
 WORK="$(mktemp -d "$CACHE_ROOT/pulumi-engine/build.XXXXXX")"
 trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
 
-# Ten silent minutes look like a hang: say how long each long step has been running.
-with_heartbeat() { # what, command...
-  local what=$1 started=$SECONDS pid rc
-  shift
-  nice -n 10 "$@" >&2 &
-  pid=$!
-  while ! wait_for "$pid" 60; do
-    log "$what: still running, $(((SECONDS - started) / 60)) min elapsed"
-  done
-  wait "$pid" && rc=0 || rc=$?
-  log "$what: done in $(((SECONDS - started) / 60)) min $(((SECONDS - started) % 60)) s"
-  return "$rc"
-}
-wait_for() { # pid seconds: true once the process has ended, false after the timeout
-  local i
-  for ((i = 0; i < $2; i++)); do
-    kill -0 "$1" 2>/dev/null || return 0
-    sleep 1
-  done
-  return 1
-}
 
 module_copy() { # module version dest: a writable copy of the module's source in dest
   local dir
@@ -107,15 +89,15 @@ module_copy github.com/pulumi/pulumi/sdk/v3 "$NODEJS_HOST_VERSION" "$WORK/sdk"
 
 cd "$WORK/pkg"
 drop_local_replaces
-with_heartbeat "resolving the CLI's dependencies" env GOFLAGS=-mod=mod go mod download
-with_heartbeat "compiling the Pulumi CLI" env GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
+with_heartbeat "resolving the CLI's dependencies" nice -n 10 env GOFLAGS=-mod=mod go mod download
+with_heartbeat "compiling the Pulumi CLI" nice -n 10 env GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
   -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_CLI_VERSION" \
   -o "$WORK/out/pulumi" ./cmd/pulumi
 
 cd "$WORK/sdk"
 drop_local_replaces
-with_heartbeat "resolving the language host's dependencies" env GOFLAGS=-mod=mod go mod download
-with_heartbeat "compiling pulumi-language-nodejs" env GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
+with_heartbeat "resolving the language host's dependencies" nice -n 10 env GOFLAGS=-mod=mod go mod download
+with_heartbeat "compiling pulumi-language-nodejs" nice -n 10 env GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
   -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$NODEJS_HOST_VERSION" \
   -o "$WORK/out/pulumi-language-nodejs" ./nodejs/cmd/pulumi-language-nodejs
 # The dynamic provider plugin is a shell script that runs the @pulumi/pulumi dynamic

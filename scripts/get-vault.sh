@@ -9,6 +9,9 @@
 # are not in the module zip. We drop those replaces so Go uses the published
 # versions that the `require` block names.
 set -euo pipefail
+# Before any cd: the path is relative to where the script was started.
+# shellcheck source-path=SCRIPTDIR source=lib/heartbeat.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib/heartbeat.sh"
 
 # 1.21.0 is the newest release whose published api/sdk modules (api v1.22.0,
 # sdk v0.20.0, the versions its go.mod requires) compile with it unpatched. The
@@ -64,27 +67,6 @@ if grep -qE '=>[[:space:]]*\./' go.mod; then
   log "go.mod still has local replace directives:"; grep -E '=>[[:space:]]*\./' go.mod >&2; exit 1
 fi
 
-# Ten silent minutes look like a hang: say how long each long step has been running.
-with_heartbeat() { # what, command...
-  local what=$1 started=$SECONDS pid rc
-  shift
-  "$@" >&2 &
-  pid=$!
-  while ! wait_for "$pid" 60; do
-    log "$what: still running, $(((SECONDS - started) / 60)) min elapsed"
-  done
-  wait "$pid" && rc=0 || rc=$?
-  log "$what: done in $(((SECONDS - started) / 60)) min $(((SECONDS - started) % 60)) s"
-  return "$rc"
-}
-wait_for() { # pid seconds: true once the process has ended, false after the timeout
-  local i
-  for ((i = 0; i < $2; i++)); do
-    kill -0 "$1" 2>/dev/null || return 0
-    sleep 1
-  done
-  return 1
-}
 
 log "resolving dependencies"
 with_heartbeat "resolving dependencies" env GOFLAGS=-mod=mod go mod download
