@@ -1,6 +1,9 @@
 // How dynamic providers reach Vault. Only non-secret coordinates are resource
 // inputs (and so live in state); the token is resolved when a provider method
 // runs, from the environment of the Pulumi process, and is never stored.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 
 /** Where Vault is and how to trust its listener. Stored in state: no secrets here. */
 export interface VaultConnection {
@@ -20,7 +23,6 @@ export interface VaultConnection {
 
 /** The Deployment's OIDC token, when the Pulumi process has one. */
 export function readOidcToken(): string | undefined {
-    const fs = require("fs") as typeof import("fs");
     const fromEnv = process.env.PULUMI_OIDC_TOKEN;
     if (fromEnv && fromEnv.trim() !== "") return fromEnv.trim();
     const file = process.env.VAULT_ROTATION_OIDC_TOKEN_FILE ?? "/mnt/pulumi/pulumi.oidc";
@@ -37,9 +39,6 @@ export function readOidcToken(): string | undefined {
  * vaultClient.ts adds the JWT login for Deployments.
  */
 export function findVaultToken(): string | undefined {
-    const fs = require("fs") as typeof import("fs");
-    const os = require("os") as typeof import("os");
-    const path = require("path") as typeof import("path");
     const fromEnv = process.env.VAULT_TOKEN;
     if (fromEnv && fromEnv.trim() !== "") return fromEnv.trim();
     const file = path.join(process.env.HOME || os.homedir(), ".vault-token");

@@ -2,10 +2,8 @@
 // path is absent and seeding is on. It never overwrites and never deletes: the
 // secret belongs to the app's operators once it exists, also after `destroy`.
 //
-// Local helpers are imported at the top on purpose: Pulumi serializes these
-// methods together with the local functions they call. A relative `require`
-// inside a method would resolve against the provider host's working directory
-// (and could not load a .ts file there). Nothing imported holds state.
+// Pulumi runs this provider through a forwarder (forward.ts) that loads it by
+// package name (@vault-rotation/providers), so its imports are ordinary ones.
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import type { VaultConnection } from "./connection";

@@ -1,6 +1,6 @@
 // Pure certificate helpers on Node's X509Certificate, for the rotation check.
 // Only public material goes through here: certificates, never keys.
-import type { X509Certificate } from "crypto";
+import { X509Certificate } from "crypto";
 
 export interface ParsedCertificate {
     subjectCN: string;
@@ -24,7 +24,6 @@ export function splitPemCertificates(text: string): string[] {
 }
 
 function x509(pem: string): X509Certificate {
-    const { X509Certificate } = require("crypto") as typeof import("crypto");
     return new X509Certificate(pem);
 }
 

@@ -12,10 +12,8 @@
 // read-state output): the host logs in as the app user with the agent files it
 // was just given, so the check needs no copy of the agent key.
 //
-// Local helpers are imported at the top on purpose: Pulumi serializes these
-// methods together with the local functions they call. A relative `require`
-// inside a method would resolve against the provider host's working directory
-// (and could not load a .ts file there). Nothing imported holds state.
+// Pulumi runs this provider through a forwarder (forward.ts) that loads it by
+// package name (@vault-rotation/providers), so its imports are ordinary ones.
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
@@ -334,7 +332,6 @@ export async function measureVersions(connection: VaultConnection, app: string, 
     return { serverVersion: server?.text ?? "", agentVersion: agent?.text ?? "", versionMismatch: drift.mismatch, agentAhead: drift.agentAhead, versionWarning: drift.warning };
 }
 
-/** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */
 /** The served-certificate items, verified against the PKI's issuing chain as Vault has it now. */
 async function checkServedLeaf(inputs: RotationCheckInputs, leafSerial: string, probe?: ProbeOptions): Promise<ServeResult> {
     const serve = inputs.serve!;
@@ -347,6 +344,7 @@ async function checkServedLeaf(inputs: RotationCheckInputs, leafSerial: string, 
     return checkServed({ app: inputs.app, endpoint: serve.endpoint, commonName: inputs.leafCommonName, expectedSerial: leafSerial, caPem, edge: serve.edge }, probe);
 }
 
+/** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */
 export async function runRotationCheck(inputs: RotationCheckInputs, options: { now?: Date; probe?: ProbeOptions } = {}): Promise<RotationCheckResult & VersionReport> {
     const { app } = inputs;
     const lines: string[] = [];

@@ -6,6 +6,8 @@
 // operator would run by hand. A runner that cannot reach an internal listener
 // leaves `serve` unset for that app (documented), rather than moving TLS
 // probing onto app hosts whose tools this program does not control.
+import * as https from "https";
+import * as tls from "tls";
 import { normalizeSerial } from "./pem";
 
 /** Transient errors while a reload settles: retried with backoff. */
@@ -37,7 +39,6 @@ function splitEndpoint(endpoint: string): { host: string; port: number } {
  * reason (connection reset, unknown CA, wrong name, ...).
  */
 export function handshake(endpoint: string, serverName: string, caPem: string, timeoutMs = 5000): Promise<ServedLeaf> {
-    const tls = require("tls") as typeof import("tls");
     const { host, port } = splitEndpoint(endpoint);
     return new Promise((resolve, reject) => {
         const socket = tls.connect({ host, port, servername: serverName, ca: caPem, rejectUnauthorized: false, timeout: timeoutMs });
@@ -70,7 +71,6 @@ export function handshake(endpoint: string, serverName: string, caPem: string, t
  * (unknown CA in its bundle, wrong name, app down).
  */
 export function requestThroughEdge(listen: string, serverName: string, host: string, caPem: string, timeoutMs = 5000): Promise<number> {
-    const https = require("https") as typeof import("https");
     const { host: address, port } = splitEndpoint(listen);
     return new Promise((resolve, reject) => {
         const req = https.request(

@@ -1,10 +1,10 @@
 // A small Vault HTTP client for the dynamic providers, on Node's `https` only.
 //
-// Pulumi serializes provider methods together with the local functions they
-// call, so this module keeps no state: Node modules are `require`d when a
-// function runs, and a client (with its token) lives only as long as the call
-// that created it.
+// This module keeps no state: a client (with its token) lives only as long as
+// the call that created it.
+import * as fs from "fs";
 import type { IncomingHttpHeaders } from "http";
+import * as https from "https";
 import type { VaultConnection } from "./connection";
 import { findVaultToken, readOidcToken } from "./connection";
 
@@ -88,8 +88,6 @@ const RETRYABLE_CODES = ["ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "EPIPE", "ES
 const MAX_BACKOFF_MS = 10_000;
 
 export function createVaultClient(options: VaultClientOptions): VaultClient {
-    const fs = require("fs") as typeof import("fs");
-    const https = require("https") as typeof import("https");
 
     const url = new URL(options.address);
     if (url.protocol !== "https:") {
