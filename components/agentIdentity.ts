@@ -78,11 +78,12 @@ export class AgentIdentity extends pulumi.ComponentResource {
         // this step keeps it beside the live one (agent.key.next) and prints its
         // CSR, which is all Vault and Pulumi state ever see. A new epoch runs it
         // again (a new key, hence a new cert and everything issued from it).
+        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path };
         const keygen = hostCommand(
             `${name}-keygen`,
             args.host,
             {
-                script: renderAgentKeygenScript({ app: args.app, user: args.user, home: args.home, hostPath: args.host.path, commonName: args.commonName }),
+                script: renderAgentKeygenScript({ ...hostUser, commonName: args.commonName }),
                 triggers: [args.epoch],
             },
             { parent: this },
@@ -142,16 +143,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
 
         const filesScript = pulumi
             .all([cert.certificate, args.listenerCaPem])
-            .apply(([certPem, caPem]) =>
-                renderAgentFilesScript({
-                    app: args.app,
-                    user: args.user,
-                    home: args.home,
-                    hostPath: args.host.path,
-                    agentCertPem: certPem,
-                    listenerCaPem: caPem,
-                }),
-            );
+            .apply(([certPem, caPem]) => renderAgentFilesScript({ ...hostUser, agentCertPem: certPem, listenerCaPem: caPem }));
 
         // Installs the cert with the host's key for it (nothing secret travels).
         const files = hostCommand(
