@@ -166,11 +166,16 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
 
         log(`[5/7] rotating: epoch ${firstEpoch} -> ${rotatedEpoch}`);
         const oldAgent = Object.fromEntries(
-            sb.stack.apps.map((a) => [a.name, { cert: fs.readFileSync(path.join(a.home, "vault/mtls/agent.crt"), "utf8"), key: fs.readFileSync(path.join(a.home, "vault/mtls/agent.key"), "utf8") }]),
+            sb.stack.apps.map((a) => {
+                const files = sb.agentFiles(a.name);
+                return [a.name, { cert: files.certPem, key: files.keyPem }];
+            }),
         );
         const rotated = await apply(rotatedEpoch, first.state);
         saveState(statePath, rotated.state);
         const rotatedReport = rotated.evaluation.exports.apps as Report;
+        // Every resource's inputs and outputs of both runs: where no agent key may be.
+        const stateText = JSON.stringify([first.state, rotated.state]);
         for (const [i, app] of sb.stack.apps.entries()) {
             const before = appReports[i];
             const now = rotatedReport[app.name];
@@ -183,8 +188,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
                 clientKeyPem: oldAgent[app.name].key,
             });
             const newLogin = await login(sb, app, vault);
-            const newKey = fs.readFileSync(path.join(app.home, "vault/mtls/agent.key"), "utf8");
-            const stateText = JSON.stringify([first.state, rotated.state]);
+            const newKey = sb.agentFiles(app.name).keyPem;
             const keyInState = [oldAgent[app.name].key, newKey].some((k) => privateKeyNeedles(k).some((needle) => stateText.includes(needle)));
             const leafNow = parseCertificate(fs.readFileSync(path.join(app.home, "tls", `${app.name}.fullchain.pem`), "utf8")).serial;
             before.rotated = {
@@ -249,11 +253,8 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
 }
 
 async function login(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: { address: string; caCertFile: string; token: string }) {
-    const r = await vaultRequest(vault, "POST", `auth/${sb.stack.vault.certAuthPath}/login`, { name: `agent-${app.name}` }, {
-        token: null,
-        clientCertPem: fs.readFileSync(path.join(app.home, "vault/mtls/agent.crt"), "utf8"),
-        clientKeyPem: fs.readFileSync(path.join(app.home, "vault/mtls/agent.key"), "utf8"),
-    });
+    const files = sb.agentFiles(app.name);
+    const r = await vaultRequest(vault, "POST", `auth/${sb.stack.vault.certAuthPath}/login`, { name: `agent-${app.name}` }, { token: null, clientCertPem: files.certPem, clientKeyPem: files.keyPem });
     const auth = (r.body as { auth?: { client_token?: string; token_policies?: string[] } }).auth;
     if (auth?.client_token) {
         // Only a probe: give the token back.

@@ -348,7 +348,6 @@ describe("after a rotation (new epoch)", () => {
         await vaultRequest(vault, "POST", "auth/token/revoke-self", undefined, { token: newLogin.body.auth!.client_token });
 
         // The host holds the new credentials.
-        const mtls = path.join(sandbox.home(app), "vault", "mtls");
-        expect(fs.readFileSync(path.join(mtls, "agent.crt"), "utf8").trim()).toBe(fresh.certPem.trim());
+        expect(sandbox.agentFiles(app).certPem.trim()).toBe(fresh.certPem.trim());
     });
 });

@@ -30,8 +30,8 @@ beforeAll(async () => {
     sandbox = prepareSandbox({ root, config: loadStackConfig(path.join(REPO_ROOT, "Pulumi.local.yaml")), vault });
     first = await apply(sandbox.config);
     for (const app of ["app-a", "app-b"]) {
-        const mtls = path.join(sandbox.home(app), "vault", "mtls");
-        oldAgent[app] = { cert: fs.readFileSync(path.join(mtls, "agent.crt"), "utf8"), key: fs.readFileSync(path.join(mtls, "agent.key"), "utf8") };
+        const files = sandbox.agentFiles(app);
+        oldAgent[app] = { cert: files.certPem, key: files.keyPem };
     }
     rotated = await apply(withEpoch(sandbox.config, "local-2"), first.state);
     again = await apply(withEpoch(sandbox.config, "local-2"), rotated.state);
@@ -70,8 +70,8 @@ it("rotates: new agent and leaf serials, the old agent cert revoked", async () =
         const login = (cert: string, key: string) =>
             vaultRequest(vault, "POST", "auth/cert/login", { name: `agent-${app}` }, { token: null, clientCertPem: cert, clientKeyPem: key });
         expect((await login(oldAgent[app].cert, oldAgent[app].key)).status).toBeGreaterThanOrEqual(400);
-        const mtls = path.join(sandbox.home(app), "vault", "mtls");
-        const fresh = await login(fs.readFileSync(path.join(mtls, "agent.crt"), "utf8"), fs.readFileSync(path.join(mtls, "agent.key"), "utf8"));
+        const current = sandbox.agentFiles(app);
+        const fresh = await login(current.certPem, current.keyPem);
         expect(fresh.status).toBe(200);
     }
     const replaced = rotated.steps.filter((s) => s.action === "replace").map((s) => s.name);

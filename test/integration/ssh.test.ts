@@ -143,9 +143,9 @@ describe("a rotation over ssh", () => {
         const sampler = startProcessSampler(sampleFile);
         try {
             first = await apply(sandbox.config);
-            agentKeys.push(fs.readFileSync(path.join(sandbox.home("app-b"), "vault", "mtls", "agent.key"), "utf8"));
+            agentKeys.push(sandbox.agentFiles("app-b").keyPem);
             rotated = await apply(withEpoch(sandbox.config, "ssh-2"), first.state);
-            agentKeys.push(fs.readFileSync(path.join(sandbox.home("app-b"), "vault", "mtls", "agent.key"), "utf8"));
+            agentKeys.push(sandbox.agentFiles("app-b").keyPem);
         } finally {
             await stopSampler(sampler);
         }
