@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type { RawStackInputs } from "../../config";
 import { flattenConfig, loadStackConfig, REPO_ROOT } from "./harness";
 
 /** A well-formed ed25519 host key for stacks that are only evaluated, never connected to. */
@@ -94,4 +95,19 @@ export function threeAppStackObject(caFile: string) {
 
 export function threeAppStack(caFile: string): Record<string, string> {
     return flattenConfig(threeAppStackObject(caFile));
+}
+
+/** What the program reads from a stack's config (config.ts readRawStackInputs), from a structured stack object. */
+export function rawStackInputs(stack: Record<string, unknown>): RawStackInputs {
+    return {
+        edge: stack["vault-rotation:edge"],
+        rotation: stack["vault-rotation:rotation"],
+        vault: stack["vault-rotation:vault"],
+        apps: stack["vault-rotation:apps"],
+        vaultAddress: stack["vault:address"],
+        vaultCaCertFile: stack["vault:caCertFile"],
+        hasSshPrivateKey: Boolean(stack["vault-rotation:sshPrivateKey"]),
+        kvSeedData: stack["vault-rotation:kvSeedData"],
+        namePrefix: stack["vault-rotation:namePrefix"],
+    };
 }

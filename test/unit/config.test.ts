@@ -1,32 +1,18 @@
 // The stack-config contract: valid stacks parse; every invalid one fails before
 // any resource is registered, with a line naming the key path.
-import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, validateStackInputs, RawStackInputs } from "../../config";
+import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "../../config";
 import { evaluateProgram, ProgramFailure, flattenConfig } from "../support/harness";
-import { fakeListenerCaFile, localStack, prodStack, TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
+import { fakeListenerCaFile, localStack, prodStack, rawStackInputs, TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
 
 const caFile = fakeListenerCaFile();
 const EC_KEY = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKNEu9oDq9hH2V8aQgiYEPwopOyDyJ98l89Jb+j6a6OxxTItDWAyhUOI8ROlG8q18ty//sfHXpScMlzDcmD9cCM=";
 const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
 
-/** RawStackInputs from a structured stack object like threeAppStackObject(). */
-function rawFrom(stack: Record<string, unknown>): RawStackInputs {
-    return {
-        edge: stack["vault-rotation:edge"],
-        rotation: stack["vault-rotation:rotation"],
-        vault: stack["vault-rotation:vault"],
-        apps: stack["vault-rotation:apps"],
-        vaultAddress: stack["vault:address"],
-        vaultCaCertFile: stack["vault:caCertFile"],
-        hasSshPrivateKey: Boolean(stack["vault-rotation:sshPrivateKey"]),
-        kvSeedData: stack["vault-rotation:kvSeedData"],
-    };
-}
-
 function problemsOf(mutate: (s: ReturnType<typeof threeAppStackObject>) => void): string[] {
     const stack = threeAppStackObject(caFile);
     mutate(stack);
     try {
-        validateStackInputs(rawFrom(stack), readCa);
+        validateStackInputs(rawStackInputs(stack), readCa);
     } catch (e) {
         if (e instanceof ConfigError) return e.problems;
         throw e;
@@ -68,7 +54,7 @@ describe("valid stacks", () => {
     });
 
     it("accepts the three-app stack and applies defaults", () => {
-        const { config, listenerCaPem } = validateStackInputs(rawFrom(threeAppStackObject(caFile)), readCa);
+        const { config, listenerCaPem } = validateStackInputs(rawStackInputs(threeAppStackObject(caFile)), readCa);
         expect(listenerCaPem).toContain("BEGIN CERTIFICATE");
         expect(config.apps.map((a) => a.name)).toEqual(["web", "api", "jobs"]);
         expect(config.apps[0].agent.markerPolicy).toBe(true);
@@ -213,7 +199,7 @@ describe("invalid stacks name the key", () => {
     it("names an unreadable CA file", () => {
         const stack = threeAppStackObject("/nonexistent/ca.pem");
         expect(() =>
-            validateStackInputs(rawFrom(stack), () => {
+            validateStackInputs(rawStackInputs(stack), () => {
                 throw new Error("ENOENT");
             }),
         ).toThrow(/vault:caCertFile: cannot read \/nonexistent\/ca\.pem: ENOENT/);
@@ -264,7 +250,7 @@ describe("rotation epoch and renewal", () => {
     });
 
     it("renews an agent cert a third of its TTL before expiry unless configured", () => {
-        const { config } = validateStackInputs(rawFrom(threeAppStackObject(caFile)), readCa);
+        const { config } = validateStackInputs(rawStackInputs(threeAppStackObject(caFile)), readCa);
         expect(renewBeforeSeconds(config.rotation, config.apps[0])).toBe(16 * 3600);
         expect(renewBeforeSeconds({ ...config.rotation, renewBeforeSeconds: 600 }, config.apps[0])).toBe(600);
         expect(durationSeconds("1h30m")).toBe(5400);

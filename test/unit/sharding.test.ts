@@ -3,10 +3,10 @@
 // name (roles, policies, mappings, the debug policy, the KV path) and the agent
 // config, and two stacks with the same apps but different prefixes declare no
 // Vault object in common. The guardrail pack still recognises prefixed roles.
-import { ConfigError, validateStackInputs, type RawStackInputs } from "../../config";
+import { ConfigError, validateStackInputs } from "../../config";
 import { checkAgentRoleClientOnly, checkLeafRoleServerOnly, checkNoDebugPolicyInProd, TYPES } from "../../policy/rules";
 import { evaluateProgram, flattenConfig, type Evaluation } from "../support/harness";
-import { fakeListenerCaFile, threeAppStackObject } from "../support/stacks";
+import { fakeListenerCaFile, rawStackInputs, threeAppStackObject } from "../support/stacks";
 
 const caFile = fakeListenerCaFile();
 const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
@@ -19,22 +19,9 @@ function shard(prefix: string | undefined, certAuthPath = prefix ? `cert-${prefi
     return stack;
 }
 
-function raw(stack: Record<string, unknown>): RawStackInputs {
-    return {
-        rotation: stack["vault-rotation:rotation"],
-        vault: stack["vault-rotation:vault"],
-        apps: stack["vault-rotation:apps"],
-        vaultAddress: stack["vault:address"],
-        vaultCaCertFile: stack["vault:caCertFile"],
-        hasSshPrivateKey: true,
-        kvSeedData: stack["vault-rotation:kvSeedData"],
-        namePrefix: stack["vault-rotation:namePrefix"],
-    };
-}
-
 function problems(stack: Record<string, unknown>): string[] {
     try {
-        validateStackInputs(raw(stack), readCa);
+        validateStackInputs(rawStackInputs(stack), readCa);
         return [];
     } catch (e) {
         if (e instanceof ConfigError) return e.problems;
@@ -44,10 +31,10 @@ function problems(stack: Record<string, unknown>): string[] {
 
 describe("vault-rotation:namePrefix", () => {
     it("is optional; the declared default \"\" means none", () => {
-        expect(validateStackInputs(raw(shard(undefined)), readCa).config.namePrefix).toBeUndefined();
-        expect(validateStackInputs(raw(shard("", "cert-agents")), readCa).config.namePrefix).toBeUndefined();
-        expect(validateStackInputs(raw(shard("eu1")), readCa).config.namePrefix).toBe("eu1");
-        expect(validateStackInputs(raw(shard("eu1west")), readCa).config.namePrefix).toBe("eu1west");
+        expect(validateStackInputs(rawStackInputs(shard(undefined)), readCa).config.namePrefix).toBeUndefined();
+        expect(validateStackInputs(rawStackInputs(shard("", "cert-agents")), readCa).config.namePrefix).toBeUndefined();
+        expect(validateStackInputs(rawStackInputs(shard("eu1")), readCa).config.namePrefix).toBe("eu1");
+        expect(validateStackInputs(rawStackInputs(shard("eu1west")), readCa).config.namePrefix).toBe("eu1west");
     });
 
     // No '-': with prefixes "eu1" and "eu1-x", app "x-y" of one and app "y" of the other would share `eu1-x-y`.
