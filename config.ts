@@ -430,11 +430,20 @@ export type AppConfig = StackConfig["apps"][number];
 export type HostConfig = AppConfig["host"];
 
 /** An invalid stack: one line per problem, each naming the key path. */
-export class ConfigError extends Error {
+/**
+ * Every problem of a stack's config, one line each. A `pulumi.RunError`: the SDK
+ * prints its message alone under the real CLI, without a stack trace (the
+ * problems are what an operator needs; a trace of this program is not).
+ */
+export class ConfigError extends pulumi.RunError {
     constructor(public readonly problems: string[]) {
         super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
         this.name = "ConfigError";
     }
+}
+
+function isEmptyObject(value: unknown): boolean {
+    return typeof value === "object" && value !== null && !Array.isArray(value) && Object.keys(value).length === 0;
 }
 
 /** `["apps", 1, "leaf", "allowedDomains", 0]` -> `apps[1].leaf.allowedDomains[0]` */
@@ -557,7 +566,9 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
         vault: typeof raw.vault === "object" && raw.vault !== null ? { ...raw.vault, address: raw.vaultAddress, caCertFile: raw.vaultCaCertFile } : raw.vault,
         apps: raw.apps,
         namePrefix: raw.namePrefix,
-        edge: raw.edge,
+        // Pulumi.yaml gives `edge` the default {} (without a default the CLI would
+        // require the key in every stack): {} means "no edge proxy".
+        edge: isEmptyObject(raw.edge) ? undefined : raw.edge,
     };
     let config: StackConfig;
     try {
@@ -571,10 +582,15 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
     }
 
     const problems: string[] = [];
+    // One line for the missing ssh key, naming every host that needs it.
+    const sshHosts = [
+        ...config.apps.flatMap((app, i) => ("ssh" in app.host ? [`apps[${i}].host.ssh`] : [])),
+        ...(config.edge && "ssh" in config.edge.host ? ["edge.host.ssh"] : []),
+    ];
+    if (sshHosts.length > 0 && !raw.hasSshPrivateKey) {
+        problems.push(`vault-rotation:sshPrivateKey: required (secret) because ${sshHosts.join(", ")} ${sshHosts.length === 1 ? "is" : "are"} set`);
+    }
     config.apps.forEach((app, i) => {
-        if ("ssh" in app.host && !raw.hasSshPrivateKey) {
-            problems.push(`vault-rotation:sshPrivateKey: required (secret) because apps[${i}].host.ssh is set`);
-        }
         if (app.kv.seed) {
             const seed = raw.kvSeedData as Record<string, unknown> | undefined;
             const data = seed && typeof seed === "object" ? seed[app.name] : undefined;
@@ -587,9 +603,6 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
             }
         }
     });
-    if (config.edge && "ssh" in config.edge.host && !raw.hasSshPrivateKey) {
-        problems.push("vault-rotation:sshPrivateKey: required (secret) because edge.host.ssh is set");
-    }
     // Each stack declares (creates, and on destroy removes) its cert auth method: two
     // stacks on one Vault must not declare the same mount. A prefixed stack's mount
     // must carry its prefix, so stacks with different prefixes cannot collide there.
