@@ -264,6 +264,19 @@ export interface RotateScriptInput extends HostUser {
 }
 
 /**
+ * Shell function: the first line of `vault version` on the host when it is one
+ * printable `Vault v<version>` line, else nothing. Vault prints several forms,
+ * all accepted: `Vault v1.15.2 (abc123), built 2023-...`, `Vault v1.21.0, built
+ * 2025-...` (a build without a commit hash: a comma right after the version),
+ * `Vault v1.13.0+ent (abc)`, `Vault v1.16.0-rc1`.
+ */
+export const AGENT_VERSION_FN = `agent_version() {
+  version=$(vault version 2>/dev/null | head -n 1 | cut -c1-200) || version=''
+  if printf '%s\\n' "$version" | grep -Eqx 'Vault v[0-9][0-9A-Za-z.+-]*([ ,][ -~]*)?'; then echo "$version"; fi
+}
+`;
+
+/**
  * The rotation on the host, as one unit run by the app user:
  *
  *  1. copy the served fullchain to `.prev` and move the agent's private render
@@ -394,11 +407,7 @@ service_state() {
   case "$state" in '' | *[!a-z-]*) state=unknown ;; esac
   echo "$state"
 }
-agent_version() {
-  version=$(vault version 2>/dev/null | head -n 1 | cut -c1-200) || version=''
-  if printf '%s\\n' "$version" | grep -Eqx 'Vault v[0-9][0-9A-Za-z.+-]*( [ -~]*)?'; then echo "$version"; fi
-}
-echo '### fullchain'
+${AGENT_VERSION_FN}echo '### fullchain'
 certs_only "$FULLCHAIN"
 echo '### previous'
 certs_only "$PREVIOUS"

@@ -165,7 +165,7 @@ service_state() {
 }
 agent_version() {
   version=$(vault version 2>/dev/null | head -n 1 | cut -c1-200) || version='\'''\''
-  if printf '\''%s\n'\'' "$version" | grep -Eqx '\''Vault v[0-9][0-9A-Za-z.+-]*( [ -~]*)?'\''; then echo "$version"; fi
+  if printf '\''%s\n'\'' "$version" | grep -Eqx '\''Vault v[0-9][0-9A-Za-z.+-]*([ ,][ -~]*)?'\''; then echo "$version"; fi
 }
 echo '\''### fullchain'\''
 certs_only "$FULLCHAIN"

@@ -11,6 +11,7 @@ import { renderAgentConfig, renderFullchainTemplate } from "../../components/ren
 import { renderDebugPolicy, renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "../../components/renderers/policies";
 import { hclString, shQuote } from "../../components/renderers/quote";
 import {
+    AGENT_VERSION_FN,
     renderAgentConfigBody,
     renderAgentConfigScript,
     renderAgentFilesBody,
@@ -22,6 +23,7 @@ import {
     renderRotateBody,
     renderRotateScript,
 } from "../../components/renderers/scripts";
+import { parseVaultVersion } from "../../providers/versionDrift";
 import { REPO_ROOT } from "../support/harness";
 
 const GOLDEN = path.join(REPO_ROOT, "test", "golden");
@@ -148,6 +150,37 @@ describe("renderer properties", () => {
     it("parses the host-state sections", () => {
         const s = parseHostState("### fullchain\nA\nB\n### previous\n### reload\nresult=ok reloaded=x failed=\n### service\nactive\n### agent-version\nVault v1.21.1 (abc)\n### end\n");
         expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", login: "", agentVersion: "Vault v1.21.1 (abc)" });
+    });
+
+    // The host reads `vault version`; what it passes on must parse on the runner, whatever form the
+    // build prints (a Vault built from its Go module, as here, has no commit hash: "v1.21.0, built").
+    test.each([
+        ["Vault v1.21.0, built 2025-12-01T15:56:17Z", "1.21.0"],
+        ["Vault v1.21.1 (2453aac2638a6ae243341b4e0657fd8aea1cbbc1), built 2025-11-18T13:04:32Z", "1.21.1"],
+        ["Vault v1.13.0+ent (a1b2c3), built 2023-03-01T00:00:00Z", "1.13.0+ent"],
+        ["Vault v1.16.0-rc1 ('abc'+CHANGES)", "1.16.0-rc1"],
+        ["Vault v1.21.0", "1.21.0"],
+    ])("the host's agent_version passes on %j and the runner reads %s", (printed, version) => {
+        const bin = fs.mkdtempSync(path.join(os.tmpdir(), "vr-version-"));
+        try {
+            fs.writeFileSync(path.join(bin, "vault"), `#!/bin/sh\nprintf '%s\\n' ${shQuote(printed)} 'second line ignored'\n`, { mode: 0o755 });
+            const out = execFileSync("/bin/sh", ["-c", `${AGENT_VERSION_FN}agent_version`], { env: { PATH: `${bin}:/usr/bin:/bin` } }).toString();
+            expect(out).toBe(`${printed}\n`);
+            expect(parseVaultVersion(out)?.text).toBe(version);
+        } finally {
+            fs.rmSync(bin, { recursive: true, force: true });
+        }
+    });
+
+    test.each([["Vault v1.21.0\u001b[31m red"], ["not vault 1.21.0"], ["Vault 1.21.0"], [""]])("the host's agent_version passes on nothing for %j", (printed) => {
+        const bin = fs.mkdtempSync(path.join(os.tmpdir(), "vr-version-"));
+        try {
+            fs.writeFileSync(path.join(bin, "vault"), `#!/bin/sh\nprintf '%s\\n' ${shQuote(printed)}\n`, { mode: 0o755 });
+            const out = execFileSync("/bin/sh", ["-c", `${AGENT_VERSION_FN}agent_version`], { env: { PATH: `${bin}:/usr/bin:/bin` } }).toString();
+            expect(out).toBe("");
+        } finally {
+            fs.rmSync(bin, { recursive: true, force: true });
+        }
     });
 
     it("parses the host's cert login line, the first line of its section only", () => {
