@@ -6,8 +6,15 @@
 set -u
 for_what=${1:-test}
 packages=()
-need() { # command, package
+# Debian puts daemons and admin tools (nginx, sshd, runuser, useradd) in
+# /usr/sbin, which an ordinary user's login PATH lacks: look there too.
+have() { # command
   command -v "$1" >/dev/null 2>&1 && return
+  case "$1" in */*) return 1 ;; esac
+  [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+need() { # command, package
+  have "$1" && return
   case " ${packages[*]-} " in *" $2 "*) ;; *) packages+=("$2") ;; esac
 }
 need openssl openssl      # certificates and CSRs; the rehearsal's served-certificate probes
@@ -16,7 +23,7 @@ need setsid util-linux    # the systemctl shim runs each service in a process gr
 need pkill procps         # stopping what an app user left running
 need ssh openssh-client   # ssh hosts' steps are performed with the OpenSSH client
 need ssh-keygen openssh-client # the sshd fixture makes throwaway keys
-# sshd lives in /usr/sbin, often not on a user's PATH: check the file the fixture runs.
+# The sshd fixture runs /usr/sbin/sshd itself: check that very file.
 [ -x /usr/sbin/sshd ] || need /usr/sbin/sshd openssh-server
 if [ "$(id -u)" = 0 ]; then
   need runuser util-linux # host steps switch from root to the app user
