@@ -14,6 +14,7 @@ import * as https from "https";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { runBuildScript } from "./buildScript";
 
 export interface VaultServer {
     /** `https://127.0.0.1:<port>` */
@@ -185,18 +186,14 @@ async function resolveVaultBin(explicit: string | undefined, log: (l: string) =>
         }
         return given;
     }
-    // get-vault.sh may build Vault from source on first use (many minutes);
-    // the generous timeout is for that, a cached binary returns at once.
-    let out: { stdout: string; stderr: string };
+    // get-vault.sh may build Vault from source on first use (many minutes, its
+    // progress passed on as it comes); the generous timeout is for that, a cached
+    // binary returns at once.
     try {
-        out = await execFileText("bash", [GET_VAULT], 60 * 60 * 1000);
+        return await runBuildScript(GET_VAULT, [], log, 60 * 60 * 1000);
     } catch (e) {
         throw new Error(`cannot obtain a vault binary: ${(e as Error).message}`);
     }
-    for (const line of out.stderr.split("\n").filter(Boolean)) log(line);
-    const bin = out.stdout.trim().split("\n").pop() ?? "";
-    if (!bin) throw new Error(`scripts/get-vault.sh printed no binary path (stderr: ${out.stderr.trim()})`);
-    return bin;
 }
 
 async function binaryVersion(bin: string): Promise<string> {
