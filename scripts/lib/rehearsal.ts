@@ -8,9 +8,9 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parseCertificate } from "../../providers/pem";
-import { applyProgram, ApplierState, ApplyResult, saveState } from "../../test/support/applier";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
 import { privateKeyNeedles } from "../../test/support/keyNeedles";
+import { EngineChoice, ProgramRun, programRunner, ProgramRunner } from "../../test/support/runner";
 import { openSandbox, Sandbox } from "../../test/support/sandbox";
 import { planServing } from "../../test/support/serving";
 import { fingerprint } from "../../test/support/sshExec";
@@ -28,6 +28,8 @@ export interface RehearsalOptions {
     log?: (line: string) => void;
     /** Serve for real with nginx (default true); false checks files only. */
     serve?: boolean;
+    /** Who performs the program: the real Pulumi engine or the applier (default: the engine when installed). */
+    engine?: EngineChoice;
 }
 
 export interface CheckItem {
@@ -62,6 +64,10 @@ export interface RehearsalReport {
     stackFile: string;
     sandbox: string;
     vaultVersion: string;
+    /** Who performed the program: `pulumi v3.274.1 (file backend)` or `applier (why)`. */
+    engine: string;
+    /** Per app, after the rotation: the agent's and the server's Vault version as the program's check read them. */
+    versions: { app: string; agent: string; server: string; warning: string }[];
     /** Which user model the host steps ran under (real users as root, else the current user). */
     userMode: string;
     epochs: { first: string; rotated: string };
@@ -98,6 +104,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
     const failures: string[] = [];
     let server: VaultServer | undefined;
     let sandbox: Sandbox | undefined;
+    let runner: ProgramRunner | undefined;
 
     // Ctrl-C: stop the agents and the sshd we started (the server module stops its own server).
     const onSignal = () => {
@@ -133,14 +140,14 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const rotation = JSON.parse(sb.config["vault-rotation:rotation"]) as { epoch?: string };
         const firstEpoch = rotation.epoch ?? "rehearsal-1";
         const rotatedEpoch = `${firstEpoch}-rotated`;
-        const apply = async (epoch: string, state?: ApplierState): Promise<ApplyResult> =>
-            applyProgram({ config: withEpoch(sb.config, epoch), state, vault, stack: "local", log: (l) => log(`      ${l}`) });
-        const statePath = path.join(sandboxDir, "state.json");
+        runner = programRunner({ choice: opts.engine, vault, stack: "local", workDir: sandboxDir, log: (l) => log(`      ${l}`) });
+        log(`      engine: ${runner.engine}`);
+        const r = runner;
+        const apply = async (epoch: string): Promise<ProgramRun> => r.up(withEpoch(sb.config, epoch));
 
         log(`[3/7] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
         const first = await apply(firstEpoch);
-        saveState(statePath, first.state);
-        const firstReport = first.evaluation.exports.apps as Report;
+        const firstReport = first.exports.apps as Report;
 
         // The chain a client verifies served certificates against: the PKI's, as Vault has it.
         const chainFile = path.join(sandboxDir, "issuing-chain.pem");
@@ -171,11 +178,10 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
                 return [a.name, { cert: files.certPem, key: files.keyPem }];
             }),
         );
-        const rotated = await apply(rotatedEpoch, first.state);
-        saveState(statePath, rotated.state);
-        const rotatedReport = rotated.evaluation.exports.apps as Report;
-        // Every resource's inputs and outputs of both runs: where no agent key may be.
-        const stateText = JSON.stringify([first.state, rotated.state]);
+        const rotated = await apply(rotatedEpoch);
+        const rotatedReport = rotated.exports.apps as Report;
+        // Every resource's inputs and outputs of both runs (the engine's checkpoints): where no agent key may be.
+        const stateText = rotated.stateText;
         for (const [i, app] of sb.stack.apps.entries()) {
             const before = appReports[i];
             const now = rotatedReport[app.name];
@@ -218,17 +224,25 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`[6/7] running again with epoch ${rotatedEpoch}: nothing may change`);
         const restartCount = () => sb.stack.apps.flatMap((a) => readLines(path.join(sb.systemctlDir(a.name), "calls.log"))).filter((l) => l.includes(" restart ")).length;
         const restartsBefore = restartCount();
-        const again = await apply(rotatedEpoch, rotated.state);
-        saveState(statePath, again.state);
+        const again = await apply(rotatedEpoch);
         const restarts = restartCount() - restartsBefore;
         const changed = again.steps.filter((s) => s.action !== "same");
         const noop = { replaced: changed.filter((s) => s.action === "replace").map((s) => s.name), changed: changed.map((s) => `${s.action} ${s.name}`), restarts };
         if (changed.length > 0) failures.push(`no-op run changed: ${noop.changed.join(", ")}`);
         if (restarts > 0) failures.push(`no-op run restarted ${restarts} agent(s)`);
 
-        const versionWarnings = Object.values(rotatedReport)
-            .map((r) => String(r.versionWarning ?? ""))
-            .filter((w) => w !== "");
+        const versions = sb.stack.apps.map((a) => ({
+            app: a.name,
+            agent: String(rotatedReport[a.name].agentVersion ?? ""),
+            server: String(rotatedReport[a.name].serverVersion ?? ""),
+            warning: String(rotatedReport[a.name].versionWarning ?? ""),
+        }));
+        for (const v of versions) {
+            // An empty version means the host's or the server's answer was not understood: drift could not be seen.
+            if (v.agent === "") failures.push(`${v.app}: the agent's Vault version was not read (version drift cannot be seen)`);
+            if (v.server === "") failures.push(`${v.app}: the server's Vault version was not read (version drift cannot be seen)`);
+        }
+        const versionWarnings = versions.map((v) => v.warning).filter((w) => w !== "");
 
         log("[7/7] done");
         return {
@@ -236,6 +250,8 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             stackFile,
             sandbox: sandboxDir,
             vaultVersion: server.version,
+            engine: runner.engine,
+            versions,
             userMode: sandbox.mode,
             epochs: { first: firstEpoch, rotated: rotatedEpoch },
             apps: appReports,
@@ -246,6 +262,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
     } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
+        runner?.close();
         sandbox?.close();
         await server?.stop();
         if (opts.clean) fs.rmSync(sandboxDir, { recursive: true, force: true });
@@ -354,7 +371,7 @@ async function checkApp(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vaul
 /** The report as the terminal shows it. */
 export function formatReport(r: RehearsalReport): string {
     const lines: string[] = [];
-    lines.push("", `Rehearsal of ${path.relative(process.cwd(), r.stackFile) || r.stackFile} against Vault ${r.vaultVersion}`, `host steps ran as: ${r.userMode}`);
+    lines.push("", `Rehearsal of ${path.relative(process.cwd(), r.stackFile) || r.stackFile} against Vault ${r.vaultVersion}`, `engine: ${r.engine}`, `host steps ran as: ${r.userMode}`);
     for (const a of r.apps) {
         lines.push("", `${a.app}: post-rotation checklist`);
         for (const c of a.checklist) lines.push(`  - [${c.ok ? "x" : " "}] ${c.item}: ${c.detail}`);
@@ -378,6 +395,9 @@ export function formatReport(r: RehearsalReport): string {
         }
     }
     lines.push("", `same epoch again: ${r.noop.changed.length === 0 ? "nothing replaced, nothing changed" : r.noop.changed.join(", ")}; agent restarts: ${r.noop.restarts}`);
+    for (const v of r.versions) {
+        lines.push(`versions: ${v.app}: agent ${v.agent || "unknown"}, server ${v.server || "unknown"}: ${v.warning === "" && v.agent !== "" && v.server !== "" ? "no drift" : v.warning || "drift cannot be seen"}`);
+    }
     for (const w of r.versionWarnings) lines.push(`warning: ${w}`);
     lines.push("", r.ok ? "RESULT: every check passed" : `RESULT: ${r.failures.length} check(s) failed:\n${r.failures.map((f) => `  - ${f}`).join("\n")}`);
     lines.push(`sandbox kept for inspection: ${r.sandbox} (npm run rehearse -- --clean removes it)`);

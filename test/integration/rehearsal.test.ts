@@ -2,12 +2,11 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import * as yaml from "js-yaml";
 import { rehearse, RehearsalReport } from "../../scripts/lib/rehearsal";
 import { loadStackConfig, REPO_ROOT } from "../support/harness";
 import { runningAsRoot } from "../support/hostUsers";
 import { openSandbox, prepareSandbox } from "../support/sandbox";
-import { TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
+import { TEST_HOST_KEY, writeThreeAppRehearsalStack } from "../support/stacks";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-rehearsal-it-"));
 // mkdtemp makes it 0700: as root, the sandboxes' app users must pass through it
@@ -28,10 +27,14 @@ function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {
         expect(a.rotated).toMatchObject({ oldAgentRevoked: true, oldAgentLoginRefused: true, newAgentLoginWorks: true, newKeyOnlyOnHost: true, leafReRendered: true });
     }
     expect(report.noop).toEqual({ replaced: [], changed: [], restarts: 0 });
+    expect(report.engine).toMatch(/^applier \(asked for with --engine applier\)$/);
+    // Both versions read (the drift watch item sees something), the same Vault binary on both sides.
+    for (const v of report.versions) expect(v).toMatchObject({ agent: report.vaultVersion, server: report.vaultVersion, warning: "" });
+    expect(report.versions.map((v) => v.app)).toEqual(apps);
 }
 
 it("rehearses the committed local stack end to end", async () => {
-    const report = await rehearse({ sandboxDir: path.join(tmp, "local") });
+    const report = await rehearse({ sandboxDir: path.join(tmp, "local"), engine: "applier" });
     expectCompleteRotation(report, ["app-a", "app-b"]);
     expect(report.epochs).toEqual({ first: "local-1", rotated: "local-1-rotated" });
     // The sandbox is kept for inspection, with the agents' rendered files.
@@ -40,7 +43,7 @@ it("rehearses the committed local stack end to end", async () => {
 
 it("rehearses the committed ssh-loopback stack: app-b over a real sshd, logged in as its own user", async () => {
     const sandboxDir = path.join(tmp, "ssh");
-    const report = await rehearse({ stackFile: path.join(REPO_ROOT, "test", "stacks", "ssh-loopback.yaml"), sandboxDir });
+    const report = await rehearse({ stackFile: path.join(REPO_ROOT, "test", "stacks", "ssh-loopback.yaml"), sandboxDir, engine: "applier" });
     expectCompleteRotation(report, ["app-a", "app-b"]);
     // sshd's log (kept in the sandbox) shows public-key logins, and only as app-b's user:
     // four sessions on the first run (keygen, agent files, agent config, rotate), three on the
@@ -61,29 +64,9 @@ it("rehearses the committed ssh-loopback stack: app-b over a real sshd, logged i
 }, 180_000);
 
 it("rehearses a three-app stack mixing local and ssh hosts, with debug policy, no KV and no proxy, and cleans up with --clean", async () => {
-    const stack = threeAppStackObject("/unused/ca.pem");
-    // web and jobs are local; api stays on an ssh host, moved to this machine's loopback address.
-    const apps = (stack["vault-rotation:apps"] as Array<Record<string, unknown>>).map((a) =>
-        a.name === "api" ? { ...a, host: { ssh: { host: "127.0.0.1", port: 22, hostKey: TEST_HOST_KEY } } } : { ...a, host: { local: true } },
-    );
-    const file = path.join(tmp, "Pulumi.three.yaml");
-    const vault = { ...(stack["vault-rotation:vault"] as Record<string, string>), pkiMount: "pki_int", issuerCommonName: "Prod Intermediate CA", kvMount: "secret" };
-    fs.writeFileSync(
-        file,
-        yaml.dump({
-            config: {
-                "vault:address": "https://127.0.0.1:8200",
-                "vault:caCertFile": "/unused/ca.pem",
-                "vault-rotation:rotation": { epoch: "three-1", runInterval: "4h", waitSeconds: 60, leafMinRemaining: "1h" },
-                "vault-rotation:vault": vault,
-                "vault-rotation:kvSeedData": stack["vault-rotation:kvSeedData"],
-                "vault-rotation:sshPrivateKey": "replaced by the sandbox's sshd fixture key",
-                "vault-rotation:apps": apps,
-            },
-        }),
-    );
+    const file = writeThreeAppRehearsalStack(path.join(tmp, "Pulumi.three.yaml"));
     const sandboxDir = path.join(tmp, "three");
-    const report = await rehearse({ stackFile: file, sandboxDir, clean: true });
+    const report = await rehearse({ stackFile: file, sandboxDir, clean: true, engine: "applier" });
     expectCompleteRotation(report, ["web", "api", "jobs"]);
     const login = (app: string) => report.apps.find((a) => a.app === app)!.checklist.find((c) => c.item.startsWith("cert-auth login"))!.detail;
     expect(login("web")).toContain("debug-policy");
@@ -119,7 +102,7 @@ describe("what it refuses", () => {
         const dir = path.join(tmp, "not-ours");
         fs.mkdirSync(dir, { recursive: true });
         fs.writeFileSync(path.join(dir, "precious.txt"), "keep me");
-        await expect(rehearse({ sandboxDir: dir })).rejects.toThrow(/refusing to use .*not-ours: it is not empty and was not made by a rehearsal/);
+        await expect(rehearse({ sandboxDir: dir, engine: "applier" })).rejects.toThrow(/refusing to use .*not-ours: it is not empty and was not made by a rehearsal/);
         expect(fs.readFileSync(path.join(dir, "precious.txt"), "utf8")).toBe("keep me");
     });
 });

@@ -3,6 +3,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as yaml from "js-yaml";
 import type { RawStackInputs } from "../../config";
 import { flattenConfig, loadStackConfig, REPO_ROOT } from "./harness";
 
@@ -110,4 +111,32 @@ export function rawStackInputs(stack: Record<string, unknown>): RawStackInputs {
         kvSeedData: stack["vault-rotation:kvSeedData"],
         namePrefix: stack["vault-rotation:namePrefix"],
     };
+}
+
+/**
+ * The three-app stack as a stack file the rehearsal can run (`--stack <file>`):
+ * web and jobs local, api on an ssh host on this machine's loopback address, with
+ * the rehearsal Vault's PKI and KV mounts. Returns the file's path.
+ */
+export function writeThreeAppRehearsalStack(file: string): string {
+    const stack = threeAppStackObject("/unused/ca.pem");
+    const apps = (stack["vault-rotation:apps"] as Array<Record<string, unknown>>).map((a) =>
+        a.name === "api" ? { ...a, host: { ssh: { host: "127.0.0.1", port: 22, hostKey: TEST_HOST_KEY } } } : { ...a, host: { local: true } },
+    );
+    const vault = { ...(stack["vault-rotation:vault"] as Record<string, string>), pkiMount: "pki_int", issuerCommonName: "Prod Intermediate CA", kvMount: "secret" };
+    fs.writeFileSync(
+        file,
+        yaml.dump({
+            config: {
+                "vault:address": "https://127.0.0.1:8200",
+                "vault:caCertFile": "/unused/ca.pem",
+                "vault-rotation:rotation": { epoch: "three-1", runInterval: "4h", waitSeconds: 60, leafMinRemaining: "1h" },
+                "vault-rotation:vault": vault,
+                "vault-rotation:kvSeedData": stack["vault-rotation:kvSeedData"],
+                "vault-rotation:sshPrivateKey": "replaced by the sandbox's sshd fixture key",
+                "vault-rotation:apps": apps,
+            },
+        }),
+    );
+    return file;
 }
