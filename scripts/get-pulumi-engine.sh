@@ -6,6 +6,7 @@
 #
 # Order: $PULUMI_ENGINE_DIR, then a cached build (reused while the versions match),
 # else a build from the Go modules (first run only; many minutes on 2 cores).
+# With --cached-only it never builds: it prints the directory or fails in one line.
 #
 # Versions: the CLI is the newest github.com/pulumi/pulumi/pkg/v3 the Go module proxy
 # serves here. The Node.js language host left the sdk/v3 module after v3.68.0 (it
@@ -45,6 +46,12 @@ fi
 
 if complete "$BIN_DIR"; then
   printf '%s\n' "$BIN_DIR"; exit 0
+fi
+
+# --cached-only: report, never build (the engine tests ask this way).
+if [[ "${1:-}" == "--cached-only" ]]; then
+  log "no Pulumi engine in $BIN_DIR: run scripts/get-pulumi-engine.sh once (it builds the CLI; many minutes)"
+  exit 1
 fi
 
 if ! command -v go >/dev/null 2>&1; then
