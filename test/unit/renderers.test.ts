@@ -322,7 +322,7 @@ describe("shellcheck", () => {
     });
 
     it("passes on the repository's own bash scripts", () => {
-        const files = ["scripts/get-vault.sh", "scripts/get-pulumi-engine.sh", "scripts/lib/heartbeat.sh", "scripts/check-tools.sh", ".ci/run"].map((f) => path.join(REPO_ROOT, f));
+        const files = ["scripts/get-vault.sh", "scripts/get-pulumi-engine.sh", "scripts/get-pulumi-plugins.sh", "scripts/lib/heartbeat.sh", "scripts/check-tools.sh", ".ci/run"].map((f) => path.join(REPO_ROOT, f));
         // -x: follow what the build scripts source (scripts/lib/heartbeat.sh).
         const r = spawnSync("shellcheck", ["-x", "--shell=bash", "--severity=style", ...files], { encoding: "utf8" });
         expect(r.stdout).toBe("");
