@@ -26,9 +26,18 @@ export interface HostUser {
 }
 
 /**
- * Runs `body` as the app user from an explicit minimal environment. The
- * launcher's own commands (id, runuser, env) come from a fixed system PATH, so
- * a configured PATH entry can never put a program in front of root.
+ * Runs `body` as the app user from an explicit minimal environment, in a new
+ * session without a controlling terminal and with standard input from
+ * /dev/null. The launcher's own commands (id, runuser, env, setsid, stat) come
+ * from a fixed system PATH, so a configured PATH entry can never put a program
+ * in front of root; and every directory of the body's PATH (and each of its
+ * ancestors) must be root's and writable by root only, or the step fails before
+ * switching user, naming the first that is not.
+ *
+ * Why a new session: `runuser` starts none, and neither do the command provider
+ * or the engine's plugin launcher, so a body started from an operator's
+ * terminal would otherwise hold that terminal as its controlling tty, and a
+ * process of the app user could push input into root's shell (TIOCSTI).
  */
 export function renderLauncher(u: HostUser, step: string, body: string): string {
     return `# vault-rotation: ${step} for ${u.app}. Runs the step below as ${u.user} from an empty environment.
@@ -40,7 +49,37 @@ APP_USER=${shQuote(u.user)}
 APP_HOME=${shQuote(u.home)}
 HOST_PATH=${shQuote(u.hostPath)}
 fail() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; exit 1; }
+command -v setsid >/dev/null 2>&1 || fail "setsid (util-linux) is missing on $(uname -n): the step must run without a terminal"
 uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+# Every directory of the body's PATH, and each ancestor, must be owned by root
+# (or by the app user itself, who can only hurt itself) and writable by no one
+# else: else another app's user could put a program of its own on this PATH.
+# An ancestor may be sticky and world-writable (/tmp): no one else can then
+# rename or remove the root-owned directory below it.
+safe_path_dir() { # physical dir
+  d=$1 below=''
+  while :; do
+    info=$(stat -c '%u %a' -- "$d" 2>/dev/null) || fail "refusing host PATH entry $entry: cannot inspect $d"
+    owner=\${info% *} mode=\${info#* }
+    [ "$owner" = 0 ] || [ "$owner" = "$uid" ] || fail "refusing host PATH entry $entry: $d is owned by uid $owner, not root"
+    if [ $((0$mode & 022)) != 0 ]; then
+      { [ -n "$below" ] && [ $((0$mode & 01000)) != 0 ]; } || fail "refusing host PATH entry $entry: $d is writable by group or others (mode $mode)"
+    fi
+    [ "$d" = / ] && return 0
+    below=$d
+    d=$(dirname -- "$d")
+  done
+}
+rest=$HOST_PATH:
+while [ -n "$rest" ]; do
+  entry=\${rest%%:*} rest=\${rest#*:}
+  case "$entry" in /*) ;; *) fail "refusing host PATH entry '$entry': not an absolute path" ;; esac
+  # An entry that does not exist (yet) is judged by its nearest existing ancestor: who could create it.
+  probe=$entry
+  while [ ! -e "$probe" ]; do probe=$(dirname -- "$probe"); done
+  real=$(cd -P -- "$probe" 2>/dev/null && pwd -P) || fail "refusing host PATH entry $entry: cannot resolve it"
+  safe_path_dir "$real"
+done
 [ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
 me=$(id -u)
 if [ "$me" = "$uid" ]; then
@@ -57,7 +96,8 @@ set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_
   XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \\
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
 if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+# setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w "$@" </dev/null
 `;
 }
 
@@ -73,6 +113,8 @@ APP=${shQuote(app)}
 STEP=${shQuote(step)}
 say() { printf 'vault-rotation: %s: %s: %s\\n' "$APP" "$STEP" "$*" >&2; }
 fail() { say "$*"; exit 1; }
+# The launcher started this in a session of its own: a terminal here would be the operator's.
+if (: </dev/tty) 2>/dev/null; then fail "refusing to run with a controlling terminal"; fi
 { [ -d "$HOME" ] && [ -O "$HOME" ]; } || fail "home $HOME must be an existing directory owned by $USER"
 cd -- "$HOME"
 `;

@@ -7,7 +7,37 @@ APP_USER='app-a'
 APP_HOME='/home/app-a'
 HOST_PATH='/usr/local/bin:/usr/bin:/bin'
 fail() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*" >&2; exit 1; }
+command -v setsid >/dev/null 2>&1 || fail "setsid (util-linux) is missing on $(uname -n): the step must run without a terminal"
 uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+# Every directory of the body's PATH, and each ancestor, must be owned by root
+# (or by the app user itself, who can only hurt itself) and writable by no one
+# else: else another app's user could put a program of its own on this PATH.
+# An ancestor may be sticky and world-writable (/tmp): no one else can then
+# rename or remove the root-owned directory below it.
+safe_path_dir() { # physical dir
+  d=$1 below=''
+  while :; do
+    info=$(stat -c '%u %a' -- "$d" 2>/dev/null) || fail "refusing host PATH entry $entry: cannot inspect $d"
+    owner=${info% *} mode=${info#* }
+    [ "$owner" = 0 ] || [ "$owner" = "$uid" ] || fail "refusing host PATH entry $entry: $d is owned by uid $owner, not root"
+    if [ $((0$mode & 022)) != 0 ]; then
+      { [ -n "$below" ] && [ $((0$mode & 01000)) != 0 ]; } || fail "refusing host PATH entry $entry: $d is writable by group or others (mode $mode)"
+    fi
+    [ "$d" = / ] && return 0
+    below=$d
+    d=$(dirname -- "$d")
+  done
+}
+rest=$HOST_PATH:
+while [ -n "$rest" ]; do
+  entry=${rest%%:*} rest=${rest#*:}
+  case "$entry" in /*) ;; *) fail "refusing host PATH entry '$entry': not an absolute path" ;; esac
+  # An entry that does not exist (yet) is judged by its nearest existing ancestor: who could create it.
+  probe=$entry
+  while [ ! -e "$probe" ]; do probe=$(dirname -- "$probe"); done
+  real=$(cd -P -- "$probe" 2>/dev/null && pwd -P) || fail "refusing host PATH entry $entry: cannot resolve it"
+  safe_path_dir "$real"
+done
 [ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
 me=$(id -u)
 if [ "$me" = "$uid" ]; then
@@ -25,6 +55,8 @@ APP='\''app-a'\''
 STEP='\''agent-keygen'\''
 say() { printf '\''vault-rotation: %s: %s: %s\n'\'' "$APP" "$STEP" "$*" >&2; }
 fail() { say "$*"; exit 1; }
+# The launcher started this in a session of its own: a terminal here would be the operator'\''s.
+if (: </dev/tty) 2>/dev/null; then fail "refusing to run with a controlling terminal"; fi
 { [ -d "$HOME" ] && [ -O "$HOME" ]; } || fail "home $HOME must be an existing directory owned by $USER"
 cd -- "$HOME"
 own_dir() { # path mode: create when missing; refuse a link, a non-directory, another owner
@@ -90,4 +122,5 @@ set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_
   XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
 if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+# setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
+exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w "$@" </dev/null

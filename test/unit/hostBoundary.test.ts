@@ -3,11 +3,12 @@
 // decoy outside the home (a directory and file the app user cannot change when
 // the suite runs as root) is untouched in mode, owner and content, and that the
 // run either fails with a line naming the planted path or safely ignores it.
-import { spawn } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { CERT, FakeHost, KEY_BLOCK, makeFakeHost, snapshot } from "../support/fakeHost";
-import { runningAsRoot, userMode } from "../support/hostUsers";
+import { renderAgentKeygenBody, renderAgentKeygenScript, renderLauncher, renderRotateScript } from "../../components/renderers/scripts";
+import { AGENT_CN, CERT, FakeHost, KEY_BLOCK, makeFakeHost, snapshot } from "../support/fakeHost";
+import { createAppUsers, removeAppUsers, runningAsRoot, userMode } from "../support/hostUsers";
 
 jest.setTimeout(90_000);
 
@@ -160,3 +161,138 @@ if (runningAsRoot()) {
         });
     });
 }
+
+/** Runs `script` (a host step) from a new pseudo-terminal, as an operator's `pulumi up` in a terminal would. */
+function fromTerminal(script: string): { status: number | null; output: string } {
+    const file = path.join(host.root, "step-from-terminal.sh");
+    fs.writeFileSync(file, script, { mode: 0o700 });
+    const r = spawnSync("script", ["-qec", `/bin/sh ${file}`, "/dev/null"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    return { status: r.status, output: `${r.stdout}${r.stderr}`.replace(/\r/g, "") };
+}
+
+// What the step body (as the app user) can do to the terminal it was started from:
+// its controlling tty (field 7 of /proc/self/stat, 0 for none), and TIOCSTI on
+// /dev/tty and on every standard descriptor (0x5412: push a byte into the input).
+const TTY_PROBE = `
+printf 'probe tty_nr=%s\\n' "$(cut -d' ' -f7 /proc/self/stat)"
+for target in /dev/tty /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; do
+  if perl -e 'open(T, "+<", $ARGV[0]) or exit 3; my $c = "#"; exit(ioctl(T, 0x5412, $c) ? 0 : 4)' "$target" 2>/dev/null; then
+    printf 'probe tiocsti %s injected\\n' "$target"
+  else
+    printf 'probe tiocsti %s refused\\n' "$target"
+  fi
+done
+`;
+
+describe(`the operator's terminal (${userMode()})`, () => {
+    it("a step started from a terminal runs its body without it: no controlling tty, TIOCSTI refused", () => {
+        const r = fromTerminal(renderLauncher(host.u, "probe", TTY_PROBE));
+        expect(r.output).toContain("probe tty_nr=0\n");
+        expect(r.output).not.toContain("injected");
+        expect(r.output.match(/probe tiocsti \S+ refused/g)).toHaveLength(4);
+        expect(r.status).toBe(0);
+    });
+
+    it("(control) the same probe started without the launcher does hold the terminal", () => {
+        const direct = runningAsRoot() ? `runuser -u ${host.user.name} -- /bin/sh -c '${TTY_PROBE.replace(/'/g, `'\\''`)}'` : TTY_PROBE;
+        const r = fromTerminal(direct);
+        expect(r.output).toMatch(/probe tty_nr=[1-9]\d*\n/);
+        // Where the kernel still allows TIOCSTI (before 6.2, or dev.tty.legacy_tiocsti=1, as here) the attack is real.
+        const legacy = "/proc/sys/dev/tty/legacy_tiocsti";
+        if (!fs.existsSync(legacy) || fs.readFileSync(legacy, "utf8").trim() === "1") expect(r.output).toContain("probe tiocsti /dev/tty injected");
+    });
+
+    it("a body that finds a controlling terminal anyway refuses to run", () => {
+        // The body's own guard, started from a terminal without the launcher's new session.
+        const body = renderAgentKeygenBody({ ...host.u, commonName: AGENT_CN });
+        const direct = runningAsRoot() ? `runuser -u ${host.user.name} -- env -i HOME=${host.u.home} PATH=${host.u.hostPath} /bin/sh -c '${body.replace(/'/g, `'\\''`)}'` : `env -i HOME=${host.u.home} PATH=${host.u.hostPath} /bin/sh -c '${body.replace(/'/g, `'\\''`)}'`;
+        const r = fromTerminal(direct);
+        expect(r.output).toContain("vault-rotation: app-a: agent-keygen: refusing to run with a controlling terminal");
+        expect(fs.existsSync(host.paths.agentKeyNext)).toBe(false);
+    });
+});
+
+if (runningAsRoot()) {
+    describe("the operator's terminal during a rotation (real users)", () => {
+        it("no process of the app user holds a controlling tty while the rotate unit runs from a terminal", async () => {
+            expect(host.runFiles().status).toBe(0);
+            expect(host.runConfig().status).toBe(0);
+            const file = path.join(host.root, "rotate-from-terminal.sh");
+            fs.writeFileSync(file, renderRotateScript({ ...host.u, service: "vault-agent-app-a", waitSeconds: 5, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } }), { mode: 0o700 });
+            const child = spawn("script", ["-qec", `/bin/sh ${file}`, "/dev/null"], { stdio: ["ignore", "pipe", "pipe"] });
+            let output = "";
+            child.stdout.on("data", (d) => (output += String(d)));
+            const done = new Promise<number | null>((resolve) => child.on("close", resolve));
+            const seen = new Map<number, string>();
+            let finished = false;
+            void done.then(() => (finished = true));
+            while (!finished) {
+                for (const entry of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+                    try {
+                        if (fs.statSync(`/proc/${entry}`).uid !== host.user.uid) continue;
+                        const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+                        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+                        // fields[0] is field 3 (state): the tty is field 7.
+                        seen.set(Number(entry), `${stat.slice(0, stat.lastIndexOf(")") + 1)} tty_nr=${fields[4]}`);
+                    } catch {
+                        // gone meanwhile
+                    }
+                }
+                await new Promise((r) => setTimeout(r, 20));
+            }
+            expect(await done).toBe(0);
+            expect(output).toContain("new fullchain rendered, installed and reloaded");
+            expect(seen.size).toBeGreaterThan(2);
+            expect([...seen.values()].filter((s) => !s.endsWith(" tty_nr=0"))).toEqual([]);
+        });
+    });
+
+    describe("a host PATH entry that is not root's (real users)", () => {
+        it("fails the step naming the entry, and the planted program never runs", () => {
+            // app-a's own user owns a directory another app's PATH names (here: this step's, as if
+            // apps[1].host.path began with a directory of apps[0]'s user). It plants `openssl`.
+            const [other] = createAppUsers([{ app: "other", home: path.join(host.root, "other-home") }]);
+            try {
+                const planted = path.join(host.root, "shared-bin");
+                const marker = path.join(host.root, "planted-ran");
+                fs.mkdirSync(planted, { mode: 0o755 });
+                fs.writeFileSync(path.join(planted, "openssl"), `#!/bin/sh\ntouch ${marker}\nexec /usr/bin/openssl "$@"\n`, { mode: 0o755 });
+                fs.chownSync(planted, other.uid, other.gid);
+                fs.chownSync(path.join(planted, "openssl"), other.uid, other.gid);
+                const script = renderAgentKeygenScript({ ...host.u, hostPath: `${planted}:${host.u.hostPath}`, commonName: AGENT_CN });
+                const r = spawnSync("/bin/sh", ["-c", script], { encoding: "utf8" });
+                expect(r.status).not.toBe(0);
+                expect(r.stderr.trim()).toBe(`vault-rotation: app-a: agent-keygen: refusing host PATH entry ${planted}: ${planted} is owned by uid ${other.uid}, not root`);
+                expect(fs.existsSync(marker)).toBe(false);
+                expect(fs.existsSync(host.paths.agentKeyNext)).toBe(false);
+            } finally {
+                removeAppUsers([other]);
+            }
+        });
+    });
+}
+
+describe(`a host PATH entry writable by others (${userMode()})`, () => {
+    it.each([
+        ["a world-writable directory", 0o777, ""],
+        ["a directory below a world-writable, non-sticky one", 0o755, "parent"],
+    ])("refuses %s, naming it", (_what, mode, parent) => {
+        const base = path.join(host.root, "loose");
+        fs.mkdirSync(base, { mode: 0o755 });
+        const dir = parent ? path.join(base, "bin") : base;
+        if (parent) {
+            fs.mkdirSync(dir, { mode });
+            fs.chmodSync(base, 0o777);
+        } else {
+            fs.chmodSync(dir, mode);
+        }
+        const r = spawnSync("/bin/sh", ["-c", renderAgentKeygenScript({ ...host.u, hostPath: `${dir}:${host.u.hostPath}`, commonName: AGENT_CN })], { encoding: "utf8" });
+        expect(r.status).not.toBe(0);
+        expect(r.stderr.trim()).toBe(`vault-rotation: app-a: agent-keygen: refusing host PATH entry ${dir}: ${base} is writable by group or others (mode 777)`);
+    });
+
+    it("accepts a root-owned directory below the sticky /tmp (no one else can rename it)", () => {
+        expect(fs.statSync(path.dirname(host.root)).mode & 0o1002).toBe(0o1002);
+        expect(host.runKeygen().status).toBe(0);
+    });
+});
