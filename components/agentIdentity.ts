@@ -67,10 +67,20 @@ export class AgentIdentity extends pulumi.ComponentResource {
         const names = vaultNames(args.app, args.namePrefix);
         const ttl = String(args.ttlSeconds);
 
-        // Client certs for the agent's CN only; every permissive default off.
+        // Client certs for the agent's CN only; every permissive default off. Each
+        // carries this stack's mark for the agent in its OU, which the mapping
+        // requires: a certificate for the same CN from a role of another stack
+        // (another prefix) or of anyone else on this mount does not carry it.
         const role = new vault.pkisecret.SecretBackendRole(
             `${name}-role`,
-            restrictedRoleArgs({ backend: args.pkiMount, name: names.agentRole, usage: "client", allowedDomains: [args.commonName], ttlSeconds: args.ttlSeconds }),
+            restrictedRoleArgs({
+                backend: args.pkiMount,
+                name: names.agentRole,
+                usage: "client",
+                allowedDomains: [args.commonName],
+                ttlSeconds: args.ttlSeconds,
+                organizationalUnit: names.agentIdentityOu,
+            }),
             { parent: this },
         );
 
@@ -84,7 +94,10 @@ export class AgentIdentity extends pulumi.ComponentResource {
             args.host,
             {
                 script: renderAgentKeygenScript({ ...hostUser, commonName: args.commonName }),
-                triggers: [args.epoch],
+                // The OU mark too: a cert signed before the role carried it cannot
+                // log in once the mapping requires it, so the run that adds the
+                // requirement (an upgrade) also makes a new key and cert.
+                triggers: [args.epoch, names.agentIdentityOu],
             },
             { parent: this },
         );
@@ -122,17 +135,21 @@ export class AgentIdentity extends pulumi.ComponentResource {
         // debug-policy itself is a stack-level object (several apps may use it); this only attaches it.
         if (args.debugPolicy) policyNames.push(debugPolicyName(args.namePrefix));
 
-        // The mapping trusts the PKI chain that signed the agent cert (not the
-        // listener CA bundle), and only the agent's CN.
+        // The mapping trusts exactly the CA that issued the agent's cert: not the
+        // root (any other intermediate under it could then issue for this CN),
+        // not the listener CA bundle. When the PKI's issuer is rotated, the next
+        // renewal or rotation signs with the new issuer and updates this in the
+        // same run, before the new files reach the host. Besides the CN it
+        // requires the agent's OU mark (the role above), so another stack's role
+        // for the same CN cannot make a certificate that logs in here.
         const mapping = new vault.CertAuthBackendRole(
             `${name}-mapping`,
             {
                 backend: args.certAuthPath,
                 name: names.mapping,
-                certificate: pulumi.all([cert.issuingCa, cert.caChains]).apply(([issuing, chain]) =>
-                    [...new Set([issuing, ...(chain ?? [])].map((p) => p.trim()).filter((p) => p !== ""))].join("\n") + "\n",
-                ),
+                certificate: cert.issuingCa.apply((issuing) => `${issuing.trim()}\n`),
                 allowedCommonNames: [args.commonName],
+                allowedOrganizationalUnits: [names.agentIdentityOu],
                 tokenPolicies: policyNames,
                 tokenTtl: args.tokenTtlSeconds,
                 tokenMaxTtl: args.tokenTtlSeconds * 2,

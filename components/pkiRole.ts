@@ -15,6 +15,11 @@ export interface RestrictedRoleInput {
     allowedDomains: string[];
     /** TTL and max TTL in seconds. */
     ttlSeconds: number;
+    /**
+     * The OU every certificate of the role carries (the agent role's identity
+     * mark, which its cert-auth mapping requires); none when undefined.
+     */
+    organizationalUnit?: string;
 }
 
 /** `SecretBackendRole` arguments with every permissive Vault default turned off. */
@@ -51,5 +56,6 @@ export function restrictedRoleArgs(i: RestrictedRoleInput): vault.pkisecret.Secr
         maxTtl: ttl,
         noStore: false,
         generateLease: false,
+        ...(i.organizationalUnit !== undefined ? { organizationUnit: [i.organizationalUnit] } : {}),
     };
 }

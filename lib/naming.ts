@@ -26,6 +26,11 @@ export function vaultNames(app: string, namePrefix?: string) {
         agentRole: `agent-${qualified}`,
         leafRole: `nginx-${qualified}`,
         mapping: `agent-${qualified}`,
+        /**
+         * The OU of every agent cert this stack has signed for the app, required by
+         * its mapping: the stack's mark, which no other stack's role carries.
+         */
+        agentIdentityOu: `vault-rotation agent-${qualified}`,
         issuePolicy: `${qualified}-issue`,
         markerPolicy: `${qualified}-marker`,
         kvPolicy: `${qualified}-kv`,

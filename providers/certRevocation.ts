@@ -20,8 +20,9 @@ export interface CertRevocationInputs {
     /**
      * Mount path of the cert auth method that logs in with this cert. Vault's cert
      * auth does not consult the PKI mount's revocations: it checks only CRLs
-     * registered with it. After revoking, the PKI's current CRL is copied to
-     * `auth/<certAuthPath>/crls/<pki mount>` so the revoked cert stops logging in.
+     * registered with it. After revoking, the CRL of every issuer of the mount is
+     * copied to `auth/<certAuthPath>/crls/` (syncCrlToCertAuth) so the revoked cert
+     * stops logging in, whichever issuer signed it.
      */
     certAuthPath?: string;
 }
@@ -44,7 +45,15 @@ export function crlName(pkiMount: string): string {
     return pkiMount.replace(/\//g, "-");
 }
 
-/** Copies the PKI mount's current CRL (rebuilt by the revoke) into the cert auth method. */
+/**
+ * Copies the CRL of every issuer of the PKI mount (rebuilt by the revoke) into
+ * the cert auth method: the default issuer's under `crlName(pki)`, and each
+ * issuer's under `<crlName(pki)>-<issuer id>`. Cert auth consults only CRLs
+ * registered with it, and `<pki>/cert/crl` is the default issuer's alone: after
+ * an intermediate rotation, a cert revoked under the previous issuer would be on
+ * no CRL that cert auth has. Issuers without a key (an imported root) have no
+ * CRL of their own and are passed over.
+ */
 export async function syncCrlToCertAuth(client: ReturnType<typeof clientForConnection>, pkiMount: string, certAuthPath: string): Promise<void> {
     const body = asRecord(await client.read(`${pkiMount}/cert/crl`));
     const crl = asString(asRecord(body.data).certificate);
@@ -52,6 +61,43 @@ export async function syncCrlToCertAuth(client: ReturnType<typeof clientForConne
         throw new Error(`revoked the cert, but ${pkiMount}/cert/crl returned no CRL to give to auth/${certAuthPath}: the old cert may still log in`);
     }
     await client.write(`auth/${certAuthPath}/crls/${crlName(pkiMount)}`, { crl });
+    for (const issuer of await client.list(`${pkiMount}/issuers`)) {
+        const info = asRecord(asRecord(await client.read(`${pkiMount}/issuer/${issuer}`)).data);
+        if (!asString(info.key_id)) continue;
+        const issuerCrl = asString(asRecord(asRecord(await client.read(`${pkiMount}/issuer/${issuer}/crl`)).data).crl);
+        if (!issuerCrl || !issuerCrl.includes("BEGIN X509 CRL")) {
+            throw new Error(`revoked the cert, but ${pkiMount}/issuer/${issuer}/crl returned no CRL to give to auth/${certAuthPath}: a cert of that issuer may still log in`);
+        }
+        await client.write(`auth/${certAuthPath}/crls/${crlName(pkiMount)}-${issuer}`, { crl: issuerCrl });
+    }
+}
+
+/**
+ * Revokes every token that cert auth issued for the certificate: revoking the
+ * cert stops new logins, but a token it obtained before would otherwise keep
+ * working (and issuing leaves) until its TTL. Cert auth records the login cert's
+ * serial in each token's metadata (`serial_number`, decimal). Tokens are found
+ * by their accessors (`auth/token/accessors`, which needs `sudo`): one lookup
+ * per live token of the Vault. Returns how many were revoked.
+ */
+export async function revokeTokensOfCert(client: ReturnType<typeof clientForConnection>, serialNumber: string, certAuthPath: string): Promise<number> {
+    const decimal = BigInt(`0x${serialNumber.replace(/:/g, "")}`).toString();
+    let revoked = 0;
+    for (const accessor of await client.list("auth/token/accessors")) {
+        let data: Record<string, unknown>;
+        try {
+            data = asRecord(asRecord(await client.write("auth/token/lookup-accessor", { accessor })).data);
+        } catch (e) {
+            // Gone (expired or revoked) between the list and the lookup.
+            if (e instanceof VaultHttpError && e.status === 400) continue;
+            throw e;
+        }
+        const meta = asRecord(data.meta);
+        if (asString(data.path) !== `auth/${certAuthPath}/login` || asString(meta.serial_number) !== decimal) continue;
+        await client.write("auth/token/revoke-accessor", { accessor });
+        revoked++;
+    }
+    return revoked;
 }
 
 export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocationInputs, CertRevocationOutputs> = {
@@ -100,6 +146,7 @@ export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocat
         }
         if (props.certAuthPath) {
             await syncCrlToCertAuth(client, props.pkiMount, props.certAuthPath);
+            await revokeTokensOfCert(client, props.serialNumber, props.certAuthPath);
         }
     },
 };

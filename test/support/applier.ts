@@ -83,7 +83,13 @@ const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
 
 /** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */
 function vaultParam(name: string): string {
-    const special: Record<string, string> = { keyUsages: "key_usage", extKeyUsages: "ext_key_usage", allowedCommonNames: "allowed_common_names" };
+    const special: Record<string, string> = {
+        keyUsages: "key_usage",
+        extKeyUsages: "ext_key_usage",
+        allowedCommonNames: "allowed_common_names",
+        organizationUnit: "ou",
+        organizations: "organization",
+    };
     return special[name] ?? name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 

@@ -96,7 +96,8 @@ describe.each([
         for (const app of apps) {
             const keygen = named(e, `${app}-agent-keygen`);
             expect(isCommand(keygen)).toBe(true);
-            expect(keygen.inputs.triggers).toEqual([epoch]);
+            // The epoch, and the OU mark the mapping requires (a cert without it must be replaced).
+            expect(keygen.inputs.triggers).toEqual([epoch, `vault-rotation agent-${app}`]);
             expect(keygen.inputs.stdin).toBeUndefined();
             expect(String(keygen.inputs.create)).toContain("STEP='agent-keygen'");
             expect(String(keygen.inputs.create)).toContain("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256");
@@ -127,7 +128,11 @@ describe.each([
             const mapping = named(e, `${app}-agent-mapping`);
             expect(mapping.type).toBe(MAPPING);
             expect(mapping.inputs.name).toBe(`agent-${app}`);
-            expect(mapping.inputs.certificate).toMatch(/BEGIN CERTIFICATE/);
+            // Exactly one CA: the agent cert's issuer (never the root or a bundle), and the OU mark the agent role sets.
+            expect(String(mapping.inputs.certificate).match(/BEGIN CERTIFICATE/g)).toHaveLength(1);
+            expect(mapping.inputs.allowedOrganizationalUnits).toEqual([`vault-rotation agent-${app}`]);
+            const role = ofType(e, "vault:pkiSecret/secretBackendRole:SecretBackendRole").find((r) => r.inputs.name === `agent-${app}`)!;
+            expect(role.inputs.organizationUnit).toEqual([`vault-rotation agent-${app}`]);
             const policies = mapping.inputs.tokenPolicies as string[];
             expect(policies).toContain(`${app}-issue`);
             for (const other of apps.filter((a) => a !== app)) {

@@ -41,7 +41,7 @@ describe("rotation is a replace triggered by the epoch", () => {
         const b = await evaluateProgram({ config: withEpoch(prodStack(caFile), "2026-12-27"), stack: "prod" });
         expect(changedNames(a, b)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b")].sort());
         // A new key on the host (its trigger is the epoch), then a new cert in the files step's script.
-        expect(b.byName.get("app-a-agent-keygen")!.inputs.triggers).toEqual(["2026-12-27"]);
+        expect(b.byName.get("app-a-agent-keygen")!.inputs.triggers).toEqual(["2026-12-27", "vault-rotation agent-app-a"]);
         const filesA = a.byName.get("app-a-agent-files")!;
         const filesB = b.byName.get("app-a-agent-files")!;
         expect(filesB.inputs.create).not.toEqual(filesA.inputs.create);
