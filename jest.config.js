@@ -1,5 +1,6 @@
-// Two projects: `unit` (no network, Pulumi mocks) and `integration` (a real
-// Vault dev-TLS server started by the global setup).
+// Three projects: `unit` (no network, Pulumi mocks), `integration` (a real
+// Vault dev-TLS server started by the global setup) and `engine` (the same Vault,
+// driven by the real Pulumi CLI and plugins; `npm run test:engine`, not `npm test`).
 const tsJest = ["ts-jest", { tsconfig: "tsconfig.json", diagnostics: { warnOnly: false } }];
 
 /** @type {import('jest').Config} */
@@ -15,6 +16,14 @@ module.exports = {
       displayName: "integration",
       testEnvironment: "node",
       testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      transform: { "^.+\\.ts$": tsJest },
+      globalSetup: "<rootDir>/test/integration/globalSetup.ts",
+      globalTeardown: "<rootDir>/test/integration/globalTeardown.ts",
+    },
+    {
+      displayName: "engine",
+      testEnvironment: "node",
+      testMatch: ["<rootDir>/test/engine/**/*.test.ts"],
       transform: { "^.+\\.ts$": tsJest },
       globalSetup: "<rootDir>/test/integration/globalSetup.ts",
       globalTeardown: "<rootDir>/test/integration/globalTeardown.ts",
