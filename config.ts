@@ -2,6 +2,7 @@
 //
 // Everything that later ends up in a shell script, an HCL file or a Vault path is
 // restricted here to a strict pattern; the renderers quote it again where they use it.
+import { X509Certificate } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 
@@ -145,9 +146,22 @@ export function systemHomeProblem(home: string): string | undefined {
     return dir ? `must not be under ${dir} (a system directory)` : undefined;
 }
 
-/** Same host: both local, or the same ssh host and port. Homes and users only collide on one host. */
+/** One ssh endpoint (host and port): two apps there must pin the same host key. */
 function sameHostId(host: { local: true } | { ssh: { host: string; port: number } }): string {
     return "ssh" in host ? `ssh:${host.ssh.host.toLowerCase()}:${host.ssh.port}` : "local";
+}
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|::1)$/i;
+
+/**
+ * One machine: homes and users collide there. The runner's own machine is
+ * `local` and every ssh host on a loopback address (any port); other ssh hosts
+ * by name (any port: two sshd on one host are one machine). Two different names
+ * for one machine cannot be seen from here.
+ */
+function machineId(host: { local: true } | { ssh: { host: string; port: number } }): string {
+    if (!("ssh" in host) || LOOPBACK_HOST.test(host.ssh.host)) return "local";
+    return `ssh:${host.ssh.host.toLowerCase()}`;
 }
 
 /** `host:port` of a TLS listener (a DNS name or IPv4 address, and a port). */
@@ -320,7 +334,11 @@ const stackSchema = z
         // CN that any leaf role may issue.
         stack.apps.forEach((app, i) => {
             stack.apps.forEach((other, j) => {
-                if (j >= i || sameHostId(app.host) !== sameHostId(other.host)) return;
+                if (j >= i || machineId(app.host) !== machineId(other.host)) return;
+                // One Unix user is one principal: two apps under it could read each other's agent keys.
+                if (app.user === other.user) {
+                    ctx.addIssue({ code: "custom", path: ["apps", i, "user"], message: `${app.user} is also apps[${j}].user on the same host: every app needs a Unix user of its own` });
+                }
                 if (app.home === other.home) {
                     ctx.addIssue({ code: "custom", path: ["apps", i, "home"], message: `${app.home} is also apps[${j}].home: every app needs a home of its own` });
                 } else if (app.home.startsWith(`${other.home}/`) || other.home.startsWith(`${app.home}/`)) {
@@ -331,7 +349,12 @@ const stackSchema = z
         const edge = stack.edge;
         if (edge) {
             stack.apps.forEach((app, i) => {
-                if (sameHostId(app.host) !== sameHostId(edge.host)) return;
+                app.leaf.allowedDomains.forEach((d, k) => {
+                    if (d === edge.serverName) {
+                        ctx.addIssue({ code: "custom", path: ["apps", i, "leaf", "allowedDomains", k], message: `${d} is edge.serverName: the app's agent could issue the edge proxy's own certificate` });
+                    }
+                });
+                if (machineId(app.host) !== machineId(edge.host)) return;
                 if (app.home === edge.home || app.home.startsWith(`${edge.home}/`) || edge.home.startsWith(`${app.home}/`)) {
                     ctx.addIssue({ code: "custom", path: ["edge", "home"], message: `${edge.home} and apps[${i}].home (${app.home}) are equal or nested: the edge proxy needs a home of its own` });
                 }
@@ -340,6 +363,33 @@ const stackSchema = z
                 }
             });
         }
+        // The Vault listener's names: a leaf role that may issue one lets an app impersonate Vault to the agents.
+        const vaultHosts = [["vault.address", stack.vault.address], ["vault.agentAddress", stack.vault.agentAddress]] as const;
+        for (const [key, address] of vaultHosts) {
+            if (address === undefined) continue;
+            let hostname = "";
+            try {
+                hostname = new URL(address).hostname.toLowerCase();
+            } catch {
+                continue; // reported by the address's own rule
+            }
+            stack.apps.forEach((app, i) => {
+                app.leaf.allowedDomains.forEach((d, k) => {
+                    if (d === hostname) {
+                        ctx.addIssue({ code: "custom", path: ["apps", i, "leaf", "allowedDomains", k], message: `${d} is the host of ${key === "vault.address" ? "vault:address" : key}: the app's agent could issue a certificate for Vault's listener` });
+                    }
+                });
+            });
+        }
+        // Through the edge, an app is reached by its Host: naming another app's domain would check (and route to) that app.
+        stack.apps.forEach((app, i) => {
+            const host = app.serve?.edgeHost;
+            if (host === undefined) return;
+            const owner = stack.apps.findIndex((a, j) => j !== i && a.leaf.allowedDomains.includes(host));
+            if (owner >= 0) {
+                ctx.addIssue({ code: "custom", path: ["apps", i, "serve", "edgeHost"], message: `${host} is in apps[${owner}].leaf.allowedDomains: an app's edge host must be one of its own names, not another app's` });
+            }
+        });
         const domainOwner = new Map<string, number>();
         stack.apps.forEach((app, i) => {
             app.leaf.allowedDomains.forEach((d, k) => {
@@ -429,7 +479,6 @@ export type StackConfig = z.infer<typeof stackSchema>;
 export type AppConfig = StackConfig["apps"][number];
 export type HostConfig = AppConfig["host"];
 
-/** An invalid stack: one line per problem, each naming the key path. */
 /**
  * Every problem of a stack's config, one line each. A `pulumi.RunError`: the SDK
  * prints its message alone under the real CLI, without a stack trace (the
@@ -440,6 +489,31 @@ export class ConfigError extends pulumi.RunError {
         super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
         this.name = "ConfigError";
     }
+}
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
+
+/**
+ * Why a PEM bundle is not certificates only, or undefined. The listener CA file
+ * is copied into the host steps' scripts (state) and to every host as ca.pem,
+ * 0644: a private key (or anything else) in it would go there too. Every block
+ * must be a CERTIFICATE that parses as X.509, with nothing but blank space
+ * between blocks.
+ */
+export function certificateBundleProblem(text: string): string | undefined {
+    let count = 0;
+    for (const m of text.matchAll(PEM_BLOCK)) {
+        if (m[1] !== "CERTIFICATE") return `holds a ${m[1]} block: it must hold certificates only (never a key)`;
+        try {
+            new X509Certificate(m[0]);
+        } catch {
+            return `holds a CERTIFICATE block (number ${count + 1}) that is not an X.509 certificate`;
+        }
+        count++;
+    }
+    if (text.replace(PEM_BLOCK, "").trim() !== "") return "holds text outside its PEM certificate blocks: it must hold certificates only";
+    if (count === 0) return "holds no PEM certificate";
+    return undefined;
 }
 
 function isEmptyObject(value: unknown): boolean {
@@ -615,9 +689,8 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
     let listenerCaPem = "";
     try {
         listenerCaPem = readFile(config.vault.caCertFile);
-        if (!listenerCaPem.includes("-----BEGIN CERTIFICATE-----")) {
-            problems.push(`vault:caCertFile: ${config.vault.caCertFile} holds no PEM certificate`);
-        }
+        const problem = certificateBundleProblem(listenerCaPem);
+        if (problem) problems.push(`vault:caCertFile: ${config.vault.caCertFile} ${problem}`);
     } catch (e) {
         problems.push(`vault:caCertFile: cannot read ${config.vault.caCertFile}: ${(e as Error).message}`);
     }

@@ -10,6 +10,20 @@ import { flattenConfig, loadStackConfig, REPO_ROOT } from "./harness";
 /** A well-formed ed25519 host key for stacks that are only evaluated, never connected to. */
 export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv83hDHciwD8/sWXYgYe+9kqysuiEVjwwjxuYeFUSqQ";
 
+/** A real (self-signed, throwaway) certificate: `vault:caCertFile` must hold certificates only. */
+export const TEST_LISTENER_CA_PEM = `-----BEGIN CERTIFICATE-----
+MIIBjTCCATOgAwIBAgIUaa81Q25Wy2zzQVVF5ezhsiHTlqMwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQdGVzdC1saXN0ZW5lci1jYTAgFw0yNjEyMDExNzA0MDlaGA8y
+MTI2MTEwNzE3MDQwOVowGzEZMBcGA1UEAwwQdGVzdC1saXN0ZW5lci1jYTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABBOboZhzFAILJVmnlBMcOQJnUTR4uKsfMGoM
+eHazhNgYBgwrgDJVA2Vx7iNthL9Nu2mEAozEIutAb+SXKjtrO+GjUzBRMB0GA1Ud
+DgQWBBQE3mmVvf5T2ododrPdepl6kfkKgjAfBgNVHSMEGDAWgBQE3mmVvf5T2odo
+drPdepl6kfkKgjAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQC7
+bqqU/aFHw9kAIUoYLZd9xipjXJJIbOHUPPzK+CgwPwIgNc+hWShaT4OlVCd7XYFI
+ft0dqwo3wBkvT7ffHVuFe6Y=
+-----END CERTIFICATE-----
+`;
+
 /**
  * A listener CA file for unit tests: the program only reads it and copies it to
  * hosts. Removed when the test file ends (jest's afterAll of the caller).
@@ -17,7 +31,7 @@ export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv83hDHciwD8/
 export function fakeListenerCaFile(): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vault-rotation-unit-"));
     const file = path.join(dir, "listener-ca.pem");
-    fs.writeFileSync(file, "-----BEGIN CERTIFICATE-----\nTEST-LISTENER-CA\n-----END CERTIFICATE-----\n");
+    fs.writeFileSync(file, TEST_LISTENER_CA_PEM);
     if (typeof afterAll === "function") afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
     return file;
 }

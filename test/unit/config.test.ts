@@ -2,11 +2,11 @@
 // any resource is registered, with a line naming the key path.
 import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "../../config";
 import { evaluateProgram, ProgramFailure, flattenConfig } from "../support/harness";
-import { fakeListenerCaFile, localStack, prodStack, rawStackInputs, TEST_HOST_KEY, threeAppStackObject } from "../support/stacks";
+import { fakeListenerCaFile, localStack, prodStack, rawStackInputs, TEST_HOST_KEY, TEST_LISTENER_CA_PEM, threeAppStackObject } from "../support/stacks";
 
 const caFile = fakeListenerCaFile();
 const EC_KEY = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKNEu9oDq9hH2V8aQgiYEPwopOyDyJ98l89Jb+j6a6OxxTItDWAyhUOI8ROlG8q18ty//sfHXpScMlzDcmD9cCM=";
-const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
+const readCa = () => TEST_LISTENER_CA_PEM;
 
 function problemsOf(mutate: (s: ReturnType<typeof threeAppStackObject>) => void): string[] {
     const stack = threeAppStackObject(caFile);
@@ -142,6 +142,31 @@ describe("invalid stacks name the key", () => {
         ["edge user shared with an app", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, user: "web" }), /^edge\.user: web is also apps\[0\]\.user/],
         ["edge home nested in an app's", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, home: "/srv/web/edge", bundle: "/srv/web/edge/ca.pem" }), /^edge\.home: \/srv\/web\/edge and apps\[0\]\.home \(\/srv\/web\) are equal or nested/],
         ["edge bundle outside its home", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, bundle: "/etc/nginx/ca.pem" }), /^edge\.bundle: must be a normalised path inside edge\.home/],
+        // Principals that would collide (issue: trust boundaries, round 2).
+        ["two apps with one Unix user on one host", (s) => ((s["vault-rotation:apps"] as Apps)[2].user = "web"), /^apps\[2\]\.user: web is also apps\[0\]\.user on the same host/],
+        [
+            "one home for a local app and an ssh app on a loopback address",
+            (s) => {
+                const apps = s["vault-rotation:apps"] as Apps;
+                apps[1].host.ssh.host = "127.0.0.2";
+                apps[1].home = "/srv/web";
+            },
+            /^apps\[1\]\.home: \/srv\/web is also apps\[0\]\.home/,
+        ],
+        [
+            "a leaf domain that is the edge's own name",
+            (s) => {
+                (s as Record<string, unknown>)["vault-rotation:edge"] = EDGE;
+                (s["vault-rotation:apps"] as Apps)[2].leaf.allowedDomains.push("edge.test.internal");
+            },
+            /^apps\[2\]\.leaf\.allowedDomains\[2\]: edge\.test\.internal is edge\.serverName/,
+        ],
+        ["a leaf domain that is Vault's listener", (s) => ((s["vault-rotation:apps"] as Apps)[0].leaf.allowedDomains.push("vault.test.internal")), /^apps\[0\]\.leaf\.allowedDomains\[2\]: vault\.test\.internal is the host of vault:address/],
+        [
+            "an edge host that is another app's domain",
+            (s) => ((s["vault-rotation:apps"] as Apps)[2].serve = { endpoint: "jobs.internal:8443", edgeHost: "web.test.example.com" }),
+            /^apps\[2\]\.serve\.edgeHost: web\.test\.example\.com is in apps\[0\]\.leaf\.allowedDomains/,
+        ],
         ["edge reload not podman", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, reload: "systemd:nginx" }), /^edge\.reload: must be podman:<container-name>/],
         // Remote hosts: a pinned key, the app user itself, runs that can never let an agent cert lapse.
         ["ssh host without a pinned key", (s) => delete (s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey, /^apps\[1\]\.host\.ssh\.hostKey: Invalid input: expected string/],
@@ -203,6 +228,16 @@ describe("invalid stacks name the key", () => {
                 throw new Error("ENOENT");
             }),
         ).toThrow(/vault:caCertFile: cannot read \/nonexistent\/ca\.pem: ENOENT/);
+    });
+
+    it.each([
+        ["a private key beside the certificate", `${TEST_LISTENER_CA_PEM}-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----\n`, "holds a EC PRIVATE KEY block: it must hold certificates only (never a key)"],
+        ["a CERTIFICATE block that is not one", "-----BEGIN CERTIFICATE-----\nTUlJQm5vdCBhIGNlcnQ=\n-----END CERTIFICATE-----\n", "holds a CERTIFICATE block (number 1) that is not an X.509 certificate"],
+        ["a bare key", "MHcCAQEEIBkeyTEXT\n", "holds text outside its PEM certificate blocks: it must hold certificates only"],
+        ["nothing", "", "holds no PEM certificate"],
+    ])("refuses a CA file holding %s, naming the file", (_what, text, problem) => {
+        const stack = threeAppStackObject("/etc/vault-rotation/ca.pem");
+        expect(() => validateStackInputs(rawStackInputs(stack), () => text)).toThrow(`vault:caCertFile: /etc/vault-rotation/ca.pem ${problem}`);
     });
 
     it.each([

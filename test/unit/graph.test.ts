@@ -1,7 +1,7 @@
 // The resource graph under Pulumi mocks: types, names, security-relevant inputs
 // and resource options, for the prod stack and a three-app stack of our own.
 import { defaultNewResource, evaluateProgram, Evaluation, Registration } from "../support/harness";
-import { fakeListenerCaFile, prodStack, TEST_HOST_KEY, TEST_SSH_PRIVATE_KEY, threeAppStack } from "../support/stacks";
+import { fakeListenerCaFile, prodStack, TEST_HOST_KEY, TEST_LISTENER_CA_PEM, TEST_SSH_PRIVATE_KEY, threeAppStack } from "../support/stacks";
 
 const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
 const POLICY = "vault:index/policy:Policy";
@@ -160,7 +160,7 @@ describe.each([
             // The launcher switches to the app user; the body alone touches the home.
             expect(script).toMatch(new RegExp(`^APP_USER='${app === "app-a" || app === "app-b" ? app : "[a-z-]+"}'$`, "m"));
             expect(script).toContain('runuser -u "$APP_USER" --');
-            expect(script).toContain("TEST-LISTENER-CA");
+            expect(script).toContain(TEST_LISTENER_CA_PEM.split("\n")[1]);
             expect(files.inputs.stdin).toBeUndefined();
             expect(files.secretInputs).not.toContain("stdin");
         }

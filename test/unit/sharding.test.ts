@@ -6,10 +6,10 @@
 import { ConfigError, validateStackInputs } from "../../config";
 import { checkAgentRoleClientOnly, checkLeafRoleServerOnly, checkNoDebugPolicyInProd, TYPES } from "../../policy/rules";
 import { evaluateProgram, flattenConfig, type Evaluation } from "../support/harness";
-import { fakeListenerCaFile, rawStackInputs, threeAppStackObject } from "../support/stacks";
+import { fakeListenerCaFile, rawStackInputs, TEST_LISTENER_CA_PEM, threeAppStackObject } from "../support/stacks";
 
 const caFile = fakeListenerCaFile();
-const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
+const readCa = () => TEST_LISTENER_CA_PEM;
 
 /** The three-app stack as one shard: its prefix and its own cert auth mount. */
 function shard(prefix: string | undefined, certAuthPath = prefix ? `cert-${prefix}` : "cert-agents") {

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, validateStackInputs } from "../../config";
 import { REPO_ROOT } from "../support/harness";
 import { cliConfigVerdict } from "../support/projectSchema";
-import { fakeListenerCaFile, rawStackInputs, threeAppStackObject } from "../support/stacks";
+import { fakeListenerCaFile, rawStackInputs, TEST_LISTENER_CA_PEM, threeAppStackObject } from "../support/stacks";
 
 /** Every stack file of a project directory: `Pulumi.<stack>.yaml`. */
 function stackFiles(dir: string): { file: string; stack: string }[] {
@@ -66,7 +66,7 @@ describe("committed stacks pass the CLI's config validation", () => {
 
 describe("a config error as the operator sees it", () => {
     const caFile = fakeListenerCaFile();
-    const readCa = () => "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
+    const readCa = () => TEST_LISTENER_CA_PEM;
 
     it("is a pulumi.RunError (printed without a stack trace) with one line per problem", () => {
         const stack = threeAppStackObject(caFile);
