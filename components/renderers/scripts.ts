@@ -417,12 +417,25 @@ took=$(($(date +%s) - started))
 certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain also holds the key)
   regular_or_absent "$1"
   [ -f "$1" ] || return 0
-  awk '
+  blocks=$(awk '
     /^-----BEGIN CERTIFICATE-----$/ { if (p) exit 3; p = 1; print; next }
     /^-----END CERTIFICATE-----$/ { if (!p) exit 3; p = 0; print; next }
     p { if (length($0) > 76 || $0 !~ /^[A-Za-z0-9+\\/=]+$/) exit 3; print }
     END { if (p) exit 3 }
-  ' "$1" || fail "$1 holds a malformed certificate block; refusing to pass it on"
+  ' "$1") || fail "$1 holds a malformed certificate block; refusing to pass it on"
+  [ -n "$blocks" ] || return 0
+  # Each block must parse as a certificate: base64 of anything else (the key's DER
+  # under a CERTIFICATE header) would otherwise reach state.
+  certdir=$(mktemp -d) || fail "cannot create a temp directory"
+  printf '%s\n' "$blocks" | awk -v d="$certdir" '/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" n ".pem") }'
+  for block in "$certdir"/*.pem; do
+    if ! openssl x509 -noout -in "$block" 2>/dev/null; then
+      rm -rf -- "$certdir"
+      fail "$1 holds a CERTIFICATE block that is not a certificate; refusing to pass it on"
+    fi
+  done
+  rm -rf -- "$certdir"
+  printf '%s\n' "$blocks"
 }
 # A cert login with the files just written, the way the agent logs in. The
 # CLI keeps the token in .vault-token of a private temp HOME: never on a

@@ -21,7 +21,21 @@ import {
 import { REPO_ROOT } from "./harness";
 import { AppUser, createAppUsers, makeOwnedDir, removeAppUsers, runningAsRoot } from "./hostUsers";
 
-export const CERT = (tag: string) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(tag.padEnd(24, "-")).toString("base64")}\n-----END CERTIFICATE-----\n`;
+const certs = new Map<string, string>();
+/**
+ * A real self-signed certificate with CN `fake-<tag>`, one per tag: the rotate
+ * unit passes on only blocks that openssl parses as certificates.
+ */
+export const CERT = (tag: string): string => {
+    let pem = certs.get(tag);
+    if (pem === undefined) {
+        const r = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/dev/null", "-subj", `/CN=fake-${tag}`, "-days", "2"], { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`openssl req: ${r.stderr}`);
+        pem = r.stdout;
+        certs.set(tag, pem);
+    }
+    return pem;
+};
 export const KEY_BLOCK = "-----BEGIN EC PRIVATE KEY-----\nTEST-LEAF-KEY-MATERIAL\n-----END EC PRIVATE KEY-----\n";
 
 export interface FakeHost {

@@ -116,6 +116,22 @@ describe(`files planted before the rotate step (${userMode()})`, () => {
         expect(fs.readFileSync(host.paths.fullchain, "utf8")).toContain(CERT("OLD"));
     });
 
+    it("a CERTIFICATE block holding the agent key's DER is not passed on", () => {
+        rotatedOnce();
+        // The app user wraps its agent key (DER, base64) in a CERTIFICATE header in the next render:
+        // well-formed base64 lines, so only parsing it tells it is no certificate.
+        expect(host.runKeygen().status).toBe(0);
+        const der = spawnSync("openssl", ["pkey", "-in", host.paths.agentKeyNext, "-outform", "DER"], { encoding: "buffer" });
+        expect(der.status).toBe(0);
+        const b64 = der.stdout.toString("base64").replace(/.{1,64}/g, (l) => `${l}\n`);
+        const forged = `-----BEGIN CERTIFICATE-----\n${b64}-----END CERTIFICATE-----\n`;
+        fs.writeFileSync(host.nextRender, CERT("NEW") + forged + KEY_BLOCK);
+        const r = host.runRotate();
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain("holds a CERTIFICATE block that is not a certificate; refusing to pass it on");
+        expect(r.stdout).not.toContain(b64.split("\n")[1]);
+    });
+
     it("a status file that is not a hook report is not passed on", () => {
         rotatedOnce();
         // The attacker replaces the hook so it 'reports' something else after installing.

@@ -136,7 +136,7 @@ describe(`agent key and files (${userMode()})`, () => {
 
     it("refuses a certificate that does not parse, and leaves no temp file", () => {
         expect(host.runFiles().status).toBe(0);
-        const r = host.runFiles(CERT("NOT-A-REAL-CERT"));
+        const r = host.runFiles(`-----BEGIN CERTIFICATE-----\n${Buffer.from("NOT-A-REAL-CERT").toString("base64")}\n-----END CERTIFICATE-----\n`);
         expect(r.status).not.toBe(0);
         expect(r.stderr).toContain("vault-rotation: app-a: write-agent-files: the signed agent certificate does not parse");
         expect(fs.readdirSync(host.paths.mtlsDir).sort()).toEqual(["agent.crt", "agent.key"]);
