@@ -100,6 +100,15 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
         ...Object.entries(sandbox.serving!.endpoints).map(([app, endpoint]) => ({ endpoint, serverName: `${app}.internal` })),
         ...(sandbox.serving!.edge ? [{ endpoint: sandbox.serving!.edge.listen, serverName: sandbox.serving!.edge.serverName }] : []),
     ];
+    /** Each app's mapping exists in Vault and its agent's files log in there. */
+    const expectAgentsLogIn = async () => {
+        for (const app of ["eng-a", "eng-b"]) {
+            const mapping = await vaultRequest(vault, "GET", `auth/cert/certs/agent-${app}`);
+            const files = sandbox.agentFiles(app);
+            const login = await vaultRequest(vault, "POST", "auth/cert/login", { name: `agent-${app}` }, { token: null, clientCertPem: files.certPem, clientKeyPem: files.keyPem });
+            expect({ app, mapping: mapping.status, login: login.status }).toEqual({ app, mapping: 200, login: 200 });
+        }
+    };
     const servedSerial = (app: string) => {
         const r = spawnSync("openssl", ["s_client", "-connect", sandbox.serving!.endpoints[app], "-servername", `${app}.internal`], { input: "", encoding: "utf8", timeout: 10_000 });
         const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
@@ -159,6 +168,8 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
             expect(leafSerials).not.toContain(apps[app].leafSerial);
             expect(servedSerial(app)).toBe(apps[app].leafSerial);
         }
+        // After the update has ended (replaced objects deleted), every agent still logs in with its new files.
+        await expectAgentsLogIn();
         expect(changed(r.steps).some((s) => s.action === "replace" && s.name === "eng-a-agent-keygen")).toBe(true);
     }, 600_000);
 
@@ -193,6 +204,7 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
             const cert = await vaultRequest<{ data?: { revocation_time?: number } }>(vault, "GET", `pki_int/cert/${serial}`);
             expect({ serial, revoked: Number(cert.body.data?.revocation_time ?? 0) > 0 }).toEqual({ serial, revoked: !current.has(serial) });
         }
+        await expectAgentsLogIn();
         const noop = await stack.preview({ expectNoChanges: true });
         expect(changed(noop.steps)).toEqual([]);
     }, 900_000);
@@ -209,6 +221,7 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
         expect(changed(repair.steps).map((s) => `${s.action} ${s.name}`)).toContain("update eng-a-agent-marker-policy");
         const now = await vaultRequest<{ data?: { policy?: string } }>(vault, "GET", `sys/policies/acl/${policy}`);
         expect(now.body.data?.policy).toBe(text);
+        await expectAgentsLogIn();
     }, 600_000);
 
     it("keeps no plain secret and no agent key in the checkpoint", () => {
