@@ -155,7 +155,15 @@ export class AgentIdentity extends pulumi.ComponentResource {
                 tokenMaxTtl: args.tokenTtlSeconds * 2,
                 tokenType: "service",
             },
-            { parent: this, dependsOn: policyResources },
+            // Every rotation or renewal replaces the mapping: the provider replaces the
+            // re-signed cert (same role name) delete-before-replace, and the engine then
+            // replaces what takes ForceNew inputs from it (`certificate`, from the cert's
+            // issuer). Replaced create-before-delete, the old object's delete would
+            // remove the new one at the same path (auth/<path>/certs/<name>) at the end of
+            // the update and every agent's next login would fail; so delete-first is
+            // stated here rather than left to the provider's naming rule. The path is
+            // gone only between two Vault requests, before this app's agent restarts.
+            { parent: this, dependsOn: policyResources, deleteBeforeReplace: true },
         );
 
         const filesScript = pulumi

@@ -120,6 +120,18 @@ async function dynamicDiff(type: string, prior: StateEntry, inputs: Record<strin
     return d.changes ? "update" : "same";
 }
 
+/**
+ * Inputs the providers mark ForceNew (a change replaces the object) that the
+ * program feeds from other resources' outputs. When such a source is replaced
+ * delete-before-replace (the vault provider does so whenever the name stays,
+ * e.g. the re-signed agent cert), the engine replaces its dependents through
+ * those inputs too, even when the value turns out equal: the cert-auth
+ * mapping's `certificate` (the agent cert's issuer) is the one this program has.
+ */
+const FORCE_NEW_FROM_OUTPUTS: Record<string, string[]> = {
+    "vault:index/certAuthBackendRole:CertAuthBackendRole": ["certificate", "name", "backend"],
+};
+
 /** What a changed resource needs, following each provider's own replace rules. */
 async function planChange(type: string, prior: StateEntry, inputs: Record<string, unknown>, trigger: unknown): Promise<"update" | "replace"> {
     if (!sameTrigger(prior.trigger, trigger)) return "replace";
@@ -141,6 +153,8 @@ export class Applier {
     private readonly steps: AppliedStep[] = [];
     private readonly pendingDeletes: StateEntry[] = [];
     private readonly seen = new Set<string>();
+    /** Resources created or replaced in this run (a replaced agent cert: delete-before-replace). */
+    private readonly renewed = new Set<string>();
     private readonly next: ApplierState;
 
     constructor(
@@ -167,8 +181,10 @@ export class Applier {
         const inputs = registration.inputs;
         const trigger = registration.replacementTrigger;
         const prior = this.previous.resources[urn];
+        const unknownForceNew = (FORCE_NEW_FROM_OUTPUTS[args.type] ?? []).some((k) => (registration.propertyDependencies[k] ?? []).some((u) => this.renewed.has(u)));
         let action: Action;
         if (!prior) action = "create";
+        else if (unknownForceNew) action = "replace";
         // Unchanged inputs: the engine still asks a dynamic provider's diff, which may look at the
         // remote object (IssuingChain compares the live chain).
         else if (comparable(prior.inputs) === comparable(inputs) && sameTrigger(prior.trigger, trigger)) action = (await dynamicDiff(args.type, prior, inputs)) ?? "same";
@@ -183,7 +199,9 @@ export class Applier {
                 action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs);
             const secrets = [...new Set([...registration.secretInputs, ...registration.additionalSecretOutputs])];
             entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger, secrets };
-            // Create-before-delete, like the engine: the replaced object goes last.
+            if (action === "create" || action === "replace") this.renewed.add(urn);
+            // Create-before-delete, like the engine: the replaced object goes last. (A Vault object
+            // replaced delete-before-replace, the mapping, is rewritten at the same path: the same end.)
             if (action === "replace") this.pendingDeletes.push(prior!);
         }
         this.next.resources[urn] = entry;

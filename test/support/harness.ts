@@ -18,6 +18,9 @@ export interface Registration {
     inputs: Record<string, unknown>;
     /** URNs of explicit dependencies (dependsOn, expanded to component children). */
     dependencies: string[];
+    /** Per input property, the URNs its value came from (what the engine sees as unknown while they change). */
+    propertyDependencies: Record<string, string[]>;
+
     /** The `replacementTrigger` option, deserialized, or undefined when not set. */
     replacementTrigger: unknown;
     additionalSecretOutputs: string[];
@@ -122,6 +125,16 @@ function unwrapSecrets(value: unknown): { value: unknown; secret: boolean } {
     return { value, secret: false };
 }
 
+/** The request's per-property dependencies as plain lists. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function propertyDependenciesOf(req: any): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    req.getPropertydependenciesMap().forEach((deps: { getUrnsList(): string[] }, key: string) => {
+        out[key] = deps.getUrnsList();
+    });
+    return out;
+}
+
 /**
  * Runs the program in a fresh module registry with the given config, waiting
  * until every registration has finished. `newResource` decides each resource's
@@ -197,6 +210,7 @@ export async function evaluateProgram(opts: {
                     custom: req.getCustom(),
                     inputs,
                     dependencies: req.getDependenciesList(),
+                    propertyDependencies: propertyDependenciesOf(req),
                     replacementTrigger: trigger ? rpc.deserializeProperty(trigger.toJavaScript()) : undefined,
                     additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
                     deleteBeforeReplace: req.getDeletebeforereplace(),
