@@ -50,7 +50,7 @@ export function requiredPlugins(): { name: string; version: string }[] {
  * that `get-pulumi-plugins.sh` fills. `missing` names what to run otherwise.
  */
 export function findEngine(): { tools?: EngineTools; missing?: string } {
-    const engine = spawnSync("bash", [path.join(REPO_ROOT, "scripts", "get-pulumi-engine.sh"), "--cached-only"], { encoding: "utf8" });
+    const engine = spawnSync("bash", [path.join(REPO_ROOT, "scripts", "get-pulumi-engine.sh"), "--cached-only"], { encoding: "utf8", env: process.env });
     const cliDir = engine.status === 0 ? engine.stdout.trim().split("\n").pop() ?? "" : "";
     const pulumiHome = process.env.VAULT_ROTATION_PULUMI_HOME ?? path.join(CACHE, "pulumi-home");
     const absent = requiredPlugins()
