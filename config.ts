@@ -242,7 +242,18 @@ const appSchema = z
             .strict(),
         kv: z.object({ access: z.boolean().default(false), seed: z.boolean().default(false) }).strict().default({ access: false, seed: false }),
         /** Where the app's TLS listener answers (SNI = leaf CN), and its Host name through the edge proxy. */
-        serve: z.object({ endpoint, edgeHost: dnsName.optional() }).strict().optional(),
+        serve: z
+            .object({
+                endpoint,
+                edgeHost: dnsName.optional(),
+                // What the check through the edge asks for, directly and through the edge: the answers must be equal.
+                path: z
+                    .string()
+                    .regex(/^\/[A-Za-z0-9._~/-]*$/, { message: "must be an absolute URL path of letters, digits and ._~/- (e.g. /healthz)" })
+                    .optional(),
+            })
+            .strict()
+            .optional(),
         reload: z
             .object({
                 label: z.string().regex(LABEL_SELECTOR, { message: "must be key=value without whitespace or quotes" }),

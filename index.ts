@@ -126,6 +126,7 @@ const rotations = config.apps.map((app) => {
         serve: app.serve
             ? {
                   endpoint: app.serve.endpoint,
+                  ...(app.serve.path !== undefined ? { path: app.serve.path } : {}),
                   edge: edge ? { listen: edge.listen, serverName: edge.serverName, host: app.serve.edgeHost ?? app.leaf.commonName } : undefined,
               }
             : undefined,

@@ -64,6 +64,8 @@ export interface RotationCheckInputs {
 export interface ServeTarget {
     /** `host:port` of the app's TLS listener (SNI = the leaf CN). */
     endpoint: string;
+    /** Path the check through the edge asks for (default `/`). */
+    path?: string;
     edge?: { listen: string; serverName: string; host: string };
 }
 
@@ -341,7 +343,7 @@ async function checkServedLeaf(inputs: RotationCheckInputs, leafSerial: string, 
     } catch (e) {
         return { servedSerial: "", servedVia: "", problems: [failureLine(inputs.app, "served certificate", "the PKI's issuing chain to verify against", describeFailure(e))] };
     }
-    return checkServed({ app: inputs.app, endpoint: serve.endpoint, commonName: inputs.leafCommonName, expectedSerial: leafSerial, caPem, edge: serve.edge }, probe);
+    return checkServed({ app: inputs.app, endpoint: serve.endpoint, commonName: inputs.leafCommonName, expectedSerial: leafSerial, caPem, path: serve.path, edge: serve.edge }, probe);
 }
 
 /** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */

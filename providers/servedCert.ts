@@ -6,6 +6,7 @@
 // operator would run by hand. A runner that cannot reach an internal listener
 // leaves `serve` unset for that app (documented), rather than moving TLS
 // probing onto app hosts whose tools this program does not control.
+import { createHash } from "crypto";
 import * as https from "https";
 import * as tls from "tls";
 import { normalizeSerial } from "./pem";
@@ -64,20 +65,36 @@ export function handshake(endpoint: string, serverName: string, caPem: string, t
     });
 }
 
+/** An HTTP answer, as much of it as the check compares: status, size and digest of the body. */
+export interface HttpAnswer {
+    status: number;
+    bytes: number;
+    sha256: string;
+}
+
+/** At most this much of a body is read: a check page, not a download. */
+const MAX_BODY = 1024 * 1024;
+
 /**
- * One HTTPS request through the edge proxy: TLS to the proxy (SNI and name
- * `serverName`, verified against `caPem`), `Host: host`. Resolves with the
- * HTTP status; the proxy answers 502 when its upstream TLS to the app fails
- * (unknown CA in its bundle, wrong name, app down).
+ * One HTTPS `GET path` to `endpoint` (SNI and name `serverName`, verified
+ * against `caPem`) with `Host: host`. Through the edge proxy, the proxy answers
+ * 502 when its upstream TLS to the app fails (unknown CA in its bundle, wrong
+ * name, app down).
  */
-export function requestThroughEdge(listen: string, serverName: string, host: string, caPem: string, timeoutMs = 5000): Promise<number> {
-    const { host: address, port } = splitEndpoint(listen);
+export function httpsGet(endpoint: string, serverName: string, host: string, caPem: string, path = "/", timeoutMs = 5000): Promise<HttpAnswer> {
+    const { host: address, port } = splitEndpoint(endpoint);
     return new Promise((resolve, reject) => {
         const req = https.request(
-            { host: address, port, method: "GET", path: "/", servername: serverName, ca: caPem, headers: { Host: host }, timeout: timeoutMs, agent: false },
+            { host: address, port, method: "GET", path, servername: serverName, ca: caPem, headers: { Host: host }, timeout: timeoutMs, agent: false },
             (res) => {
-                res.resume();
-                res.on("end", () => resolve(res.statusCode ?? 0));
+                const hash = createHash("sha256");
+                let bytes = 0;
+                res.on("data", (chunk: Buffer) => {
+                    bytes += chunk.length;
+                    if (bytes > MAX_BODY) req.destroy(new Error(`the answer to GET ${path} is larger than ${MAX_BODY} bytes`));
+                    else hash.update(chunk);
+                });
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, bytes, sha256: hash.digest("hex") }));
             },
         );
         req.once("timeout", () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
@@ -120,6 +137,8 @@ export interface ServeExpectation {
     expectedSerial: string;
     /** The PKI's issuing chain (PEM) the served chain must verify against. */
     caPem: string;
+    /** The path both requests ask for (default `/`): one whose answer is the same bytes on every request. */
+    path?: string;
     edge?: { listen: string; serverName: string; host: string };
 }
 
@@ -156,19 +175,37 @@ export async function checkServed(e: ServeExpectation, opts: ProbeOptions = {}):
     } else {
         servedSerial = direct.value.serial;
     }
-    if (e.edge) {
+    if (e.edge && !("error" in direct)) {
         const edge = e.edge;
-        const through = await withRetries(async () => {
-            const status = await requestThroughEdge(edge.listen, edge.serverName, edge.host, e.caPem, opts.timeoutMs);
-            if (status >= 500) throw new Error(`HTTP ${status} from the edge proxy`);
-            return status;
+        const path = e.path ?? "/";
+        // Proof that the edge's answer comes from the app: a 2xx, byte for byte the
+        // app's own answer to the same request made directly (an edge that never
+        // reaches the app, with a page or a 404 of its own, does not pass).
+        const own = await withRetries(async () => {
+            const answer = await httpsGet(e.endpoint, e.commonName, edge.host, e.caPem, path, opts.timeoutMs);
+            if (answer.status < 200 || answer.status > 299) throw new Error(`HTTP ${answer.status} from the app itself`);
+            return answer;
         }, opts);
+        const through =
+            "error" in own
+                ? own
+                : await withRetries(async () => {
+                      const answer = await httpsGet(edge.listen, edge.serverName, edge.host, e.caPem, path, opts.timeoutMs);
+                      if (answer.status >= 500) throw new Error(`HTTP ${answer.status} from the edge proxy`);
+                      if (answer.status < 200 || answer.status > 299) throw new Error(`HTTP ${answer.status} from the edge proxy, not a 2xx: it did not answer with the app`);
+                      if (answer.sha256 !== own.value.sha256) {
+                          throw new Error(
+                              `HTTP ${answer.status} with ${answer.bytes} bytes (sha256 ${answer.sha256.slice(0, 12)}) that are not the app's own answer (${own.value.bytes} bytes, sha256 ${own.value.sha256.slice(0, 12)}): the edge did not answer with this app`,
+                          );
+                      }
+                      return answer;
+                  }, opts);
         if ("error" in through) {
             problems.push(
-                `${e.app}: through the edge proxy ${edge.listen} (Host ${edge.host}): expected an answer from the app over upstream TLS verified against the proxy's bundle, found ${through.error} after ${through.tries} attempt(s); look at the proxy's error log (upstream SSL certificate verify error: its bundle lacks the issuing chain) and its trust bundle`,
+                `${e.app}: through the edge proxy ${edge.listen} (Host ${edge.host}, GET ${path}): expected the app's own answer over upstream TLS verified against the proxy's bundle, found ${through.error} after ${through.tries} attempt(s); look at the proxy's routing for ${edge.host}, its error log (upstream SSL certificate verify error: its bundle lacks the issuing chain) and its trust bundle`,
             );
         } else {
-            via.push(`edge ${edge.listen} (Host ${edge.host}): HTTP ${through.value}`);
+            via.push(`edge ${edge.listen} (Host ${edge.host}): HTTP ${through.value.status}, the app's own answer`);
         }
     }
     return { servedSerial, servedVia: via.join("; "), problems };

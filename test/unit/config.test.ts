@@ -167,6 +167,7 @@ describe("invalid stacks name the key", () => {
             (s) => ((s["vault-rotation:apps"] as Apps)[2].serve = { endpoint: "jobs.internal:8443", edgeHost: "web.test.example.com" }),
             /^apps\[2\]\.serve\.edgeHost: web\.test\.example\.com is in apps\[0\]\.leaf\.allowedDomains/,
         ],
+        ["a serve path that is not a URL path", (s) => ((s["vault-rotation:apps"] as Apps)[2].serve = { endpoint: "jobs.internal:8443", path: "healthz?x=1" }), /^apps\[2\]\.serve\.path: must be an absolute URL path/],
         ["edge reload not podman", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, reload: "systemd:nginx" }), /^edge\.reload: must be podman:<container-name>/],
         // Remote hosts: a pinned key, the app user itself, runs that can never let an agent cert lapse.
         ["ssh host without a pinned key", (s) => delete (s["vault-rotation:apps"] as Apps)[1].host.ssh.hostKey, /^apps\[1\]\.host\.ssh\.hostKey: Invalid input: expected string/],

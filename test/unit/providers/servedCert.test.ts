@@ -1,6 +1,7 @@
 // The served-certificate check against real TLS listeners on loopback: the
 // new leaf served, the old one still served, nothing listening, a listener
-// that resets the first connections, and an edge that answers 200 or 502.
+// that resets the first connections, and an edge that answers with the app,
+// with a 502, with a 404 or with a page of its own.
 import * as http from "http";
 import * as https from "https";
 import * as net from "net";
@@ -31,10 +32,12 @@ afterAll(async () => {
     pki.cleanup();
 });
 
-/** A TLS listener serving `leaf` (+ the intermediate), which destroys the first `resets` connections. */
+const APP_PAGE = "app-a\n";
+
+/** An HTTPS listener serving `leaf` (+ the intermediate) and APP_PAGE, which destroys the first `resets` connections. */
 async function tlsListener(leaf: TestCert, resets = 0): Promise<{ endpoint: string; connections: () => number }> {
     let connections = 0;
-    const server = tls.createServer({ cert: `${leaf.certPem}${certs.intermediate.certPem}`, key: leaf.keyPem }, (socket) => socket.end("ok\n"));
+    const server = https.createServer({ cert: `${leaf.certPem}${certs.intermediate.certPem}`, key: leaf.keyPem }, (_req: http.IncomingMessage, res: http.ServerResponse) => res.end(APP_PAGE));
     server.on("connection", (socket: net.Socket) => {
         connections++;
         if (connections <= resets) socket.resetAndDestroy();
@@ -45,11 +48,11 @@ async function tlsListener(leaf: TestCert, resets = 0): Promise<{ endpoint: stri
     return { endpoint: `127.0.0.1:${port}`, connections: () => connections };
 }
 
-/** An edge stand-in: HTTPS with its own cert, answering `status` for the app's Host. */
-async function edgeListener(status: number): Promise<string> {
+/** An edge stand-in: HTTPS with its own cert, answering `status` and `body` for the app's Host (404 otherwise). */
+async function edgeListener(status: number, body = APP_PAGE): Promise<string> {
     const server = https.createServer({ cert: `${certs.edge.certPem}${certs.intermediate.certPem}`, key: certs.edge.keyPem }, (req: http.IncomingMessage, res: http.ServerResponse) => {
         res.statusCode = req.headers.host === "app-a.internal" ? status : 404;
-        res.end();
+        res.end(body);
     });
     const port = await unusedLoopbackPort();
     await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
@@ -66,7 +69,7 @@ it("passes when the endpoint serves the new leaf over a verified session, direct
     const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
     expect(r.problems).toEqual([]);
     expect(r.servedSerial).toBe(serialOf(certs.newLeaf));
-    expect(r.servedVia).toBe(`direct ${app.endpoint}; edge ${edge} (Host app-a.internal): HTTP 200`);
+    expect(r.servedVia).toBe(`direct ${app.endpoint}; edge ${edge} (Host app-a.internal): HTTP 200, the app's own answer`);
 });
 
 it("fails, naming the endpoint, when the app keeps serving the old certificate", async () => {
@@ -115,5 +118,22 @@ it("fails, naming the edge, when the proxy cannot reach the app over verified up
     const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
     expect(r.servedSerial).toBe(serialOf(certs.newLeaf));
     expect(r.problems).toHaveLength(1);
-    expect(r.problems[0]).toContain(`app-a: through the edge proxy ${edge} (Host app-a.internal): expected an answer from the app over upstream TLS verified against the proxy's bundle, found HTTP 502 from the edge proxy after 5 attempt(s)`);
+    expect(r.problems[0]).toContain(`app-a: through the edge proxy ${edge} (Host app-a.internal, GET /): expected the app's own answer over upstream TLS verified against the proxy's bundle, found HTTP 502 from the edge proxy after 5 attempt(s)`);
+});
+
+it("fails, naming the edge, when the edge answers 404 (it never reached the app), without retrying", async () => {
+    const app = await tlsListener(certs.newLeaf);
+    const edge = await edgeListener(404);
+    const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
+    expect(r.problems).toEqual([
+        expect.stringContaining(`app-a: through the edge proxy ${edge} (Host app-a.internal, GET /): expected the app's own answer over upstream TLS verified against the proxy's bundle, found HTTP 404 from the edge proxy, not a 2xx: it did not answer with the app after 1 attempt(s)`),
+    ]);
+});
+
+it("fails, naming the edge, when the edge answers 200 with a page of its own", async () => {
+    const app = await tlsListener(certs.newLeaf);
+    const edge = await edgeListener(200, "edge maintenance page\n");
+    const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toMatch(/through the edge proxy .*: expected the app's own answer .*found HTTP 200 with 22 bytes \(sha256 [0-9a-f]{12}\) that are not the app's own answer \(6 bytes, sha256 [0-9a-f]{12}\): the edge did not answer with this app after 1 attempt/);
 });
