@@ -49,6 +49,10 @@ if (executorImage !== "") checked("executorImage", executorImage, /^[A-Za-z0-9][
 // not lose the record of certs issued and revocations owed). Stacks are kept small
 // instead (docs/OPERATIONS.md, "Sharding a large fleet").
 const preRunCommands = ["npm ci"];
+// One app's failed step (a compromised app user can plant one in its own home) must
+// not keep every other app on its old credentials: the scheduled update goes on
+// with everything that does not depend on the failure, and still fails, naming it.
+const environmentVariables = { PULUMI_CONTINUE_ON_ERROR: "true" };
 
 const target = { organization, project, stack };
 const prefix = `${project}-${stack}`;
@@ -58,6 +62,7 @@ const settings = new pulumiservice.DeploymentSettings(`${prefix}-deployment-sett
     sourceContext: { git: { repoUrl, branch, repoDir } },
     operationContext: {
         preRunCommands,
+        environmentVariables,
         options: { skipInstallDependencies: true },
     },
     ...(executorImage !== "" ? { executorContext: { executorImage } } : {}),

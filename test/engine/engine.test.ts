@@ -224,6 +224,32 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
         await expectAgentsLogIn();
     }, 600_000);
 
+    it("with --continue-on-error, a plant in one app's home fails that app and the update, and the other app rotates", async () => {
+        const home = sandbox.home("eng-b");
+        const asB = (cmd: string) =>
+            runningAsRoot() ? spawnSync("runuser", ["-u", sandbox.user("eng-b").name, "--", "/bin/sh", "-c", cmd]) : spawnSync("/bin/sh", ["-c", cmd]);
+        const before = { a: parseCertificate(sandbox.agentFiles("eng-a").certPem).serial, b: parseCertificate(sandbox.agentFiles("eng-b").certPem).serial, servedA: servedSerial("eng-a") };
+        expect(asB(`mv ${home}/vault ${home}/vault.real && ln -s ${home}/vault.real ${home}/vault`).status).toBe(0);
+        await stack.setConfig(withEpoch(config, "eng-4"));
+        const failed = await stack.up({ continueOnError: true }).then(
+            () => undefined,
+            (e: unknown) => String(e),
+        );
+        expect(failed).toMatch(/eng-b: agent-keygen: refusing .*\/vault: it is a symbolic link/);
+        // eng-a was rotated and checked all the same: a new agent cert that logs in, a new leaf served.
+        const aNow = sandbox.agentFiles("eng-a");
+        expect(parseCertificate(aNow.certPem).serial).not.toBe(before.a);
+        expect(servedSerial("eng-a")).not.toBe(before.servedA);
+        const login = await vaultRequest(vault, "POST", "auth/cert/login", { name: "agent-eng-a" }, { token: null, clientCertPem: aNow.certPem, clientKeyPem: aNow.keyPem });
+        expect(login.status).toBe(200);
+        // eng-b keeps its agent cert until the plant is gone; then the next up rotates it too.
+        expect(parseCertificate(sandbox.agentFiles("eng-b").certPem).serial).toBe(before.b);
+        expect(asB(`rm ${home}/vault && mv ${home}/vault.real ${home}/vault`).status).toBe(0);
+        const healed = await stack.up();
+        expect(changed(healed.steps).map((s) => `${s.action} ${s.name}`)).toEqual(expect.arrayContaining(["replace eng-b-agent-keygen", "replace eng-b-check"]));
+        await expectAgentsLogIn();
+    }, 600_000);
+
     it("keeps no plain secret and no agent key in the checkpoint", () => {
         const checkpoint = stack.checkpointText();
         figure(`local stack: checkpoint ${checkpoint.length.toLocaleString("en-US")} bytes (2 apps)`);

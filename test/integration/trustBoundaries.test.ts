@@ -4,13 +4,15 @@
 // refused by its mapping; a replaced agent cert's tokens die with it; and after
 // an intermediate rotation the agent keeps logging in while a cert revoked
 // under the previous issuer stays refused (every issuer's CRL reaches cert auth).
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { vaultNames } from "../../lib/naming";
 import { parseCertificate } from "../../providers/pem";
-import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
+import { ApplyFailure, applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { withEpoch } from "../support/harness";
+import { runningAsRoot } from "../support/hostUsers";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { renamedLocalStack } from "../support/stacks";
 import { rotateIntermediate, setupProductionLikeVault, testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
@@ -144,4 +146,41 @@ it("keeps the agent logging in through an intermediate rotation, and refuses the
     const defaultCrl = await vaultRequest<{ data?: { serials?: Record<string, unknown> } }>(vault, "GET", `auth/${CERT_PATH}/crls/${PKI}`);
     expect(oldSerial in (defaultCrl.body.data?.serials ?? {})).toBe(false);
     expect(report.agentCertSerial).not.toBe(parseCertificate(beforeRotation.certPem).serial);
+}, 300_000);
+
+it("a plant in one app's home fails that app and the update, while every other app rotates and is verified", async () => {
+    const before = (state!.resources && Object.values(state!.resources).find((e) => e.name === "tb-a-agent-cert")!.outputs.serialNumber) as string;
+    const victimBefore = Object.values(state!.resources).find((e) => e.name === "tb-b-agent-cert")!.outputs.serialNumber as string;
+    // tb-b's user replaces its ~/vault by a link (the step refuses it, rightly).
+    const home = sandbox.home("tb-b");
+    const asB = (cmd: string) =>
+        runningAsRoot() ? execFileSync("runuser", ["-u", sandbox.user("tb-b").name, "--", "/bin/sh", "-c", cmd]) : execFileSync("/bin/sh", ["-c", cmd]);
+    asB(`mv ${home}/vault ${home}/vault.real && ln -s ${home}/vault.real ${home}/vault`);
+    let failure: ApplyFailure | undefined;
+    try {
+        await applyProgram({ config: withEpoch(config, "tb-4"), state, vault, stack: "tb", continueOnError: true });
+    } catch (e) {
+        if (!(e instanceof ApplyFailure)) throw e;
+        failure = e;
+    }
+    expect(failure).toBeDefined();
+    state = failure!.result.state;
+    expect(failure!.failures.map((f) => f.name)).toEqual(["tb-b-agent-keygen"]);
+    expect(failure!.message).toMatch(/^update failed: tb-b-agent-keygen: .*refusing .*\/vault: it is a symbolic link/);
+    // tb-a was rotated and checked all the same; its old agent cert is revoked.
+    const steps = failure!.result.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`);
+    expect(steps).toEqual(expect.arrayContaining(["replace tb-a-agent-keygen", "replace tb-a-leaf-rotate", "replace tb-a-check"]));
+    expect(steps.filter((s) => s.includes("tb-b-"))).toEqual([]);
+    const after = Object.values(state.resources).find((e) => e.name === "tb-a-agent-cert")!.outputs.serialNumber as string;
+    expect(after).not.toBe(before);
+    const old = await vaultRequest<{ data: { revocation_time: number } }>(vault, "GET", `${PKI}/cert/${before}`);
+    expect(old.body.data.revocation_time).toBeGreaterThan(0);
+    const files = sandbox.agentFiles(APP);
+    expect((await login(files.certPem, files.keyPem)).status).toBe(200);
+    // tb-b keeps what it had: its recorded cert is still the one its host holds.
+    expect(Object.values(state.resources).find((e) => e.name === "tb-b-agent-cert")!.outputs.serialNumber).toBe(victimBefore);
+    // Once the plant is gone, the next run rotates tb-b too.
+    asB(`rm ${home}/vault && mv ${home}/vault.real ${home}/vault`);
+    const healed = await apply("tb-4");
+    expect(healed.steps.filter((s) => s.action === "replace").map((s) => s.name)).toEqual(expect.arrayContaining(["tb-b-agent-keygen", "tb-b-check"]));
 }, 300_000);

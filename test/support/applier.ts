@@ -71,6 +71,8 @@ export interface ApplyOptions {
     log?: (line: string) => void;
     /** Program to run (defaults to the repo's index.ts). */
     programPath?: string;
+    /** As `pulumi up --continue-on-error`: a failed step stops only what depends on it (then ApplyFailure). */
+    continueOnError?: boolean;
 }
 
 const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
@@ -153,6 +155,10 @@ export class Applier {
     private readonly steps: AppliedStep[] = [];
     private readonly pendingDeletes: StateEntry[] = [];
     private readonly seen = new Set<string>();
+    /** --continue-on-error: resources whose step failed, and those not performed because of them. */
+    private readonly failed = new Set<string>();
+    /** --continue-on-error: the steps that failed, in order. */
+    readonly failures: { type: string; name: string; message: string }[] = [];
     /** Resources created or replaced in this run (a replaced agent cert: delete-before-replace). */
     private readonly renewed = new Set<string>();
     private readonly next: ApplierState;
@@ -182,6 +188,16 @@ export class Applier {
         const trigger = registration.replacementTrigger;
         const prior = this.previous.resources[urn];
         const unknownForceNew = (FORCE_NEW_FROM_OUTPUTS[args.type] ?? []).some((k) => (registration.propertyDependencies[k] ?? []).some((u) => this.renewed.has(u)));
+        // --continue-on-error: a resource that depends on a failed one is not performed and keeps its
+        // recorded state, as the engine never registers it. (The program still needs its outputs to
+        // go on: the recorded ones. Without any, this applier cannot continue: it fails there.)
+        const dependsOnFailed = [...registration.dependencies, ...Object.values(registration.propertyDependencies).flat()].some((u) => this.failed.has(u));
+        if (dependsOnFailed) {
+            if (!prior) throw new Error(`${args.name}: not performed: a resource it depends on failed, and it has no recorded state to keep`);
+            this.failed.add(urn);
+            this.next.resources[urn] = prior;
+            return { id: prior.id, state: prior.outputs };
+        }
         let action: Action;
         if (!prior) action = "create";
         else if (unknownForceNew) action = "replace";
@@ -195,8 +211,18 @@ export class Applier {
             entry = prior;
         } else {
             this.log(`${action} ${args.type} ${args.name}`);
-            const result =
-                action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs);
+            let result: { id: string; outputs: Record<string, unknown> };
+            try {
+                result = action === "update" ? await this.update(args.type, prior!, inputs) : await this.create(args.type, args.name, inputs);
+            } catch (e) {
+                // As the engine: a failed step leaves the resource as it was recorded.
+                if (prior) this.next.resources[urn] = prior;
+                if (!this.opts.continueOnError || !prior) throw e;
+                // --continue-on-error: what depends on it is not performed either (below); the rest goes on.
+                this.failed.add(urn);
+                this.failures.push({ type: args.type, name: args.name, message: e instanceof Error ? e.message : String(e) });
+                return { id: prior.id, state: prior.outputs };
+            }
             const secrets = [...new Set([...registration.secretInputs, ...registration.additionalSecretOutputs])];
             entry = { type: args.type, name: args.name, id: result.id, inputs, outputs: result.outputs, trigger, secrets };
             if (action === "create" || action === "replace") this.renewed.add(urn);
@@ -350,6 +376,21 @@ export class Applier {
     }
 }
 
+/**
+ * Steps failed under `continueOnError`: every other step ran. `result` holds
+ * what was done and the state to carry on from; the message names each failed
+ * resource and why.
+ */
+export class ApplyFailure extends Error {
+    constructor(
+        public readonly result: ApplyResult,
+        public readonly failures: { type: string; name: string; message: string }[],
+    ) {
+        super(`update failed: ${failures.map((f) => `${f.name}: ${f.message}`).join("; ")}`);
+        this.name = "ApplyFailure";
+    }
+}
+
 /** Evaluates the program and performs it; returns what it did and the new state. */
 export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
     const previous = opts.state ?? { resources: {} };
@@ -366,7 +407,9 @@ export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
             programPath: opts.programPath,
         });
         const state = await applier.finish();
-        return { steps: applier.report(), evaluation, state };
+        const result = { steps: applier.report(), evaluation, state };
+        if (applier.failures.length > 0) throw new ApplyFailure(result, applier.failures);
+        return result;
     } finally {
         if (savedToken === undefined) delete process.env.VAULT_TOKEN;
         else process.env.VAULT_TOKEN = savedToken;

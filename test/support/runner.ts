@@ -37,7 +37,8 @@ class ApplierRunner implements ProgramRunner {
     ) {}
 
     async up(config: Record<string, string>): Promise<ProgramRun> {
-        const r = await applyProgram({ config, state: this.state, vault: this.opts.vault, stack: this.opts.stack, log: this.opts.log });
+        // As operators run it (--continue-on-error): one app's failure does not hold back the others.
+        const r = await applyProgram({ config, state: this.state, vault: this.opts.vault, stack: this.opts.stack, log: this.opts.log, continueOnError: true });
         this.state = r.state;
         this.states.push(r.state);
         if (this.opts.statePath) saveState(this.opts.statePath, r.state);
@@ -67,7 +68,7 @@ class EngineRunner implements ProgramRunner {
         } else {
             await this.stack.setConfig(config);
         }
-        const r = await this.stack.up();
+        const r = await this.stack.up({ continueOnError: true });
         this.checkpoints.push(this.stack.checkpointText());
         return { steps: r.steps, exports: r.outputs, stateText: this.checkpoints.join("\n") };
     }

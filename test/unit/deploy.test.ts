@@ -210,7 +210,8 @@ describe("deploy/index.ts", () => {
         const s = only(T.settings).inputs as { operationContext: Record<string, unknown> & { environmentVariables?: Record<string, string> } };
         // The program reads vault:address / vault:caCertFile / vault.jwtAuth from its own
         // stack config and logs in with PULUMI_OIDC_TOKEN; a VAULT_TOKEN here would win over that.
-        expect(Object.keys(s.operationContext.environmentVariables ?? {})).toEqual([]);
+        // The only variable: every run continues past one app's failure (`--continue-on-error`).
+        expect(s.operationContext.environmentVariables ?? {}).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true" });
         // Pulumi Deployments provide the OIDC token to every run; the SDK's oidc options are cloud-only.
         expect(s.operationContext.oidc).toBeUndefined();
         const declared = [...readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml")).keys()];
@@ -322,7 +323,7 @@ describe("deploy/index.ts config checks", () => {
         expect(drift.inputs.autoRemediate).toBe(false);
         expect(settings.sourceContext.git.repoDir).toBe(".");
         expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
-        expect(settings.operationContext.environmentVariables).toBeUndefined();
+        expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true" });
         expect(settings.agentPoolId).toBeUndefined();
         expect(settings.executorContext).toBeUndefined();
     });
