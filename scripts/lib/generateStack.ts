@@ -24,12 +24,18 @@ export function appName(index: number): string {
     return `app-${String(index + 1).padStart(4, "0")}`;
 }
 
-// Shape-only PEM: the program checks for the BEGIN line and copies the text to hosts.
+// A real (throwaway, self-signed) certificate: vault:caCertFile must hold X.509 certificates only.
 const LISTENER_CA_PEM = [
     "-----BEGIN CERTIFICATE-----",
-    "MIIBszCCAVmgAwIBAgIUQmVuY2htYXJrTGlzdGVuZXJDQTAKBggqhkjOPQQDAjAe",
-    "MRwwGgYDVQQDExNCZW5jaCBMaXN0ZW5lciBDQSAwHhcNMjYwMTAxMDAwMDAwWhcN",
-    "MzYwMTAxMDAwMDAwWjAeMRwwGgYDVQQDExNCZW5jaCBMaXN0ZW5lciBDQSAwWTAT",
+    "MIIBjTCCATOgAwIBAgIUaa81Q25Wy2zzQVVF5ezhsiHTlqMwCgYIKoZIzj0EAwIw",
+    "GzEZMBcGA1UEAwwQdGVzdC1saXN0ZW5lci1jYTAgFw0yNjEyMDExNzA0MDlaGA8y",
+    "MTI2MTEwNzE3MDQwOVowGzEZMBcGA1UEAwwQdGVzdC1saXN0ZW5lci1jYTBZMBMG",
+    "ByqGSM49AgEGCCqGSM49AwEHA0IABBOboZhzFAILJVmnlBMcOQJnUTR4uKsfMGoM",
+    "eHazhNgYBgwrgDJVA2Vx7iNthL9Nu2mEAozEIutAb+SXKjtrO+GjUzBRMB0GA1Ud",
+    "DgQWBBQE3mmVvf5T2ododrPdepl6kfkKgjAfBgNVHSMEGDAWgBQE3mmVvf5T2odo",
+    "drPdepl6kfkKgjAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQC7",
+    "bqqU/aFHw9kAIUoYLZd9xipjXJJIbOHUPPzK+CgwPwIgNc+hWShaT4OlVCd7XYFI",
+    "ft0dqwo3wBkvT7ffHVuFe6Y=",
     "-----END CERTIFICATE-----",
     "",
 ].join("\n");

@@ -173,8 +173,7 @@ certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain al
   # Each block must parse as a certificate: base64 of anything else (the key'\''s DER
   # under a CERTIFICATE header) would otherwise reach state.
   certdir=$(mktemp -d) || fail "cannot create a temp directory"
-  printf '\''%s
-'\'' "$blocks" | awk -v d="$certdir" '\''/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" n ".pem") }'\''
+  printf '\''%s\n'\'' "$blocks" | awk -v d="$certdir" '\''/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" n ".pem") }'\''
   for block in "$certdir"/*.pem; do
     if ! openssl x509 -noout -in "$block" 2>/dev/null; then
       rm -rf -- "$certdir"
@@ -182,8 +181,7 @@ certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain al
     fi
   done
   rm -rf -- "$certdir"
-  printf '\''%s
-'\'' "$blocks"
+  printf '\''%s\n'\'' "$blocks"
 }
 # A cert login with the files just written, the way the agent logs in. The
 # CLI keeps the token in .vault-token of a private temp HOME: never on a

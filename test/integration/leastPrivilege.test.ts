@@ -292,7 +292,8 @@ describe("what the roles can produce (root token)", () => {
             const res = await vaultRequest<{ data: { certificate: string } }>(vault, "POST", `${PKI}/sign/agent-${app}`, { csr, common_name: a.agentCn });
             expect(res.status).toBe(200);
             const cert = new X509Certificate(res.body.data.certificate);
-            expect([cert.subject, cert.subjectAltName]).toEqual([`CN=${a.agentCn}`, `DNS:${a.agentCn}`]);
+            // The OU is the stack's mark for the agent (its mapping requires it), not the CSR's.
+            expect([cert.subject, cert.subjectAltName]).toEqual([`OU=vault-rotation agent-${app}\nCN=${a.agentCn}`, `DNS:${a.agentCn}`]);
         }
         // The key type is the role's: an RSA key is refused.
         const rsa = await vaultRequest(vault, "POST", `${PKI}/sign/agent-${app}`, { csr: makeCsr(a.agentCn, undefined, "rsa:2048"), common_name: a.agentCn });
