@@ -293,9 +293,14 @@ const stackSchema = z
                 renewBeforeSeconds: z.number().int().min(60).optional(),
                 leafMinRemaining: duration(60, LEAF_TTL_MAX, "rotation.leafMinRemaining").default("24h"),
                 waitSeconds: z.number().int().min(5).max(3600).default(120),
+                stepTimeoutSeconds: z.number().int().min(30).max(7200).optional(),
             })
             .strict()
-            .refine((r) => r.epoch !== undefined || r.every !== undefined, { message: "set rotation.epoch, rotation.every, or both" }),
+            .refine((r) => r.epoch !== undefined || r.every !== undefined, { message: "set rotation.epoch, rotation.every, or both" })
+            .refine((r) => r.stepTimeoutSeconds === undefined || r.stepTimeoutSeconds >= r.waitSeconds + 30, {
+                path: ["stepTimeoutSeconds"],
+                message: "must leave the rotate step its rotation.waitSeconds plus 30s (to restart, check and put back)",
+            }),
         vault: z
             .object({
                 address: z.string().regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?$/, { message: "must be https://host[:port]" }),
@@ -599,6 +604,15 @@ export function resolveEpoch(rotation: StackConfig["rotation"], now: Date): Epoc
         return { epoch: rotation.epoch, source: "explicit", bucketStart, nextRotation };
     }
     return { epoch: `every-${rotation.every}-${bucketStart}`, source: "schedule", bucketStart, nextRotation };
+}
+
+/**
+ * A host step's time limit: configured, else waitSeconds + 120 (the rotate unit
+ * waits up to waitSeconds for the render; the rest is restart, checks and, on
+ * failure, putting the previous certificate back).
+ */
+export function stepTimeoutSeconds(rotation: StackConfig["rotation"]): number {
+    return rotation.stepTimeoutSeconds ?? rotation.waitSeconds + 120;
 }
 
 /** Seconds before expiry at which a run renews an app's agent cert: configured, else a third of its TTL. */

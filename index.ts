@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
-import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "./config";
+import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, stepTimeoutSeconds, validateStackInputs } from "./config";
 import { AppRotation, AppRotationArgs } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
 import { DEFAULT_HOST_PATH } from "./components/renderers/scripts";
@@ -48,6 +48,7 @@ const base = new StackBase(
 );
 
 const sshKey = own.getSecret("sshPrivateKey");
+const stepTimeout = stepTimeoutSeconds(config.rotation);
 
 /**
  * Where a host's commands run: the runner itself, or over SSH with the stack's
@@ -55,8 +56,8 @@ const sshKey = own.getSecret("sshPrivateKey");
  */
 function hostTarget(host: (typeof config.apps)[number]["host"], user: string): HostTarget {
     return "ssh" in host
-        ? { kind: "ssh", host: host.ssh.host, port: host.ssh.port, user, hostKey: host.ssh.hostKey, privateKey: sshKey!, path: host.path ?? DEFAULT_HOST_PATH }
-        : { kind: "local", path: host.path ?? DEFAULT_HOST_PATH };
+        ? { kind: "ssh", host: host.ssh.host, port: host.ssh.port, user, hostKey: host.ssh.hostKey, privateKey: sshKey!, path: host.path ?? DEFAULT_HOST_PATH, stepTimeoutSeconds: stepTimeout }
+        : { kind: "local", path: host.path ?? DEFAULT_HOST_PATH, stepTimeoutSeconds: stepTimeout };
 }
 
 // The edge proxy's upstream trust bundle follows the PKI's issuing chain (runbook Part 4).

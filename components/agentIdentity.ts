@@ -88,7 +88,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
         // this step keeps it beside the live one (agent.key.next) and prints its
         // CSR, which is all Vault and Pulumi state ever see. A new epoch runs it
         // again (a new key, hence a new cert and everything issued from it).
-        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path };
+        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path, timeoutSeconds: args.host.stepTimeoutSeconds };
         const keygen = hostCommand(
             `${name}-keygen`,
             args.host,

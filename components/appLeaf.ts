@@ -159,7 +159,7 @@ export class AppLeaf extends pulumi.ComponentResource {
             fullchain: paths.fullchain,
             statusFile: paths.reloadStatus,
         });
-        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path };
+        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path, timeoutSeconds: args.host.stepTimeoutSeconds };
 
         // Order on the host, always: agent files -> agent config, template, hook ->
         // the rotation unit (move aside, restart, wait, read back).

@@ -47,6 +47,7 @@ export class EdgeTrust extends pulumi.ComponentResource {
                         user: args.user,
                         home: args.home,
                         hostPath: args.host.path,
+                        timeoutSeconds: args.host.stepTimeoutSeconds,
                         bundle: args.bundle,
                         chainPem,
                         container: args.container,

@@ -4,14 +4,21 @@
 // agent key is generated there).
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import { STEP_KILL_GRACE_SECONDS } from "./renderers/scripts";
 
 /** Where an app's host commands run. */
 export type HostTarget =
-    | { kind: "local"; path: string }
+    | {
+          kind: "local";
+          path: string;
+          /** Each step's time limit, enforced by its launcher on the host (rotation.stepTimeoutSeconds). */
+          stepTimeoutSeconds: number;
+      }
     | {
           kind: "ssh";
           /** PATH of the host steps' bodies on that host. */
           path: string;
+          stepTimeoutSeconds: number;
           host: string;
           port: number;
           /** The login user: always the app user itself (no sudo; the launcher runs the body without switching). */
@@ -47,6 +54,10 @@ export function hostCommand(
     args: HostCommandArgs,
     opts: pulumi.CustomResourceOptions,
 ): command.local.Command | command.remote.Command {
+    // The runner's own bound, past the launcher's (limit, SIGKILL grace, a restore of
+    // at most 60s + grace): over ssh the launcher runs as the app user, who could stop it.
+    const bound = target.stepTimeoutSeconds + 2 * STEP_KILL_GRACE_SECONDS + 60 + 30;
+    opts = { ...opts, customTimeouts: { create: `${bound}s`, update: `${bound}s` } };
     if (target.kind === "local") {
         return new command.local.Command(
             name,

@@ -68,6 +68,8 @@ export function hostPaths(home: string, app: string) {
         renderedPrevious: `${home}/vault/render/${app}.fullchain.pem.prev`,
         /** Touched when a rotation starts: a render or report older than it belongs to an earlier run. */
         rotationMark: `${home}/vault/render/.rotation-started`,
+        /** Present while a rotate unit has moved files aside and not yet finished or put them back. */
+        rotationArmed: `${home}/vault/render/.rotation-armed`,
     };
 }
 

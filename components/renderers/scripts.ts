@@ -16,6 +16,12 @@ import { shQuote } from "./quote";
 /** The PATH of host steps when the stack does not set one (every directory must be writable by root only). */
 export const DEFAULT_HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/** A host step's time limit when the stack does not set one (rotation.stepTimeoutSeconds). */
+export const DEFAULT_STEP_TIMEOUT_SECONDS = 300;
+
+/** How long a body that ignores the time limit's SIGTERM (or is stopped) gets before SIGKILL. */
+export const STEP_KILL_GRACE_SECONDS = 10;
+
 /** Whose step it is: the app, its Unix user and home, and the PATH its body runs with. */
 export interface HostUser {
     app: string;
@@ -23,6 +29,8 @@ export interface HostUser {
     home: string;
     /** PATH for the body (the app user's commands: systemctl, vault, podman, coreutils). */
     hostPath: string;
+    /** The step's time limit (default DEFAULT_STEP_TIMEOUT_SECONDS), enforced by the launcher. */
+    timeoutSeconds?: number;
 }
 
 /**
@@ -39,7 +47,8 @@ export interface HostUser {
  * terminal would otherwise hold that terminal as its controlling tty, and a
  * process of the app user could push input into root's shell (TIOCSTI).
  */
-export function renderLauncher(u: HostUser, step: string, body: string): string {
+export function renderLauncher(u: HostUser, step: string, body: string, opts: { restore?: boolean } = {}): string {
+    const limit = u.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS;
     return `# vault-rotation: ${step} for ${u.app}. Runs the step below as ${u.user} from an empty environment.
 set -eu
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -97,7 +106,30 @@ set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
 if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
 # setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w "$@" </dev/null
+# timeout: the step's time limit, in the launcher's hands (root's on local hosts: the app
+# user cannot stop or signal it): SIGTERM, which the rotate unit answers by putting
+# everything back, then SIGKILL ${STEP_KILL_GRACE_SECONDS}s later for a body that is stopped or ignores it.
+rc=0
+started=$(date +%s)
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k ${STEP_KILL_GRACE_SECONDS} ${limit} "$@" </dev/null || rc=$?
+# 124: timed out (SIGTERM); 137 after the limit: timed out and killed; another 128+N: killed by signal N.
+if [ "$rc" = 124 ] || { [ "$rc" = 137 ] && [ $(($(date +%s) - started)) -ge ${limit} ]; }; then
+  why="the step did not finish within ${limit}s (rotation.stepTimeoutSeconds); it was stopped"
+elif [ "$rc" -gt 128 ]; then
+  why="the step's body was killed by signal $((rc - 128))"
+else
+  exit "$rc"
+fi
+${
+    opts.restore
+        ? `# If the body died before it could put things back (a stopped body gets SIGKILL), the same
+# body does it now, bounded in turn ("restore" mode: only what a live unit would have undone).
+set -- "$@" restore
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k ${STEP_KILL_GRACE_SECONDS} 60 "$@" </dev/null || true
+why="$why; the previous certificate is in service"
+`
+        : ""
+}fail "$why"
 `;
 }
 
@@ -337,7 +369,7 @@ export const AGENT_VERSION_FN = `agent_version() {
  * and `vault version`.
  */
 export function renderRotateScript(i: RotateScriptInput): string {
-    return renderLauncher(i, "rotate", renderRotateBody(i));
+    return renderLauncher(i, "rotate", renderRotateBody(i), { restore: true });
 }
 
 /** The body of the rotate step. */
@@ -349,7 +381,9 @@ PREVIOUS=${shQuote(p.previousFullchain)}
 RENDERED=${shQuote(p.renderedFullchain)}
 RENDERED_PREV=${shQuote(p.renderedPrevious)}
 MARK=${shQuote(p.rotationMark)}
+ARMED=${shQuote(p.rotationArmed)}
 STATUS=${shQuote(p.reloadStatus)}
+HOOK=${shQuote(p.hook)}
 SERVICE=${shQuote(i.service)}
 WAIT_SECONDS=${i.waitSeconds}
 VAULT_ADDRESS=${shQuote(i.login.vaultAddress)}
@@ -359,18 +393,27 @@ AGENT_KEY=${shQuote(p.agentKey)}
 CERT_AUTH_PATH=${shQuote(i.login.certAuthPath)}
 MAPPING=${shQuote(i.login.mapping)}
 for d in ${shQuote(p.vaultDir)} ${shQuote(p.tlsDir)} ${shQuote(p.renderDir)} ${shQuote(p.hooksDir)}; do is_own_dir "$d"; done
-for f in "$FULLCHAIN" "$PREVIOUS" "$RENDERED" "$RENDERED_PREV" "$MARK" "$STATUS"; do regular_or_absent "$f"; done
+for f in "$FULLCHAIN" "$PREVIOUS" "$RENDERED" "$RENDERED_PREV" "$MARK" "$ARMED" "$STATUS"; do regular_or_absent "$f"; done
 looked_at="look at: journalctl --user -u $SERVICE (as $USER)"
 
 # -- the unit: put everything back on any failure or signal until it completed
 armed=0
 # Stop first: a hook still running from this attempt must not install after the files are back.
+# When the hook had already installed and reloaded in this attempt, the containers and the
+# edge serve the new leaf from memory: the hook runs once more, on the file put back.
 restore() {
   [ "$armed" = 1 ] || return 0
   armed=0
   systemctl --user stop "$SERVICE" >/dev/null 2>&1 || true
-  if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; fi
-  if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || say "could not put back $RENDERED"; fi
+  reloaded=0
+  if [ -f "$STATUS" ] && [ -n "$(find "$STATUS" -prune -newer "$MARK")" ]; then reloaded=1; fi
+  put_back=0
+  if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; put_back=1; fi
+  if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || { say "could not put back $RENDERED"; put_back=0; }; else put_back=0; fi
+  if [ "$reloaded" = 1 ] && [ "$put_back" = 1 ]; then
+    if "$HOOK" >/dev/null 2>&1; then say "reloaded again on the previous certificate (the post-hook had reloaded the new one)"; else say "could not reload on the previous certificate: run $HOOK as $USER"; fi
+  fi
+  rm -f -- "$ARMED"
   if systemctl --user start "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not start $SERVICE on the previous certificate; $looked_at"; fi
 }
 trap restore EXIT
@@ -378,9 +421,16 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Restore mode: the launcher's time limit killed a unit before it could put things back.
+if [ "\${1:-}" = restore ]; then
+  if [ -f "$ARMED" ]; then armed=1; fi
+  exit 1
+fi
+
 rm -f -- "$PREVIOUS" "$RENDERED_PREV"
 : >"$MARK"
 if [ -f "$FULLCHAIN" ]; then write_atomic "$PREVIOUS" 0600 <"$FULLCHAIN"; fi
+: >"$ARMED"
 armed=1
 if [ -f "$RENDERED" ]; then mv -f -T -- "$RENDERED" "$RENDERED_PREV" || fail "cannot move $RENDERED aside"; fi
 systemctl --user restart "$SERVICE" || fail "systemctl --user restart $SERVICE failed; $looked_at"
@@ -411,6 +461,7 @@ case "$report" in
   *) fail "the post-hook reported a failed reload ($report); $looked_at" ;;
 esac
 armed=0
+rm -f -- "$ARMED"
 took=$(($(date +%s) - started))
 
 # -- public facts for the rotation check (stdout, kept in state)

@@ -95,7 +95,9 @@ PREVIOUS='\''/home/app-a/tls/app-a.fullchain.pem.prev'\''
 RENDERED='\''/home/app-a/vault/render/app-a.fullchain.pem'\''
 RENDERED_PREV='\''/home/app-a/vault/render/app-a.fullchain.pem.prev'\''
 MARK='\''/home/app-a/vault/render/.rotation-started'\''
+ARMED='\''/home/app-a/vault/render/.rotation-armed'\''
 STATUS='\''/home/app-a/vault/hooks/reload-tls.status'\''
+HOOK='\''/home/app-a/vault/hooks/reload-tls.sh'\''
 SERVICE='\''vault-agent-app-a'\''
 WAIT_SECONDS=120
 VAULT_ADDRESS='\''https://vault.prod.internal:8200'\''
@@ -105,18 +107,27 @@ AGENT_KEY='\''/home/app-a/vault/mtls/agent.key'\''
 CERT_AUTH_PATH='\''cert'\''
 MAPPING='\''agent-app-a'\''
 for d in '\''/home/app-a/vault'\'' '\''/home/app-a/tls'\'' '\''/home/app-a/vault/render'\'' '\''/home/app-a/vault/hooks'\''; do is_own_dir "$d"; done
-for f in "$FULLCHAIN" "$PREVIOUS" "$RENDERED" "$RENDERED_PREV" "$MARK" "$STATUS"; do regular_or_absent "$f"; done
+for f in "$FULLCHAIN" "$PREVIOUS" "$RENDERED" "$RENDERED_PREV" "$MARK" "$ARMED" "$STATUS"; do regular_or_absent "$f"; done
 looked_at="look at: journalctl --user -u $SERVICE (as $USER)"
 
 # -- the unit: put everything back on any failure or signal until it completed
 armed=0
 # Stop first: a hook still running from this attempt must not install after the files are back.
+# When the hook had already installed and reloaded in this attempt, the containers and the
+# edge serve the new leaf from memory: the hook runs once more, on the file put back.
 restore() {
   [ "$armed" = 1 ] || return 0
   armed=0
   systemctl --user stop "$SERVICE" >/dev/null 2>&1 || true
-  if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; fi
-  if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || say "could not put back $RENDERED"; fi
+  reloaded=0
+  if [ -f "$STATUS" ] && [ -n "$(find "$STATUS" -prune -newer "$MARK")" ]; then reloaded=1; fi
+  put_back=0
+  if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; put_back=1; fi
+  if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || { say "could not put back $RENDERED"; put_back=0; }; else put_back=0; fi
+  if [ "$reloaded" = 1 ] && [ "$put_back" = 1 ]; then
+    if "$HOOK" >/dev/null 2>&1; then say "reloaded again on the previous certificate (the post-hook had reloaded the new one)"; else say "could not reload on the previous certificate: run $HOOK as $USER"; fi
+  fi
+  rm -f -- "$ARMED"
   if systemctl --user start "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not start $SERVICE on the previous certificate; $looked_at"; fi
 }
 trap restore EXIT
@@ -124,9 +135,16 @@ trap '\''exit 129'\'' HUP
 trap '\''exit 130'\'' INT
 trap '\''exit 143'\'' TERM
 
+# Restore mode: the launcher'\''s time limit killed a unit before it could put things back.
+if [ "${1:-}" = restore ]; then
+  if [ -f "$ARMED" ]; then armed=1; fi
+  exit 1
+fi
+
 rm -f -- "$PREVIOUS" "$RENDERED_PREV"
 : >"$MARK"
 if [ -f "$FULLCHAIN" ]; then write_atomic "$PREVIOUS" 0600 <"$FULLCHAIN"; fi
+: >"$ARMED"
 armed=1
 if [ -f "$RENDERED" ]; then mv -f -T -- "$RENDERED" "$RENDERED_PREV" || fail "cannot move $RENDERED aside"; fi
 systemctl --user restart "$SERVICE" || fail "systemctl --user restart $SERVICE failed; $looked_at"
@@ -157,6 +175,7 @@ case "$report" in
   *) fail "the post-hook reported a failed reload ($report); $looked_at" ;;
 esac
 armed=0
+rm -f -- "$ARMED"
 took=$(($(date +%s) - started))
 
 # -- public facts for the rotation check (stdout, kept in state)
@@ -232,4 +251,23 @@ set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
 if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
 # setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w "$@" </dev/null
+# timeout: the step's time limit, in the launcher's hands (root's on local hosts: the app
+# user cannot stop or signal it): SIGTERM, which the rotate unit answers by putting
+# everything back, then SIGKILL 10s later for a body that is stopped or ignores it.
+rc=0
+started=$(date +%s)
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k 10 300 "$@" </dev/null || rc=$?
+# 124: timed out (SIGTERM); 137 after the limit: timed out and killed; another 128+N: killed by signal N.
+if [ "$rc" = 124 ] || { [ "$rc" = 137 ] && [ $(($(date +%s) - started)) -ge 300 ]; }; then
+  why="the step did not finish within 300s (rotation.stepTimeoutSeconds); it was stopped"
+elif [ "$rc" -gt 128 ]; then
+  why="the step's body was killed by signal $((rc - 128))"
+else
+  exit "$rc"
+fi
+# If the body died before it could put things back (a stopped body gets SIGKILL), the same
+# body does it now, bounded in turn ("restore" mode: only what a live unit would have undone).
+set -- "$@" restore
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k 10 60 "$@" </dev/null || true
+why="$why; the previous certificate is in service"
+fail "$why"

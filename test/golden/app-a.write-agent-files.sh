@@ -133,4 +133,18 @@ set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
 if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
 # setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w "$@" </dev/null
+# timeout: the step's time limit, in the launcher's hands (root's on local hosts: the app
+# user cannot stop or signal it): SIGTERM, which the rotate unit answers by putting
+# everything back, then SIGKILL 10s later for a body that is stopped or ignores it.
+rc=0
+started=$(date +%s)
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k 10 300 "$@" </dev/null || rc=$?
+# 124: timed out (SIGTERM); 137 after the limit: timed out and killed; another 128+N: killed by signal N.
+if [ "$rc" = 124 ] || { [ "$rc" = 137 ] && [ $(($(date +%s) - started)) -ge 300 ]; }; then
+  why="the step did not finish within 300s (rotation.stepTimeoutSeconds); it was stopped"
+elif [ "$rc" -gt 128 ]; then
+  why="the step's body was killed by signal $((rc - 128))"
+else
+  exit "$rc"
+fi
+fail "$why"

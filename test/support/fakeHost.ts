@@ -59,8 +59,8 @@ export interface FakeHost {
     runFiles(certPem?: string): SpawnSyncReturns<string>;
     runConfig(): SpawnSyncReturns<string>;
     runRotate(waitSeconds?: number): SpawnSyncReturns<string>;
-    /** Starts the rotate step without waiting (for interrupting it). */
-    startRotate(waitSeconds?: number): { done: Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string }> };
+    /** Starts the rotate step without waiting (for interrupting it), optionally with a time limit of its own. */
+    startRotate(waitSeconds?: number, timeoutSeconds?: number): { done: Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string }> };
     /** Runs a shell command as the app user (how an attacker plants things). */
     asAppUser(command: string): SpawnSyncReturns<string>;
     /** Writes a file as the app user (owned by it). */
@@ -143,8 +143,8 @@ export function makeFakeHost(): FakeHost {
         fullchain: paths.fullchain,
         statusFile: paths.reloadStatus,
     });
-    const rotateScript = (waitSeconds: number) =>
-        renderRotateScript({ ...u, service: SERVICE, waitSeconds, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } });
+    const rotateScript = (waitSeconds: number, timeoutSeconds?: number) =>
+        renderRotateScript({ ...u, timeoutSeconds, service: SERVICE, waitSeconds, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } });
     const signCsr = makeCa(path.join(root, "ca"));
     let signedCert: string | undefined;
     const runKeygen = () => {
@@ -184,8 +184,8 @@ export function makeFakeHost(): FakeHost {
         },
         runConfig: () => sh(renderAgentConfigScript({ ...u, agentHclText: "# agent.hcl\n", templateText: "{{ .Cert }}\n", hookText })),
         runRotate: (waitSeconds = 5) => sh(rotateScript(waitSeconds)),
-        startRotate(waitSeconds = 5) {
-            const child = spawn("/bin/sh", ["-c", rotateScript(waitSeconds)], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
+        startRotate(waitSeconds = 5, timeoutSeconds?: number) {
+            const child = spawn("/bin/sh", ["-c", rotateScript(waitSeconds, timeoutSeconds)], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
             let stderr = "";
             child.stderr.on("data", (d) => (stderr += String(d)));
             child.stdout.resume();

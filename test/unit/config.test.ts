@@ -1,6 +1,6 @@
 // The stack-config contract: valid stacks parse; every invalid one fails before
 // any resource is registered, with a line naming the key path.
-import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, validateStackInputs } from "../../config";
+import { ConfigError, durationSeconds, renewBeforeSeconds, resolveEpoch, stepTimeoutSeconds, validateStackInputs } from "../../config";
 import { evaluateProgram, ProgramFailure, flattenConfig } from "../support/harness";
 import { fakeListenerCaFile, localStack, prodStack, rawStackInputs, TEST_HOST_KEY, TEST_LISTENER_CA_PEM, threeAppStackObject } from "../support/stacks";
 
@@ -167,6 +167,7 @@ describe("invalid stacks name the key", () => {
             (s) => ((s["vault-rotation:apps"] as Apps)[2].serve = { endpoint: "jobs.internal:8443", edgeHost: "web.test.example.com" }),
             /^apps\[2\]\.serve\.edgeHost: web\.test\.example\.com is in apps\[0\]\.leaf\.allowedDomains/,
         ],
+        ["a step time limit shorter than the render wait", (s) => (s["vault-rotation:rotation"] = { ...s["vault-rotation:rotation"], waitSeconds: 120, stepTimeoutSeconds: 100 } as typeof s["vault-rotation:rotation"]), /^rotation\.stepTimeoutSeconds: must leave the rotate step its rotation\.waitSeconds plus 30s/],
         ["a serve path that is not a URL path", (s) => ((s["vault-rotation:apps"] as Apps)[2].serve = { endpoint: "jobs.internal:8443", path: "healthz?x=1" }), /^apps\[2\]\.serve\.path: must be an absolute URL path/],
         ["edge reload not podman", (s) => ((s as Record<string, unknown>)["vault-rotation:edge"] = { ...EDGE, reload: "systemd:nginx" }), /^edge\.reload: must be podman:<container-name>/],
         // Remote hosts: a pinned key, the app user itself, runs that can never let an agent cert lapse.
@@ -283,6 +284,12 @@ describe("rotation epoch and renewal", () => {
         expect(d.epoch).toBe("emergency-1");
         expect(d.source).toBe("explicit");
         expect(d.nextRotation).toBeDefined();
+    });
+
+    it("limits each host step to waitSeconds + 120s unless configured", () => {
+        const { config } = validateStackInputs(rawStackInputs(threeAppStackObject(caFile)), readCa);
+        expect(stepTimeoutSeconds(config.rotation)).toBe(config.rotation.waitSeconds + 120);
+        expect(stepTimeoutSeconds({ ...config.rotation, stepTimeoutSeconds: 900 })).toBe(900);
     });
 
     it("renews an agent cert a third of its TTL before expiry unless configured", () => {

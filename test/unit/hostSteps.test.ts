@@ -232,6 +232,48 @@ describe(`the rotate unit (${userMode()})`, () => {
         expect(served()).toContain(CERT("OLD"));
     });
 
+    it("reloads again on the previous certificate when the hook had already reloaded the new one", () => {
+        rotatedOnce();
+        const calls = path.join(host.podmanDir, "calls.log");
+        const reloads = () => (fs.existsSync(calls) ? fs.readFileSync(calls, "utf8").split("\n").filter((l) => l.startsWith("kill ") && l.endsWith(" app-a-web")).length : 0);
+        const before = reloads();
+        // app-a-web reloads on the new leaf, then the edge fails: the unit puts the old file back,
+        // and app-a-web must not keep serving the new leaf from memory.
+        fs.writeFileSync(path.join(host.podmanDir, "fail"), "edge-proxy\n");
+        const r = host.runRotate();
+        expect(r.status).not.toBe(0);
+        expect(served()).toContain(CERT("OLD"));
+        expect(reloads() - before).toBe(2);
+        expect(r.stderr).toContain("could not reload on the previous certificate"); // the edge still fails
+        fs.rmSync(path.join(host.podmanDir, "fail"));
+        expect(host.runRotate().status).toBe(0);
+    });
+
+    it("stops a body that is stopped (SIGSTOP) at the step's time limit, and puts everything back", async () => {
+        rotatedOnce();
+        // The restart hangs: the unit is in flight, with the render moved aside, when the app user stops it.
+        const hang = path.join(host.shimState, "hang");
+        fs.writeFileSync(hang, "");
+        const run = host.startRotate(60, 3);
+        let pid: number | undefined;
+        for (let i = 0; i < 100 && (pid === undefined || fs.existsSync(host.paths.renderedFullchain)); i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            pid = findBodyPid("app-a", "rotate");
+        }
+        expect(pid).toBeDefined();
+        expect(host.asAppUser(`kill -STOP ${pid}`).status).toBe(0);
+        fs.rmSync(hang);
+        const done = await run.done;
+        expect(done.status).not.toBe(0);
+        expect(done.stderr).toContain("vault-rotation: app-a: rotate: the step did not finish within 3s (rotation.stepTimeoutSeconds); it was stopped; the previous certificate is in service");
+        expect(done.stderr).toContain("restarted vault-agent-app-a on the previous certificate");
+        expect(served()).toContain(CERT("OLD"));
+        expect(fs.readFileSync(host.paths.renderedFullchain, "utf8")).toContain(CERT("OLD"));
+        expect(fs.existsSync(host.paths.rotationArmed)).toBe(false);
+        expect(findBodyPid("app-a", "rotate")).toBeUndefined();
+        expect(agentActive()).toBe("active");
+    }, 60_000);
+
     it.each([
         ["SIGTERM", "the trap puts everything back"],
         ["SIGKILL", "no trap runs, and the served file was never moved"],

@@ -198,7 +198,9 @@ describe("renderer properties", () => {
         expect(before).not.toMatch(/\$APP_HOME|mkdir|chmod|chown|mv |cat |head /);
         expect(body).toContain("env -i PATH=\"$HOST_PATH\" HOME=\"$APP_HOME\"");
         expect(body).toContain('runuser -u "$APP_USER" --');
-        expect(body).toContain("exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+        // In a session of its own, stdin from /dev/null, under the step's time limit.
+        expect(body).toContain('env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k 10 300 "$@" </dev/null');
+        expect(renderLauncher({ ...u, timeoutSeconds: 42 }, "rotate", "BODY-MARKER")).toContain("setsid -w timeout -s TERM -k 10 42 ");
     });
 });
 
