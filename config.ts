@@ -294,6 +294,8 @@ const stackSchema = z
                 leafMinRemaining: duration(60, LEAF_TTL_MAX, "rotation.leafMinRemaining").default("24h"),
                 waitSeconds: z.number().int().min(5).max(3600).default(120),
                 stepTimeoutSeconds: z.number().int().min(30).max(7200).optional(),
+                // An incident: each rotation also revokes the leaf it replaced, once the new one is served.
+                revokePreviousLeaf: z.boolean().optional(),
             })
             .strict()
             .refine((r) => r.epoch !== undefined || r.every !== undefined, { message: "set rotation.epoch, rotation.every, or both" })

@@ -123,6 +123,7 @@ const rotations = config.apps.map((app) => {
             : undefined,
         reload: { label: app.reload.label, proxy: app.reload.proxy, signal: app.reload.signal },
         waitSeconds: config.rotation.waitSeconds,
+        revokePreviousLeaf: config.rotation.revokePreviousLeaf,
         leafMinRemainingSeconds: durationSeconds(config.rotation.leafMinRemaining),
         serve: app.serve
             ? {

@@ -63,6 +63,8 @@ export interface AppRotationArgs {
     reload: { label: string; proxy?: string; signal: string };
     /** Seconds to wait for the agent to render a new fullchain. */
     waitSeconds: number;
+    /** After the checks pass, revoke the leaf this rotation replaced (an incident). */
+    revokePreviousLeaf?: boolean;
     /** The checklist fails when the new leaf has less validity left than this. */
     leafMinRemainingSeconds: number;
     /** Where the app serves its leaf, and how a client reaches it through the edge proxy; absent: not checked. */
@@ -192,6 +194,7 @@ export class AppRotation extends pulumi.ComponentResource {
                 pkiMount: args.pkiMount,
                 minRemainingSeconds: args.leafMinRemainingSeconds,
                 serve: args.serve,
+                ...(args.revokePreviousLeaf ? { revokePreviousLeaf: true } : {}),
             },
             { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies, ...(args.edgeReady ? [args.edgeReady] : [])] },
         );

@@ -34,6 +34,7 @@ import {
 import { parseVaultVersion, readServerVersion, versionDrift } from "./versionDrift";
 import { fetchIssuingChain } from "./issuingChain";
 import { checkServed, ProbeOptions, ServeResult } from "./servedCert";
+import { revocationNotNeeded } from "./certRevocation";
 
 export interface RotationCheckInputs {
     connection: VaultConnection;
@@ -59,6 +60,12 @@ export interface RotationCheckInputs {
     minRemainingSeconds: number;
     /** Where the app serves the leaf (and, optionally, how a client reaches it through the edge proxy); absent: not checked. */
     serve?: ServeTarget;
+    /**
+     * After every item passed, revoke the leaf this rotation replaced (an
+     * incident: it may have leaked). Off by default: the operator guide's hand
+     * rollback serves the previous leaf again.
+     */
+    revokePreviousLeaf?: boolean;
 }
 
 export interface ServeTarget {
@@ -98,6 +105,8 @@ export interface RotationCheckResult {
     servedVia: string;
     /** ISO 8601 */
     checkedAt: string;
+    /** `revokePreviousLeaf`: the serial revoked ("" when none was). */
+    revokedPreviousLeaf?: string;
 }
 
 export type RotationCheckOutputs = RotationCheckInputs & RotationCheckResult & VersionReport;
@@ -116,6 +125,7 @@ const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "pkiMount",
     "minRemainingSeconds",
     "serve",
+    "revokePreviousLeaf",
 ];
 
 /** One checklist failure, in the fixed format. */
@@ -396,7 +406,24 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
         throw new Error([rotationFailureMessage(app, lines), ...note].join("\n"));
     }
     const leaf = fullchain.leaf!;
+    // Only once the new leaf is rendered, installed, reloaded and served: the old one is then out of service.
+    let revokedPreviousLeaf: string | undefined;
+    if (inputs.revokePreviousLeaf) {
+        revokedPreviousLeaf = "";
+        if (previousLeafSerial !== "" && previousLeafSerial !== leaf.serial) {
+            const client = clientForConnection(inputs.connection);
+            try {
+                await client.write(`${inputs.pkiMount}/revoke`, { serial_number: previousLeafSerial });
+            } catch (e) {
+                if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) {
+                    throw new Error(`${app}: revoking the previous leaf ${previousLeafSerial}: ${describeFailure(e)}; the new leaf is in service: revoke it by hand (vault write ${inputs.pkiMount}/revoke serial_number=${previousLeafSerial})`);
+                }
+            }
+            revokedPreviousLeaf = previousLeafSerial;
+        }
+    }
     return {
+        ...(revokedPreviousLeaf !== undefined ? { revokedPreviousLeaf } : {}),
         ...versions,
         agentSerial: parseCertificate(inputs.agentCertPem).serial,
         leafSerial: leaf.serial,
@@ -496,6 +523,7 @@ export interface RotationCheckArgs {
     pkiMount: pulumi.Input<string>;
     minRemainingSeconds: pulumi.Input<number>;
     serve?: pulumi.Input<ServeTarget>;
+    revokePreviousLeaf?: pulumi.Input<boolean>;
 }
 
 // What each RotationCheck serializes as its provider: a ~1 KB forwarder to rotationCheckProvider, loaded by package name (forward.ts).

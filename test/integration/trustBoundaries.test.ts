@@ -184,3 +184,19 @@ it("a plant in one app's home fails that app and the update, while every other a
     const healed = await apply("tb-4");
     expect(healed.steps.filter((s) => s.action === "replace").map((s) => s.name)).toEqual(expect.arrayContaining(["tb-b-agent-keygen", "tb-b-check"]));
 }, 300_000);
+
+it("an incident rotation (rotation.revokePreviousLeaf) revokes each app's previous leaf once the new one is in service", async () => {
+    const leafBefore = (app: string) => (Object.values(state!.resources).find((e) => e.name === `${app}-check`)!.outputs.leafSerial as string);
+    const previous = { a: leafBefore("tb-a"), b: leafBefore("tb-b") };
+    const rotation = { ...JSON.parse(config["vault-rotation:rotation"]), epoch: "tb-incident", revokePreviousLeaf: true };
+    const r = await applyProgram({ config: { ...config, "vault-rotation:rotation": JSON.stringify(rotation) }, state, vault, stack: "tb" });
+    state = r.state;
+    const revoked = async (serial: string) => Number((await vaultRequest<{ data: { revocation_time: number } }>(vault, "GET", `${PKI}/cert/${serial}`)).body.data.revocation_time) > 0;
+    for (const [app, serial] of [["tb-a", previous.a], ["tb-b", previous.b]] as const) {
+        const check = Object.values(state.resources).find((e) => e.name === `${app}-check`)!.outputs;
+        expect(check.previousLeafSerial).toBe(serial);
+        expect(check.revokedPreviousLeaf).toBe(serial);
+        expect(await revoked(serial)).toBe(true);
+        expect(await revoked(String(check.leafSerial))).toBe(false);
+    }
+}, 300_000);
