@@ -241,9 +241,13 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
             (e: unknown) => String(e),
         );
         expect(failed).toMatch(/eng-b: agent-keygen: refusing .*\/vault: it is a symbolic link/);
-        // eng-a was rotated and checked all the same: a new agent cert that logs in, a new leaf served.
+        // eng-a was rotated and checked all the same: a new agent cert that logs in, a new leaf served,
+        // and its replaced agent cert revoked in this very update (the engine still runs the deletes
+        // of replacements that succeeded).
         const aNow = sandbox.agentFiles("eng-a");
         expect(parseCertificate(aNow.certPem).serial).not.toBe(before.a);
+        const oldA = await vaultRequest<{ data?: { revocation_time?: number } }>(vault, "GET", `pki_int/cert/${before.a}`);
+        expect(Number(oldA.body.data?.revocation_time ?? 0)).toBeGreaterThan(0);
         expect(servedSerial("eng-a")).not.toBe(before.servedA);
         const login = await vaultRequest(vault, "POST", "auth/cert/login", { name: "agent-eng-a" }, { token: null, clientCertPem: aNow.certPem, clientKeyPem: aNow.keyPem });
         expect(login.status).toBe(200);
