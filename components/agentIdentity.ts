@@ -162,7 +162,8 @@ export class AgentIdentity extends pulumi.ComponentResource {
             // remove the new one at the same path (auth/<path>/certs/<name>) at the end of
             // the update and every agent's next login would fail; so delete-first is
             // stated here rather than left to the provider's naming rule. The path is
-            // gone only between two Vault requests, before this app's agent restarts.
+            // gone until the new cert is signed and the mapping written again (a few
+            // Vault requests), before this app's agent restarts.
             { parent: this, dependsOn: policyResources, deleteBeforeReplace: true },
         );
 

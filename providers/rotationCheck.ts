@@ -14,6 +14,7 @@
 //
 // Pulumi runs this provider through a forwarder (forward.ts) that loads it by
 // package name (@vault-rotation/providers), so its imports are ordinary ones.
+import { X509Certificate } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
@@ -412,6 +413,19 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
         revokedPreviousLeaf = "";
         if (previousLeafSerial !== "" && previousLeafSerial !== leaf.serial) {
             const client = clientForConnection(inputs.connection);
+            // The previous leaf comes from a file the app user owns: revoke only a serial whose
+            // certificate in Vault is byte for byte that one and names this app, never a serial
+            // the host chose (another app's leaf, the edge's).
+            const stored = asString(asRecord(asRecord(await client.read(`${inputs.pkiMount}/cert/${previousLeafSerial}`)).data).certificate);
+            const onHost = splitPemCertificates(host.previous)[0];
+            const same = stored !== undefined && onHost !== undefined && new X509Certificate(stored).fingerprint256 === new X509Certificate(onHost).fingerprint256;
+            if (!same || parseCertificate(stored).subjectCN !== inputs.leafCommonName) {
+                throw new Error(
+                    rotationFailureMessage(app, [
+                        failureLine(app, "revoke previous leaf", `the previous leaf ${previousLeafSerial} to be ${inputs.leafCommonName}'s certificate as ${inputs.pkiMount} issued it`, same ? `a certificate for ${parseCertificate(stored!).subjectCN}` : "a certificate Vault does not hold under that serial; not revoked: the host's .prev file was not written by this program"),
+                    ]),
+                );
+            }
             try {
                 await client.write(`${inputs.pkiMount}/revoke`, { serial_number: previousLeafSerial });
             } catch (e) {

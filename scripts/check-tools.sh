@@ -26,7 +26,8 @@ need ssh-keygen openssh-client # the sshd fixture makes throwaway keys
 # The sshd fixture runs /usr/sbin/sshd itself: check that very file.
 [ -x /usr/sbin/sshd ] || need /usr/sbin/sshd openssh-server
 if [ "$(id -u)" = 0 ]; then
-  need runuser util-linux # host steps switch from root to the app user
+  need setpriv util-linux # host steps switch from root to the app user
+  need timeout coreutils  # and run under a time limit
   need useradd passwd     # a real unprivileged user per app
 fi
 [ "$for_what" = test ] && need shellcheck shellcheck # the host scripts are linted by the tests

@@ -34,7 +34,11 @@ while [ -n "$rest" ]; do
   case "$entry" in /*) ;; *) fail "refusing host PATH entry '$entry': not an absolute path" ;; esac
   # An entry that does not exist (yet) is judged by its nearest existing ancestor: who could create it.
   probe=$entry
-  while [ ! -e "$probe" ]; do probe=$(dirname -- "$probe"); done
+  while [ ! -e "$probe" ]; do
+    # A dangling link: whoever may create its target decides what runs; refuse it.
+    [ ! -L "$probe" ] || fail "refusing host PATH entry $entry: $probe is a symbolic link to nothing"
+    probe=$(dirname -- "$probe")
+  done
   real=$(cd -P -- "$probe" 2>/dev/null && pwd -P) || fail "refusing host PATH entry $entry: cannot resolve it"
   safe_path_dir "$real"
 done
@@ -43,7 +47,7 @@ me=$(id -u)
 if [ "$me" = "$uid" ]; then
   switch=''
 elif [ "$me" = 0 ]; then
-  switch=runuser
+  switch=setpriv
 else
   fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
 fi
@@ -118,28 +122,37 @@ armed=0
 restore() {
   [ "$armed" = 1 ] || return 0
   armed=0
+  # Nothing cuts a restore short: a second signal waits for the time limit'\''s SIGKILL.
+  trap '\'''\'' HUP INT TERM
   systemctl --user stop "$SERVICE" >/dev/null 2>&1 || true
+  # The hook may have installed and reloaded (even without reporting, when it hung on a later reload).
   reloaded=0
-  if [ -f "$STATUS" ] && [ -n "$(find "$STATUS" -prune -newer "$MARK")" ]; then reloaded=1; fi
+  if { [ -f "$STATUS" ] && [ -n "$(find "$STATUS" -prune -newer "$MARK")" ]; } ||
+    { [ -f "$FULLCHAIN" ] && [ -n "$(find "$FULLCHAIN" -prune -newer "$MARK")" ]; }; then reloaded=1; fi
   put_back=0
   if [ -f "$PREVIOUS" ] && mv -f -T -- "$PREVIOUS" "$FULLCHAIN"; then say "restored the previous fullchain to $FULLCHAIN"; put_back=1; fi
   if [ -f "$RENDERED_PREV" ]; then mv -f -T -- "$RENDERED_PREV" "$RENDERED" || { say "could not put back $RENDERED"; put_back=0; }; else put_back=0; fi
   if [ "$reloaded" = 1 ] && [ "$put_back" = 1 ]; then
     if "$HOOK" >/dev/null 2>&1; then say "reloaded again on the previous certificate (the post-hook had reloaded the new one)"; else say "could not reload on the previous certificate: run $HOOK as $USER"; fi
   fi
-  rm -f -- "$ARMED"
   if systemctl --user start "$SERVICE" >/dev/null 2>&1; then say "restarted $SERVICE on the previous certificate"; else say "could not start $SERVICE on the previous certificate; $looked_at"; fi
+  rm -f -- "$ARMED"
 }
 trap restore EXIT
 trap '\''exit 129'\'' HUP
 trap '\''exit 130'\'' INT
 trap '\''exit 143'\'' TERM
 
-# Restore mode: the launcher'\''s time limit killed a unit before it could put things back.
-if [ "${1:-}" = restore ]; then
-  if [ -f "$ARMED" ]; then armed=1; fi
-  exit 1
+# A unit that died before it could put things back (killed by the time limit, or its launcher
+# gone) left ARMED: put back first. In restore mode that is all; else the rotation follows.
+if [ -f "$ARMED" ]; then
+  armed=1
+  restore
+  trap '\''exit 129'\'' HUP
+  trap '\''exit 130'\'' INT
+  trap '\''exit 143'\'' TERM
 fi
+if [ "${1:-}" = restore ]; then exit 1; fi
 
 rm -f -- "$PREVIOUS" "$RENDERED_PREV"
 : >"$MARK"
@@ -192,21 +205,29 @@ certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain al
   # Each block must parse as a certificate: base64 of anything else (the key'\''s DER
   # under a CERTIFICATE header) would otherwise reach state.
   certdir=$(mktemp -d) || fail "cannot create a temp directory"
-  printf '\''%s\n'\'' "$blocks" | awk -v d="$certdir" '\''/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" n ".pem") }'\''
+  printf '\''%s\n'\'' "$blocks" | awk -v d="$certdir" '\''/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" sprintf("%05d", n) ".pem") }'\''
+  # What goes out is openssl'\''s own encoding of each certificate it parsed: bytes after a
+  # certificate'\''s DER inside its block (which openssl x509 ignores) are left behind.
+  out='\'''\''
   for block in "$certdir"/*.pem; do
-    if ! openssl x509 -noout -in "$block" 2>/dev/null; then
+    if ! cert=$(openssl x509 -in "$block" 2>/dev/null); then
       rm -rf -- "$certdir"
       fail "$1 holds a CERTIFICATE block that is not a certificate; refusing to pass it on"
     fi
+    out="$out$cert
+"
   done
   rm -rf -- "$certdir"
-  printf '\''%s\n'\'' "$blocks"
+  printf '\''%s'\'' "$out"
 }
 # A cert login with the files just written, the way the agent logs in. The
 # CLI keeps the token in .vault-token of a private temp HOME: never on a
 # command line, in an environment or on stdout; it is revoked right after.
 login_check() {
   command -v vault >/dev/null 2>&1 || { echo "error=no vault binary on PATH"; return 0; }
+  # Each call bounded, so the facts phase cannot outlast the step'\''s time limit.
+  VAULT_CLIENT_TIMEOUT=20s
+  export VAULT_CLIENT_TIMEOUT
   vhome=$(mktemp -d) || { echo "error=cannot create a temp directory"; return 0; }
   if out=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault login -method=cert -path="$CERT_AUTH_PATH" \
       -client-cert="$AGENT_CERT" -client-key="$AGENT_KEY" name="$MAPPING" 2>&1 >/dev/null); then
@@ -249,7 +270,11 @@ say "restarted $SERVICE; new fullchain rendered, installed and reloaded in ${too
 set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
   XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
-if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
+# setpriv replaces itself with the body as the app user: no process of root's stays between the
+# time limit and the body (runuser would, and would SIGKILL the body 2s after passing on a SIGTERM,
+# cutting the rotate unit's restore short).
+gid=$(id -g -- "$APP_USER") || fail "no group for $APP_USER on $(uname -n)"
+if [ -n "$switch" ]; then set -- setpriv --reuid="$uid" --regid="$gid" --init-groups -- "$@"; fi
 # setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
 # timeout: the step's time limit, in the launcher's hands (root's on local hosts: the app
 # user cannot stop or signal it): SIGTERM, which the rotate unit answers by putting
@@ -269,5 +294,5 @@ fi
 # body does it now, bounded in turn ("restore" mode: only what a live unit would have undone).
 set -- "$@" restore
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k 10 60 "$@" </dev/null || true
-why="$why; the previous certificate is in service"
+why="$why (what was put back is said above)"
 fail "$why"

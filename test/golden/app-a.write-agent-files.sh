@@ -34,7 +34,11 @@ while [ -n "$rest" ]; do
   case "$entry" in /*) ;; *) fail "refusing host PATH entry '$entry': not an absolute path" ;; esac
   # An entry that does not exist (yet) is judged by its nearest existing ancestor: who could create it.
   probe=$entry
-  while [ ! -e "$probe" ]; do probe=$(dirname -- "$probe"); done
+  while [ ! -e "$probe" ]; do
+    # A dangling link: whoever may create its target decides what runs; refuse it.
+    [ ! -L "$probe" ] || fail "refusing host PATH entry $entry: $probe is a symbolic link to nothing"
+    probe=$(dirname -- "$probe")
+  done
   real=$(cd -P -- "$probe" 2>/dev/null && pwd -P) || fail "refusing host PATH entry $entry: cannot resolve it"
   safe_path_dir "$real"
 done
@@ -43,7 +47,7 @@ me=$(id -u)
 if [ "$me" = "$uid" ]; then
   switch=''
 elif [ "$me" = 0 ]; then
-  switch=runuser
+  switch=setpriv
 else
   fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
 fi
@@ -131,7 +135,11 @@ say "installed $installed, agent.crt, ca.pem"
 set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
   XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \
   /bin/sh -c "$BODY" "vault-rotation:$APP:$STEP"
-if [ -n "$switch" ]; then set -- runuser -u "$APP_USER" -- "$@"; fi
+# setpriv replaces itself with the body as the app user: no process of root's stays between the
+# time limit and the body (runuser would, and would SIGKILL the body 2s after passing on a SIGTERM,
+# cutting the rotate unit's restore short).
+gid=$(id -g -- "$APP_USER") || fail "no group for $APP_USER on $(uname -n)"
+if [ -n "$switch" ]; then set -- setpriv --reuid="$uid" --regid="$gid" --init-groups -- "$@"; fi
 # setsid -w: a new session (no controlling terminal), and the body's exit status is the step's.
 # timeout: the step's time limit, in the launcher's hands (root's on local hosts: the app
 # user cannot stop or signal it): SIGTERM, which the rotate unit answers by putting

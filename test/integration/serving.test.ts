@@ -116,7 +116,7 @@ if (runningAsRoot()) {
             process.kill(pid, "SIGHUP");
             await new Promise((r) => setTimeout(r, 500));
             const message = await checkFails("srv-a");
-            expect(message).toContain(`srv-a: through the edge proxy ${edge.listen} (Host srv-a.internal)`);
+            expect(message).toContain(`srv-a: through the edge proxy ${edge.listen} (Host srv-a.internal, GET /)`);
             expect(message).toContain("HTTP 502 from the edge proxy");
             expect(message).not.toContain("served certificate at");
         } finally {

@@ -185,18 +185,33 @@ it("a plant in one app's home fails that app and the update, while every other a
     expect(healed.steps.filter((s) => s.action === "replace").map((s) => s.name)).toEqual(expect.arrayContaining(["tb-b-agent-keygen", "tb-b-check"]));
 }, 300_000);
 
-it("an incident rotation (rotation.revokePreviousLeaf) revokes each app's previous leaf once the new one is in service", async () => {
+it("an incident rotation (rotation.revokePreviousLeaf) revokes each app's previous leaf once the new one is in service, and never a certificate the host planted", async () => {
     const leafBefore = (app: string) => (Object.values(state!.resources).find((e) => e.name === `${app}-check`)!.outputs.leafSerial as string);
-    const previous = { a: leafBefore("tb-a"), b: leafBefore("tb-b") };
+    const previousA = leafBefore("tb-a");
+    // tb-b's user plants another certificate of the same PKI (not its own) as its served fullchain,
+    // hoping the incident run revokes that one as "tb-b's previous leaf".
+    expect((await vaultRequest(vault, "POST", `${PKI}/roles/tb-other`, { allowed_domains: ["other.internal"], allow_bare_domains: true, server_flag: true, key_type: "ec", key_bits: 256, max_ttl: "2h" })).status).toBeLessThan(300);
+    const other = await vaultRequest<{ data: { certificate: string; serial_number: string } }>(vault, "POST", `${PKI}/issue/tb-other`, { common_name: "other.internal", ttl: "1h" });
+    const fullchainB = path.join(sandbox.home("tb-b"), "tls", "tb-b.fullchain.pem");
+    const asB = (cmd: string) => (runningAsRoot() ? execFileSync("runuser", ["-u", sandbox.user("tb-b").name, "--", "/bin/sh", "-c", cmd]) : execFileSync("/bin/sh", ["-c", cmd]));
+    asB(`printf '%s\\n' '${other.body.data.certificate}' > ${fullchainB}`);
     const rotation = { ...JSON.parse(config["vault-rotation:rotation"]), epoch: "tb-incident", revokePreviousLeaf: true };
-    const r = await applyProgram({ config: { ...config, "vault-rotation:rotation": JSON.stringify(rotation) }, state, vault, stack: "tb" });
-    state = r.state;
-    const revoked = async (serial: string) => Number((await vaultRequest<{ data: { revocation_time: number } }>(vault, "GET", `${PKI}/cert/${serial}`)).body.data.revocation_time) > 0;
-    for (const [app, serial] of [["tb-a", previous.a], ["tb-b", previous.b]] as const) {
-        const check = Object.values(state.resources).find((e) => e.name === `${app}-check`)!.outputs;
-        expect(check.previousLeafSerial).toBe(serial);
-        expect(check.revokedPreviousLeaf).toBe(serial);
-        expect(await revoked(serial)).toBe(true);
-        expect(await revoked(String(check.leafSerial))).toBe(false);
+    let failure: ApplyFailure | undefined;
+    try {
+        await applyProgram({ config: { ...config, "vault-rotation:rotation": JSON.stringify(rotation) }, state, vault, stack: "tb", continueOnError: true });
+    } catch (e) {
+        if (!(e instanceof ApplyFailure)) throw e;
+        failure = e;
     }
+    expect(failure?.failures.map((f) => f.name)).toEqual(["tb-b-check"]);
+    expect(failure!.message).toMatch(/tb-b: revoke previous leaf: expected the previous leaf .* to be tb-b\.internal's certificate as pki_tb issued it, found a certificate for other\.internal/);
+    state = failure!.result.state;
+    const revoked = async (serial: string) => Number((await vaultRequest<{ data: { revocation_time: number } }>(vault, "GET", `${PKI}/cert/${serial}`)).body.data.revocation_time) > 0;
+    // Not the planted certificate; tb-a's own previous leaf, yes, and not its new one.
+    expect(await revoked(other.body.data.serial_number)).toBe(false);
+    const checkA = Object.values(state.resources).find((e) => e.name === "tb-a-check")!.outputs;
+    expect(checkA.previousLeafSerial).toBe(previousA);
+    expect(checkA.revokedPreviousLeaf).toBe(previousA);
+    expect(await revoked(previousA)).toBe(true);
+    expect(await revoked(String(checkA.leafSerial))).toBe(false);
 }, 300_000);

@@ -19,14 +19,14 @@ export interface AppUser {
     created: boolean;
 }
 
-export type UserMode = "real users (root -> runuser -> app user)" | "same user (not root: no switch)";
+export type UserMode = "real users (root -> setpriv -> app user)" | "same user (not root: no switch)";
 
 export function runningAsRoot(): boolean {
     return process.getuid?.() === 0;
 }
 
 export function userMode(): UserMode {
-    return runningAsRoot() ? "real users (root -> runuser -> app user)" : "same user (not root: no switch)";
+    return runningAsRoot() ? "real users (root -> setpriv -> app user)" : "same user (not root: no switch)";
 }
 
 function idOf(name: string, flag: "-u" | "-g"): number {

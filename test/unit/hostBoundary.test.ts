@@ -7,6 +7,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { renderAgentKeygenBody, renderAgentKeygenScript, renderLauncher, renderRotateScript } from "../../components/renderers/scripts";
+import { parseHostState } from "../../lib/hostState";
 import { AGENT_CN, CERT, FakeHost, KEY_BLOCK, makeFakeHost, snapshot } from "../support/fakeHost";
 import { createAppUsers, removeAppUsers, runningAsRoot, userMode } from "../support/hostUsers";
 
@@ -130,6 +131,22 @@ describe(`files planted before the rotate step (${userMode()})`, () => {
         expect(r.status).not.toBe(0);
         expect(r.stderr).toContain("holds a CERTIFICATE block that is not a certificate; refusing to pass it on");
         expect(r.stdout).not.toContain(b64.split("\n")[1]);
+    });
+
+    it("a certificate block with the agent key's DER appended after the certificate passes on the certificate alone", () => {
+        rotatedOnce();
+        expect(host.runKeygen().status).toBe(0);
+        const key = spawnSync("openssl", ["pkey", "-in", host.paths.agentKeyNext, "-outform", "DER"]).stdout;
+        const cert = spawnSync("openssl", ["x509", "-outform", "DER"], { input: Buffer.from(CERT("NEW")) }).stdout;
+        // openssl x509 reads the certificate's DER and ignores what follows it in the block.
+        const b64 = Buffer.concat([cert, key]).toString("base64").replace(/.{1,64}/g, (l) => `${l}\n`);
+        fs.writeFileSync(host.nextRender, `-----BEGIN CERTIFICATE-----\n${b64}-----END CERTIFICATE-----\n${CERT("CA")}${KEY_BLOCK}`);
+        const r = host.runRotate();
+        expect(r.status).toBe(0);
+        const s = parseHostState(r.stdout);
+        expect(s.fullchain).toBe((CERT("NEW") + CERT("CA")).trim());
+        const keyB64 = key.toString("base64");
+        for (let i = 0; i + 16 <= keyB64.length; i += 16) expect(r.stdout.replace(/\n/g, "")).not.toContain(keyB64.slice(i, i + 16));
     });
 
     it("a status file that is not a hook report is not passed on", () => {
@@ -305,6 +322,14 @@ describe(`a host PATH entry writable by others (${userMode()})`, () => {
         const r = spawnSync("/bin/sh", ["-c", renderAgentKeygenScript({ ...host.u, hostPath: `${dir}:${host.u.hostPath}`, commonName: AGENT_CN })], { encoding: "utf8" });
         expect(r.status).not.toBe(0);
         expect(r.stderr.trim()).toBe(`vault-rotation: app-a: agent-keygen: refusing host PATH entry ${dir}: ${base} is writable by group or others (mode 777)`);
+    });
+
+    it("refuses a PATH entry that is a link to nothing (whoever creates its target decides what runs)", () => {
+        const link = path.join(host.root, "dangling-bin");
+        fs.symlinkSync(path.join(host.root, "not-yet"), link);
+        const r = spawnSync("/bin/sh", ["-c", renderAgentKeygenScript({ ...host.u, hostPath: `${link}:${host.u.hostPath}`, commonName: AGENT_CN })], { encoding: "utf8" });
+        expect(r.status).not.toBe(0);
+        expect(r.stderr.trim()).toBe(`vault-rotation: app-a: agent-keygen: refusing host PATH entry ${link}: ${link} is a symbolic link to nothing`);
     });
 
     it("accepts a root-owned directory below the sticky /tmp (no one else can rename it)", () => {

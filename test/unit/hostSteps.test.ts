@@ -265,7 +265,8 @@ describe(`the rotate unit (${userMode()})`, () => {
         fs.rmSync(hang);
         const done = await run.done;
         expect(done.status).not.toBe(0);
-        expect(done.stderr).toContain("vault-rotation: app-a: rotate: the step did not finish within 3s (rotation.stepTimeoutSeconds); it was stopped; the previous certificate is in service");
+        expect(done.stderr).toContain("vault-rotation: app-a: rotate: the step did not finish within 3s (rotation.stepTimeoutSeconds); it was stopped (what was put back is said above)");
+        expect(done.stderr).toContain(`restored the previous fullchain to ${host.paths.fullchain}`);
         expect(done.stderr).toContain("restarted vault-agent-app-a on the previous certificate");
         expect(served()).toContain(CERT("OLD"));
         expect(fs.readFileSync(host.paths.renderedFullchain, "utf8")).toContain(CERT("OLD"));

@@ -193,11 +193,11 @@ describe("renderer properties", () => {
         const u = { app: "app-a", user: "app-a", home: "/home/app-a", hostPath: "/usr/bin:/bin" };
         const launcher = renderLauncher(u, "rotate", "BODY-MARKER");
         const body = launcher.slice(launcher.indexOf("BODY="));
-        // Everything the launcher runs before the body: id, uname, runuser, env. No path under the home.
+        // Everything the launcher runs before the body: id, uname, stat, setpriv, env. No path under the home.
         const before = launcher.slice(0, launcher.indexOf("BODY="));
         expect(before).not.toMatch(/\$APP_HOME|mkdir|chmod|chown|mv |cat |head /);
         expect(body).toContain("env -i PATH=\"$HOST_PATH\" HOME=\"$APP_HOME\"");
-        expect(body).toContain('runuser -u "$APP_USER" --');
+        expect(body).toContain('setpriv --reuid="$uid" --regid="$gid" --init-groups -- "$@"');
         // In a session of its own, stdin from /dev/null, under the step's time limit.
         expect(body).toContain('env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid -w timeout -s TERM -k 10 300 "$@" </dev/null');
         expect(renderLauncher({ ...u, timeoutSeconds: 42 }, "rotate", "BODY-MARKER")).toContain("setsid -w timeout -s TERM -k 10 42 ");
