@@ -159,7 +159,7 @@ describe.each([
             expect(script).toMatch(/^CA_PEM='\\''[^']*\/vault\/ca\/ca\.pem'\\''$/m);
             // The launcher switches to the app user; the body alone touches the home.
             expect(script).toMatch(new RegExp(`^APP_USER='${app === "app-a" || app === "app-b" ? app : "[a-z-]+"}'$`, "m"));
-            expect(script).toContain('runuser -u "$APP_USER" --');
+            expect(script).toContain('setpriv --reuid="$uid" --regid="$gid" --init-groups --');
             expect(script).toContain(TEST_LISTENER_CA_PEM.split("\n")[1]);
             expect(files.inputs.stdin).toBeUndefined();
             expect(files.secretInputs).not.toContain("stdin");

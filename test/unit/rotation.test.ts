@@ -88,7 +88,7 @@ describe("host step order", () => {
     it("moves the agent's render aside, then restarts vault-agent-<app>, as the app user, in one unit", () => {
         const rotate = String(e.byName.get("app-b-leaf-rotate")!.inputs.create);
         expect(rotate).toContain("APP_USER='app-b'");
-        expect(rotate).toContain('runuser -u "$APP_USER" --');
+        expect(rotate).toContain('setpriv --reuid="$uid" --regid="$gid" --init-groups --');
         expect(rotate).toContain("SERVICE='\\''vault-agent-app-b'\\''");
         expect(rotate).toContain("RENDERED='\\''/home/app-b/vault/render/app-b.fullchain.pem'\\''");
         const moveAside = rotate.indexOf('mv -f -T -- "$RENDERED" "$RENDERED_PREV"');
