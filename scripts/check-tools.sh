@@ -6,7 +6,7 @@
 set -u
 for_what=${1:-test}
 packages=()
-# Debian puts daemons and admin tools (nginx, sshd, runuser, useradd) in
+# Debian puts daemons and admin tools (nginx, sshd, useradd) in
 # /usr/sbin, which an ordinary user's login PATH lacks: look there too.
 have() { # command
   command -v "$1" >/dev/null 2>&1 && return

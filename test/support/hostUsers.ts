@@ -2,7 +2,7 @@
 //
 // As root (CI, `sudo npm test`) every app gets a user of its own, created with
 // `useradd --system` under a unique name and removed again, so every host step
-// really crosses the root -> app user boundary through `runuser`. As anyone
+// really crosses the root -> app user boundary through `setpriv`. As anyone
 // else there is no second user to switch to: every app is the current user
 // ("same-user mode"), and the host steps run without switching.
 import { execFileSync, spawnSync } from "child_process";
