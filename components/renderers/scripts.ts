@@ -39,10 +39,12 @@ export interface HostUser {
  * /dev/null. The launcher's own commands (id, setpriv, env, setsid, timeout, stat) come
  * from a fixed system PATH, so a configured PATH entry can never put a program
  * in front of root; and every directory of the body's PATH (and each of its
- * ancestors) must be root's and writable by root only, or the step fails before
- * switching user, naming the first that is not.
+ * ancestors) must be root's (or the app user's own) and writable by no one else,
+ * or the step fails before switching user, naming the first that is not. The
+ * body runs under the step's time limit (timeout(1), outside the app user's reach
+ * on local hosts).
  *
- * Why a new session: switching user starts none (`runuser` did not either), nor do the command provider
+ * Why a new session: switching user starts none, nor do the command provider
  * or the engine's plugin launcher, so a body started from an operator's
  * terminal would otherwise hold that terminal as its controlling tty, and a
  * process of the app user could push input into root's shell (TIOCSTI).
