@@ -2,9 +2,10 @@
 // created, updated, replaced or left alone like the Pulumi engine would, against
 // a real Vault and this machine. Used by the real-Vault tests and the rehearsal.
 //
-// Why not the Pulumi CLI: it (and its provider plugins) cannot be downloaded
-// here. The program still runs unchanged through the SDK; this module stands in
-// for the engine and the providers:
+// Why not the Pulumi CLI: it and its provider plugins take long builds from
+// sources a fresh machine lacks (the engine tier runs them where they are). The
+// program still runs unchanged through the SDK; this module stands in for the
+// engine and the providers:
 //   - Vault resources go through Vault's HTTP API, with `@pulumi/vault` input
 //     names translated to Vault's parameters;
 //   - command.local runs its `create` script with its stdin and environment;
@@ -15,6 +16,10 @@
 //   - dynamic resources call this repo's provider objects directly.
 // State (inputs and outputs per URN) is kept between runs, so a second run with
 // the same inputs changes nothing and a new epoch replaces what it triggers.
+// Where the engine's own rules matter, they are modelled: dependents replaced
+// through ForceNew inputs (FORCE_NEW_FROM_OUTPUTS) and `--continue-on-error`.
+// The engine tier (test/engine/) compares this applier's step lists with the
+// real engine's for the same stack, so a drift between the two fails a test.
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
