@@ -353,10 +353,6 @@ const stackSchema = z
         stack.apps.forEach((app, i) => {
             stack.apps.forEach((other, j) => {
                 if (j >= i || machineId(app.host) !== machineId(other.host)) return;
-                // One Unix user is one principal: two apps under it could read each other's agent keys.
-                if (app.user === other.user) {
-                    ctx.addIssue({ code: "custom", path: ["apps", i, "user"], message: `${app.user} is also apps[${j}].user on the same host: every app needs a Unix user of its own` });
-                }
                 if (app.home === other.home) {
                     ctx.addIssue({ code: "custom", path: ["apps", i, "home"], message: `${app.home} is also apps[${j}].home: every app needs a home of its own` });
                 } else if (app.home.startsWith(`${other.home}/`) || other.home.startsWith(`${app.home}/`)) {
@@ -648,6 +644,11 @@ export interface RawStackInputs {
     namePrefix?: unknown;
     /** `vault-rotation:edge`, or undefined when the stack has no edge proxy. */
     edge?: unknown;
+    /**
+     * The non-root rehearsal (and test sandbox) runs every app as the current
+     * user: only there may apps share a Unix user (VAULT_ROTATION_SAME_USER_REHEARSAL=1).
+     */
+    sameUserRehearsal?: boolean;
 }
 
 /** A validated stack plus the listener CA bundle read from `vault:caCertFile`. */
@@ -683,6 +684,13 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
     }
 
     const problems: string[] = [];
+    // One Unix user is one principal: two apps under it on one machine could read each other's agent keys.
+    if (!raw.sameUserRehearsal) {
+        config.apps.forEach((app, i) => {
+            const j = config.apps.findIndex((other, k) => k < i && other.user === app.user && machineId(other.host) === machineId(app.host));
+            if (j >= 0) problems.push(`apps[${i}].user: ${app.user} is also apps[${j}].user on the same host: every app needs a Unix user of its own`);
+        });
+    }
     // One line for the missing ssh key, naming every host that needs it.
     const sshHosts = [
         ...config.apps.flatMap((app, i) => ("ssh" in app.host ? [`apps[${i}].host.ssh`] : [])),
@@ -752,5 +760,6 @@ export function readRawStackInputs(): RawStackInputs {
         kvSeedData,
         namePrefix: own.get("namePrefix"),
         edge: own.getObject("edge"),
+        sameUserRehearsal: process.env.VAULT_ROTATION_SAME_USER_REHEARSAL === "1",
     };
 }

@@ -14,6 +14,9 @@ import { readOidcToken, VaultConnection } from "./providers/connection";
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
 const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));
 const own = new pulumi.Config("vault-rotation");
+if (process.env.VAULT_ROTATION_SAME_USER_REHEARSAL === "1") {
+    void pulumi.log.warn("VAULT_ROTATION_SAME_USER_REHEARSAL=1: apps may share a Unix user (the non-root rehearsal only; never set it for a real stack)");
+}
 const decision = resolveEpoch(config.rotation, new Date());
 
 const connection: VaultConnection = { address: config.vault.address, caCertFile: config.vault.caCertFile, jwtAuth: config.vault.jwtAuth };

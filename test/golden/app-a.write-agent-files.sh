@@ -9,6 +9,15 @@ HOST_PATH='/usr/local/bin:/usr/bin:/bin'
 fail() { printf 'vault-rotation: %s: %s: %s\n' "$APP" "$STEP" "$*" >&2; exit 1; }
 command -v setsid >/dev/null 2>&1 || fail "setsid (util-linux) is missing on $(uname -n): the step must run without a terminal"
 uid=$(id -u -- "$APP_USER" 2>/dev/null) || fail "no user $APP_USER on $(uname -n)"
+[ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
+me=$(id -u)
+if [ "$me" = "$uid" ]; then
+  switch=''
+elif [ "$me" = 0 ]; then
+  switch=setpriv
+else
+  fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
+fi
 # Every directory of the body's PATH, and each ancestor, must be owned by root
 # (or by the app user itself, who can only hurt itself) and writable by no one
 # else: else another app's user could put a program of its own on this PATH.
@@ -42,15 +51,6 @@ while [ -n "$rest" ]; do
   real=$(cd -P -- "$probe" 2>/dev/null && pwd -P) || fail "refusing host PATH entry $entry: cannot resolve it"
   safe_path_dir "$real"
 done
-[ "$uid" != 0 ] || fail "refusing to run as $APP_USER: it has uid 0"
-me=$(id -u)
-if [ "$me" = "$uid" ]; then
-  switch=''
-elif [ "$me" = 0 ]; then
-  switch=setpriv
-else
-  fail "running as $(id -un): a host step runs as root (local host) or as $APP_USER itself (ssh host)"
-fi
 # The body is data for `sh -c` below, so nothing in it expands here.
 # shellcheck disable=SC2016
 BODY='set -eu

@@ -30,6 +30,7 @@ import { kvSeedProvider } from "../../providers/kvSeed";
 import { rotationCheckProvider } from "../../providers/rotationCheck";
 import { issuingChainProvider } from "../../providers/issuingChain";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
+import { runningAsRoot } from "./hostUsers";
 import { RemoteConnection, runRemote } from "./sshExec";
 import { vaultRequest, VaultConnection as TestVault } from "./vaultAdmin";
 
@@ -403,6 +404,9 @@ export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
     // Dynamic providers read the token from the environment, as under `pulumi up`.
     const savedToken = process.env.VAULT_TOKEN;
     process.env.VAULT_TOKEN = opts.vault.token;
+    // Not root: the sandbox runs every app as the current user (README, "Which user model ran").
+    const savedSameUser = process.env.VAULT_ROTATION_SAME_USER_REHEARSAL;
+    if (!runningAsRoot()) process.env.VAULT_ROTATION_SAME_USER_REHEARSAL = "1";
     try {
         const evaluation = await evaluateProgram({
             config: opts.config,
@@ -418,6 +422,8 @@ export async function applyProgram(opts: ApplyOptions): Promise<ApplyResult> {
     } finally {
         if (savedToken === undefined) delete process.env.VAULT_TOKEN;
         else process.env.VAULT_TOKEN = savedToken;
+        if (savedSameUser === undefined) delete process.env.VAULT_ROTATION_SAME_USER_REHEARSAL;
+        else process.env.VAULT_ROTATION_SAME_USER_REHEARSAL = savedSameUser;
     }
 }
 

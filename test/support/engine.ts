@@ -19,6 +19,7 @@ import * as path from "path";
 import * as yaml from "js-yaml";
 import type { Action, AppliedStep } from "./applier";
 import { REPO_ROOT } from "./harness";
+import { runningAsRoot } from "./hostUsers";
 
 type Automation = typeof import("@pulumi/pulumi/automation");
 type Stack = import("@pulumi/pulumi/automation").Stack;
@@ -331,6 +332,8 @@ export function engineEnv(tools: EngineTools, backendDir: string, vaultToken: st
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
         VAULT_TOKEN: vaultToken,
+        // Not root: the sandbox runs every app as the current user (README, "Which user model ran").
+        ...(runningAsRoot() ? {} : { VAULT_ROTATION_SAME_USER_REHEARSAL: "1" }),
     };
 }
 
