@@ -91,7 +91,8 @@ it("fails, naming the endpoint, when the endpoint is down", async () => {
     expect(message).toContain("look at the app's TLS listener");
     // Back up, as its container would be.
     const user = sandbox.user("srv-b").name;
-    const start = ["nginx", "-c", path.join(prefix, "nginx.conf"), "-p", `${prefix}/`, "-e", path.join(prefix, "error.log")];
+    // Debian puts nginx in /usr/sbin, off an ordinary user's PATH.
+    const start = [fs.existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx", "-c", path.join(prefix, "nginx.conf"), "-p", `${prefix}/`, "-e", path.join(prefix, "error.log")];
     const r = runningAsRoot() ? spawnSync("runuser", ["-u", user, "--", ...start]) : spawnSync(start[0], start.slice(1));
     expect(r.status).toBe(0);
 }, 60_000);
