@@ -431,18 +431,16 @@ restore() {
   rm -f -- "$ARMED"
 }
 trap restore EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# A signal ends the unit through its EXIT trap (restore() ignores them while it runs).
+exit_on_signals() { trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; }
+exit_on_signals
 
 # A unit that died before it could put things back (killed by the time limit, or its launcher
 # gone) left ARMED: put back first. In restore mode that is all; else the rotation follows.
 if [ -f "$ARMED" ]; then
   armed=1
   restore
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  exit_on_signals
 fi
 if [ "\${1:-}" = restore ]; then exit 1; fi
 
