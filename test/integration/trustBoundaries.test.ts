@@ -29,6 +29,10 @@ let sandbox: Sandbox;
 let config: Record<string, string>;
 let state: ApplierState | undefined;
 
+/** A shell command as the app's own Unix user (how its attacker plants things). */
+const asAppUser = (app: string, cmd: string) =>
+    runningAsRoot() ? execFileSync("runuser", ["-u", sandbox.user(app).name, "--", "/bin/sh", "-c", cmd]) : execFileSync("/bin/sh", ["-c", cmd]);
+
 async function apply(epoch: string): Promise<ApplyResult> {
     const r = await applyProgram({ config: withEpoch(config, epoch), state, vault, stack: "tb" });
     state = r.state;
@@ -153,9 +157,7 @@ it("a plant in one app's home fails that app and the update, while every other a
     const victimBefore = Object.values(state!.resources).find((e) => e.name === "tb-b-agent-cert")!.outputs.serialNumber as string;
     // tb-b's user replaces its ~/vault by a link (the step refuses it, rightly).
     const home = sandbox.home("tb-b");
-    const asB = (cmd: string) =>
-        runningAsRoot() ? execFileSync("runuser", ["-u", sandbox.user("tb-b").name, "--", "/bin/sh", "-c", cmd]) : execFileSync("/bin/sh", ["-c", cmd]);
-    asB(`mv ${home}/vault ${home}/vault.real && ln -s ${home}/vault.real ${home}/vault`);
+    asAppUser("tb-b", `mv ${home}/vault ${home}/vault.real && ln -s ${home}/vault.real ${home}/vault`);
     let failure: ApplyFailure | undefined;
     try {
         await applyProgram({ config: withEpoch(config, "tb-4"), state, vault, stack: "tb", continueOnError: true });
@@ -180,7 +182,7 @@ it("a plant in one app's home fails that app and the update, while every other a
     // tb-b keeps what it had: its recorded cert is still the one its host holds.
     expect(Object.values(state.resources).find((e) => e.name === "tb-b-agent-cert")!.outputs.serialNumber).toBe(victimBefore);
     // Once the plant is gone, the next run rotates tb-b too.
-    asB(`rm ${home}/vault && mv ${home}/vault.real ${home}/vault`);
+    asAppUser("tb-b", `rm ${home}/vault && mv ${home}/vault.real ${home}/vault`);
     const healed = await apply("tb-4");
     expect(healed.steps.filter((s) => s.action === "replace").map((s) => s.name)).toEqual(expect.arrayContaining(["tb-b-agent-keygen", "tb-b-check"]));
 }, 300_000);
@@ -193,8 +195,7 @@ it("an incident rotation (rotation.revokePreviousLeaf) revokes each app's previo
     expect((await vaultRequest(vault, "POST", `${PKI}/roles/tb-other`, { allowed_domains: ["other.internal"], allow_bare_domains: true, server_flag: true, key_type: "ec", key_bits: 256, max_ttl: "2h" })).status).toBeLessThan(300);
     const other = await vaultRequest<{ data: { certificate: string; serial_number: string } }>(vault, "POST", `${PKI}/issue/tb-other`, { common_name: "other.internal", ttl: "1h" });
     const fullchainB = path.join(sandbox.home("tb-b"), "tls", "tb-b.fullchain.pem");
-    const asB = (cmd: string) => (runningAsRoot() ? execFileSync("runuser", ["-u", sandbox.user("tb-b").name, "--", "/bin/sh", "-c", cmd]) : execFileSync("/bin/sh", ["-c", cmd]));
-    asB(`printf '%s\\n' '${other.body.data.certificate}' > ${fullchainB}`);
+    asAppUser("tb-b", `printf '%s\\n' '${other.body.data.certificate}' > ${fullchainB}`);
     const rotation = { ...JSON.parse(config["vault-rotation:rotation"]), epoch: "tb-incident", revokePreviousLeaf: true };
     let failure: ApplyFailure | undefined;
     try {

@@ -193,7 +193,6 @@ export class Applier {
         const inputs = registration.inputs;
         const trigger = registration.replacementTrigger;
         const prior = this.previous.resources[urn];
-        const unknownForceNew = (FORCE_NEW_FROM_OUTPUTS[args.type] ?? []).some((k) => (registration.propertyDependencies[k] ?? []).some((u) => this.renewed.has(u)));
         // --continue-on-error: a resource that depends on a failed one is not performed and keeps its
         // recorded state, as the engine never registers it. (The program still needs its outputs to
         // go on: the recorded ones. Without any, this applier cannot continue: it fails there.)
@@ -204,6 +203,7 @@ export class Applier {
             this.next.resources[urn] = prior;
             return { id: prior.id, state: prior.outputs };
         }
+        const unknownForceNew = (FORCE_NEW_FROM_OUTPUTS[args.type] ?? []).some((k) => (registration.propertyDependencies[k] ?? []).some((u) => this.renewed.has(u)));
         let action: Action;
         if (!prior) action = "create";
         else if (unknownForceNew) action = "replace";
