@@ -221,6 +221,8 @@ const LEAF_TTL_MAX = 90 * 86400;
 const appSchema = z
     .object({
         name: z.string().regex(NAME, { message: "must match [a-z][a-z0-9-]*" }).max(40),
+        // This app's own epoch (an emergency): changing it rotates this app alone (appEpoch()).
+        epoch: z.string().regex(EPOCH, { message: "must be 1-64 characters of letters, digits, '.', '_', ':' and '-'" }).optional(),
         user: unixUser,
         home: userHome,
         host: hostSchema,
@@ -307,18 +309,20 @@ const stackSchema = z
             .object({
                 address: z.string().regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?$/, { message: "must be https://host[:port]" }),
                 agentAddress: z.string().regex(/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?$/, { message: "must be https://host[:port]" }).optional(),
-                caCertFile: z.string().regex(/^\/[A-Za-z0-9._\/-]+$/, { message: "must be an absolute path" }),
+                // Optional here: without it the CA comes from VAULT_CACERT (validateStackInputs).
+                caCertFile: z.string().regex(/^\/[A-Za-z0-9._\/-]+$/, { message: "must be an absolute path" }).optional(),
                 pkiMount: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
                 issuerCommonName: z.string().regex(CN_TEXT, { message: "must be letters, digits, spaces, '.', '_' and '-'" }),
                 certAuthPath: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
                 kvMount: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
+                // Removed: a second Vault identity in one run (the JWT login next to VAULT_TOKEN).
                 jwtAuth: z
-                    .object({
-                        mount: z.string().regex(MOUNT, { message: "must match [A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*" }),
-                        role: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: "must be a Vault role name" }),
-                    })
-                    .strict()
-                    .optional(),
+                    .unknown()
+                    .optional()
+                    .refine((v) => v === undefined, {
+                        message:
+                            "is no longer read: a Pulumi Deployment gets VAULT_TOKEN from the stack's ESC environment (deploy/README.md, \"Vault credentials\"), an operator from their own shell; remove this key",
+                    }),
             })
             .strict(),
         apps: z.array(appSchema).min(1),
@@ -368,6 +372,16 @@ const stackSchema = z
                         ctx.addIssue({ code: "custom", path: ["apps", i, "leaf", "allowedDomains", k], message: `${d} is edge.serverName: the app's agent could issue the edge proxy's own certificate` });
                     }
                 });
+                // The hook runs as the app user and reaches only that user's podman; the edge
+                // proxy is the edge user's container, and a new app leaf needs no edge reload
+                // (it verifies each upstream connection against the bundle this program keeps).
+                if (app.reload.proxy !== undefined && app.reload.proxy === edge.reload) {
+                    ctx.addIssue({
+                        code: "custom",
+                        path: ["apps", i, "reload", "proxy"],
+                        message: `${app.reload.proxy} is edge.reload: the edge proxy runs as ${edge.user}, and this app's hook (run as ${app.user}) cannot reach that user's podman; remove it (the edge needs no reload for a new app leaf)`,
+                    });
+                }
                 if (machineId(app.host) !== machineId(edge.host)) return;
                 if (app.home === edge.home || app.home.startsWith(`${edge.home}/`) || edge.home.startsWith(`${app.home}/`)) {
                     ctx.addIssue({ code: "custom", path: ["edge", "home"], message: `${edge.home} and apps[${i}].home (${app.home}) are equal or nested: the edge proxy needs a home of its own` });
@@ -605,6 +619,17 @@ export function resolveEpoch(rotation: StackConfig["rotation"], now: Date): Epoc
 }
 
 /**
+ * The epoch one app's credentials follow: the stack's, or, while
+ * `apps[i].epoch` is set, the stack's and the app's together. Changing the
+ * app's own epoch replaces that app's credentials alone; the stack's epoch
+ * (a new schedule bucket) still rotates every app. An app without its own epoch
+ * keeps exactly the stack's epoch, so adding the key to one app rotates no other.
+ */
+export function appEpoch(stackEpoch: string, app: Pick<AppConfig, "epoch">): string {
+    return app.epoch === undefined ? stackEpoch : `${stackEpoch}+app:${app.epoch}`;
+}
+
+/**
  * A host step's time limit: configured, else waitSeconds + 120 (the rotate unit
  * waits up to waitSeconds for the render; the rest is restart, checks and, on
  * failure, putting the previous certificate back).
@@ -636,6 +661,8 @@ export interface RawStackInputs {
     vaultAddress: unknown;
     /** `vault:caCertFile` */
     vaultCaCertFile: unknown;
+    /** VAULT_CACERT of the Pulumi process: the CA file when `vault:caCertFile` is not set (an ESC `files` export). */
+    vaultCaCertEnv?: string;
     /** Whether the secret `vault-rotation:sshPrivateKey` is set. */
     hasSshPrivateKey: boolean;
     /** The parsed secret `vault-rotation:kvSeedData`, only to check its shape (never logged). */
@@ -651,7 +678,7 @@ export interface RawStackInputs {
     sameUserRehearsal?: boolean;
 }
 
-/** A validated stack plus the listener CA bundle read from `vault:caCertFile`. */
+/** A validated stack plus the listener CA bundle read from `vault:caCertFile` (or VAULT_CACERT). */
 export interface LoadedStack {
     config: StackConfig;
     listenerCaPem: string;
@@ -721,13 +748,26 @@ export function validateStackInputs(raw: RawStackInputs, readFile: (path: string
             `vault-rotation:vault.certAuthPath: with namePrefix ${JSON.stringify(prefix)} the cert auth mount must be this stack's own, ending in "-${prefix}" (e.g. "cert-${prefix}"); got ${JSON.stringify(config.vault.certAuthPath)}`,
         );
     }
+    // The stack's own file wins; else the one the environment names (an ESC
+    // environment writes the CA to a fresh temp file per run and exports its path).
+    const envCa = raw.vaultCaCertEnv?.trim() ? raw.vaultCaCertEnv.trim() : undefined;
+    const caFile = config.vault.caCertFile ?? envCa;
+    const caKey = config.vault.caCertFile !== undefined ? "vault:caCertFile" : "VAULT_CACERT";
     let listenerCaPem = "";
-    try {
-        listenerCaPem = readFile(config.vault.caCertFile);
-        const problem = certificateBundleProblem(listenerCaPem);
-        if (problem) problems.push(`vault:caCertFile: ${config.vault.caCertFile} ${problem}`);
-    } catch (e) {
-        problems.push(`vault:caCertFile: cannot read ${config.vault.caCertFile}: ${(e as Error).message}`);
+    if (caFile === undefined) {
+        problems.push(
+            "vault:caCertFile: required: the PEM bundle that verifies Vault's listener (also written to each host as ca.pem); or export VAULT_CACERT, as the stack's ESC environment does (deploy/README.md)",
+        );
+    } else if (!caFile.startsWith("/")) {
+        problems.push(`${caKey}: must be an absolute path (got ${JSON.stringify(caFile)})`);
+    } else {
+        try {
+            listenerCaPem = readFile(caFile);
+            const problem = certificateBundleProblem(listenerCaPem);
+            if (problem) problems.push(`${caKey}: ${caFile} ${problem}`);
+        } catch (e) {
+            problems.push(`${caKey}: cannot read ${caFile}: ${(e as Error).message}`);
+        }
     }
     if (problems.length > 0) throw new ConfigError(problems);
     return { config, listenerCaPem };
@@ -756,6 +796,7 @@ export function readRawStackInputs(): RawStackInputs {
         apps: own.getObject("apps"),
         vaultAddress: vaultProvider.get("address"),
         vaultCaCertFile: vaultProvider.get("caCertFile"),
+        vaultCaCertEnv: process.env.VAULT_CACERT,
         hasSshPrivateKey: (pulumi.runtime.getConfig("vault-rotation:sshPrivateKey") ?? "") !== "",
         kvSeedData,
         namePrefix: own.get("namePrefix"),

@@ -2,14 +2,13 @@
 // Vault objects and one AppRotation per app, export what operators read.
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
-import * as vault from "@pulumi/vault";
-import { durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, stepTimeoutSeconds, validateStackInputs } from "./config";
+import { appEpoch, durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, stepTimeoutSeconds, validateStackInputs } from "./config";
 import { AppRotation, AppRotationArgs } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
 import { DEFAULT_HOST_PATH } from "./components/renderers/scripts";
 import { StackBase } from "./components/stackBase";
 import { EdgeTrust } from "./components/edgeTrust";
-import { readOidcToken, VaultConnection } from "./providers/connection";
+import type { VaultConnection } from "./providers/connection";
 
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
 const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));
@@ -19,36 +18,24 @@ if (process.env.VAULT_ROTATION_SAME_USER_REHEARSAL === "1") {
 }
 const decision = resolveEpoch(config.rotation, new Date());
 
-const connection: VaultConnection = { address: config.vault.address, caCertFile: config.vault.caCertFile, jwtAuth: config.vault.jwtAuth };
+// One Vault identity per run: the vault provider plugin and the dynamic providers
+// both take VAULT_TOKEN (else ~/.vault-token) from the Pulumi process, which in a
+// Deployment the stack's ESC environment exports (deploy/README.md); no token is
+// an input of any resource. The CA file is an input only when the stack names it:
+// VAULT_CACERT (ESC's per-run temp file) is read when a provider runs.
+const connection: VaultConnection = {
+    address: config.vault.address,
+    ...(config.vault.caCertFile !== undefined ? { caCertFile: config.vault.caCertFile } : {}),
+};
 const anyKv = config.apps.some((a) => a.kv.access);
 
-// Unattended runs (Pulumi Deployments) log in with the Deployment's OIDC token
-// through Vault's JWT auth: no long-lived token is stored anywhere. Without an
-// OIDC token (an operator's shell), the same provider falls back to VAULT_TOKEN.
-// The login token is used directly (no child token): its TTL is the JWT role's,
-// and the deployer needs no right to create tokens.
-const jwtAuth = config.vault.jwtAuth;
-const oidcToken = jwtAuth ? readOidcToken() : undefined;
-const vaultProvider = jwtAuth
-    ? new vault.Provider("vault-jwt", {
-          address: config.vault.address,
-          caCertFile: config.vault.caCertFile,
-          skipChildToken: true,
-          authLoginJwt: oidcToken ? { mount: jwtAuth.mount, role: jwtAuth.role, jwt: pulumi.secret(oidcToken) } : undefined,
-      })
-    : undefined;
-const providers = vaultProvider ? { providers: [vaultProvider] } : {};
-
-const base = new StackBase(
-    "vault-rotation",
-    {
-        certAuthPath: config.vault.certAuthPath,
-        debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
-        namePrefix: config.namePrefix,
-        kv: anyKv ? { connection, mount: config.vault.kvMount } : undefined,
-    },
-    providers,
-);
+const base = new StackBase("vault-rotation", {
+    connection,
+    certAuthPath: config.vault.certAuthPath,
+    debugPolicy: config.apps.some((a) => a.agent.debugPolicy),
+    namePrefix: config.namePrefix,
+    kvMount: anyKv ? config.vault.kvMount : undefined,
+});
 
 const sshKey = own.getSecret("sshPrivateKey");
 const stepTimeout = stepTimeoutSeconds(config.rotation);
@@ -79,7 +66,6 @@ const edgeTrust = edge
               trustReload: edge.trustReload,
               signal: edge.signal,
           },
-          providers,
       )
     : undefined;
 const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kvSeedData");
@@ -92,7 +78,7 @@ const rotations = config.apps.map((app) => {
         user: app.user,
         home: app.home,
         host,
-        epoch: decision.epoch,
+        epoch: appEpoch(decision.epoch, app),
         connection,
         agentVaultAddress: config.vault.agentAddress ?? config.vault.address,
         listenerCaPem,
@@ -126,7 +112,9 @@ const rotations = config.apps.map((app) => {
             : undefined,
         reload: { label: app.reload.label, proxy: app.reload.proxy, signal: app.reload.signal },
         waitSeconds: config.rotation.waitSeconds,
-        revokePreviousLeaf: config.rotation.revokePreviousLeaf,
+        // An app's own epoch is an emergency (a compromised app): its rotations also
+        // revoke the leaf they replace, once the new one is served.
+        revokePreviousLeaf: config.rotation.revokePreviousLeaf === true || app.epoch !== undefined,
         leafMinRemainingSeconds: durationSeconds(config.rotation.leafMinRemaining),
         serve: app.serve
             ? {
@@ -137,7 +125,7 @@ const rotations = config.apps.map((app) => {
             : undefined,
         edgeReady: app.serve && edgeTrust ? edgeTrust.bundleWritten : undefined,
     };
-    return new AppRotation(app.name, args, providers);
+    return new AppRotation(app.name, args);
 });
 
 /**
@@ -151,7 +139,25 @@ export const rotationPlan = {
     epochSource: decision.source,
     bucketStart: decision.bucketStart,
     nextScheduledRotation: decision.nextRotation,
-    apps: Object.fromEntries(config.apps.map((app, i) => [app.name, rotations[i].renewal])),
+    apps: Object.fromEntries(
+        config.apps.map((app, i) => [
+            app.name,
+            rotations[i].renewal.apply((r) => ({ ...r, epoch: appEpoch(decision.epoch, app), ...(app.epoch !== undefined ? { appEpoch: app.epoch } : {}) })),
+        ]),
+    ),
+};
+
+/**
+ * The first run against a Vault the runbook configured: whether the cert auth
+ * method was adopted, and the mappings it held then that this stack does not
+ * manage (old names: remove them by hand, docs/OPERATIONS.md "Adopting a
+ * hand-run setup"). Per-object takeover notes are in the update's log.
+ */
+export const adoption = {
+    certAuthMethod: base.certAuthAdopted.apply((adopted) => (adopted ? `adopted auth/${config.vault.certAuthPath}/ (it existed)` : `enabled auth/${config.vault.certAuthPath}/`)),
+    mappingsNotManaged: pulumi
+        .all([base.preexistingMappings, pulumi.all(rotations.map((r) => r.mappingName))])
+        .apply(([before, managed]) => (before ?? []).filter((m) => !managed.includes(m))),
 };
 
 /** One report per app; never a key. */

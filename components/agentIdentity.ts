@@ -4,7 +4,7 @@ import * as vault from "@pulumi/vault";
 import { CertRevocation } from "../providers/certRevocation";
 import type { VaultConnection } from "../providers/connection";
 import { hostCommand, HostTarget } from "./hostCommand";
-import { restrictedRoleArgs } from "./pkiRole";
+import { restrictedRoleArgs, type RestrictedRoleInput } from "./pkiRole";
 import { debugPolicyName, vaultNames } from "../lib/naming";
 import { renderIssuePolicy, renderMarkerPolicy } from "./renderers/policies";
 import { renderAgentFilesScript, renderAgentKeygenScript } from "./renderers/scripts";
@@ -44,6 +44,38 @@ export interface AgentIdentityArgs {
     connection: VaultConnection;
     /** Token TTL of agent logins, seconds. */
     tokenTtlSeconds: number;
+    /** Reads what already exists before the first write (VaultTakeover): every Vault object here waits for it. */
+    takeover?: pulumi.Resource;
+}
+
+/** The agent role: client certs for the agent's CN only, carrying the stack's OU mark for the agent. */
+export function agentRoleInput(a: Pick<AgentIdentityArgs, "app" | "namePrefix" | "pkiMount" | "commonName" | "ttlSeconds">): RestrictedRoleInput {
+    const names = vaultNames(a.app, a.namePrefix);
+    return { backend: a.pkiMount, name: names.agentRole, usage: "client", allowedDomains: [a.commonName], ttlSeconds: a.ttlSeconds, organizationalUnit: names.agentIdentityOu };
+}
+
+/** The policies the mapping attaches, in order (Vault adds `default` at login). */
+export function mappingPolicyNames(a: Pick<AgentIdentityArgs, "app" | "namePrefix" | "markerPolicy" | "debugPolicy" | "extraPolicies">): string[] {
+    const names = vaultNames(a.app, a.namePrefix);
+    return [
+        names.issuePolicy,
+        ...(a.markerPolicy ? [names.markerPolicy] : []),
+        ...a.extraPolicies,
+        // debug-policy itself is a stack-level object (several apps may use it); this only attaches it.
+        ...(a.debugPolicy ? [debugPolicyName(a.namePrefix)] : []),
+    ];
+}
+
+/** The mapping's fields besides its certificate, as Vault's API names them (the takeover notes compare them). */
+export function mappingVaultParams(a: Pick<AgentIdentityArgs, "app" | "namePrefix" | "commonName" | "markerPolicy" | "debugPolicy" | "extraPolicies" | "tokenTtlSeconds">): Record<string, unknown> {
+    return {
+        allowed_common_names: [a.commonName],
+        allowed_organizational_units: [vaultNames(a.app, a.namePrefix).agentIdentityOu],
+        token_policies: mappingPolicyNames(a),
+        token_ttl: a.tokenTtlSeconds,
+        token_max_ttl: a.tokenTtlSeconds * 2,
+        token_type: "service",
+    };
 }
 
 export class AgentIdentity extends pulumi.ComponentResource {
@@ -61,6 +93,12 @@ export class AgentIdentity extends pulumi.ComponentResource {
     public readonly certPem: pulumi.Output<string>;
     /** The command that wrote key, cert and CA to the host; later steps depend on it. */
     public readonly filesWritten: pulumi.Resource;
+    /**
+     * Serial (hex) of the agent cert the files step replaced on the host, as the
+     * host reported it ("" when none): on a first run, the runbook's. Untrusted:
+     * RotationCheck revokes it only when Vault issued it for this agent's CN.
+     */
+    public readonly replacedCertSerial: pulumi.Output<string>;
 
     constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AgentIdentity", name, {}, opts);
@@ -71,18 +109,8 @@ export class AgentIdentity extends pulumi.ComponentResource {
         // carries this stack's mark for the agent in its OU, which the mapping
         // requires: a certificate for the same CN from a role of another stack
         // (another prefix) or of anyone else on this mount does not carry it.
-        const role = new vault.pkisecret.SecretBackendRole(
-            `${name}-role`,
-            restrictedRoleArgs({
-                backend: args.pkiMount,
-                name: names.agentRole,
-                usage: "client",
-                allowedDomains: [args.commonName],
-                ttlSeconds: args.ttlSeconds,
-                organizationalUnit: names.agentIdentityOu,
-            }),
-            { parent: this },
-        );
+        const after = args.takeover ? [args.takeover] : [];
+        const role = new vault.pkisecret.SecretBackendRole(`${name}-role`, restrictedRoleArgs(agentRoleInput(args)), { parent: this, dependsOn: after });
 
         // The key is generated on the host, as the app user, and never leaves it:
         // this step keeps it beside the live one (agent.key.next) and prints its
@@ -121,19 +149,15 @@ export class AgentIdentity extends pulumi.ComponentResource {
         const issuePolicy = new vault.Policy(
             `${name}-issue-policy`,
             { name: names.issuePolicy, policy: renderIssuePolicy(args.pkiMount, names.leafRole) },
-            { parent: this },
+            { parent: this, dependsOn: after },
         );
         const policyResources: pulumi.Resource[] = [issuePolicy];
-        const policyNames = [names.issuePolicy];
         if (args.markerPolicy) {
             policyResources.push(
-                new vault.Policy(`${name}-marker-policy`, { name: names.markerPolicy, policy: renderMarkerPolicy(args.app) }, { parent: this }),
+                new vault.Policy(`${name}-marker-policy`, { name: names.markerPolicy, policy: renderMarkerPolicy(args.app) }, { parent: this, dependsOn: after }),
             );
-            policyNames.push(names.markerPolicy);
         }
-        policyNames.push(...args.extraPolicies);
-        // debug-policy itself is a stack-level object (several apps may use it); this only attaches it.
-        if (args.debugPolicy) policyNames.push(debugPolicyName(args.namePrefix));
+        const policyNames = mappingPolicyNames(args);
 
         // The mapping trusts exactly the CA that issued the agent's cert: not the
         // root (any other intermediate under it could then issue for this CN),
@@ -164,7 +188,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
             // stated here rather than left to the provider's naming rule. The path is
             // gone until the new cert is signed and the mapping written again (a few
             // Vault requests), before this app's agent restarts.
-            { parent: this, dependsOn: policyResources, deleteBeforeReplace: true },
+            { parent: this, dependsOn: [...policyResources, ...after], deleteBeforeReplace: true },
         );
 
         const filesScript = pulumi
@@ -198,6 +222,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
         this.certRenewPending = cert.renewPending.apply((p) => p === true);
         this.certPem = cert.certificate;
         this.filesWritten = files;
+        this.replacedCertSerial = files.stdout.apply((out) => /^replaced_agent_cert_serial=([0-9A-Fa-f]{1,64})$/m.exec(out ?? "")?.[1] ?? "");
         this.registerOutputs({
             roleName: this.roleName,
             mappingName: this.mappingName,

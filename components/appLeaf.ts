@@ -7,7 +7,7 @@ import * as vault from "@pulumi/vault";
 import type { VaultConnection } from "../providers/connection";
 import { KvSeed } from "../providers/kvSeed";
 import { hostCommand, HostTarget } from "./hostCommand";
-import { restrictedRoleArgs } from "./pkiRole";
+import { restrictedRoleArgs, type RestrictedRoleInput } from "./pkiRole";
 import { hostPaths, vaultNames } from "../lib/naming";
 import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
 import { renderKvPolicy } from "./renderers/policies";
@@ -75,6 +75,13 @@ export interface AppLeafArgs {
     reloadSignal: string;
     /** Seconds to wait for the agent to render a new fullchain. */
     waitSeconds: number;
+    /** Reads what already exists before the first write (VaultTakeover): the role and KV policy wait for it. */
+    takeover?: pulumi.Resource;
+}
+
+/** The leaf role: server certs for the configured names only. */
+export function leafRoleInput(a: Pick<AppLeafArgs, "app" | "namePrefix" | "pkiMount" | "allowedDomains" | "ttlSeconds">): RestrictedRoleInput {
+    return { backend: a.pkiMount, name: vaultNames(a.app, a.namePrefix).leafRole, usage: "server", allowedDomains: a.allowedDomains, ttlSeconds: a.ttlSeconds };
 }
 
 export class AppLeaf extends pulumi.ComponentResource {
@@ -96,11 +103,8 @@ export class AppLeaf extends pulumi.ComponentResource {
         const paths = hostPaths(args.home, args.app);
 
         // Server certs only, only the configured names; every permissive default off.
-        const role = new vault.pkisecret.SecretBackendRole(
-            `${name}-role`,
-            restrictedRoleArgs({ backend: args.pkiMount, name: names.leafRole, usage: "server", allowedDomains: args.allowedDomains, ttlSeconds: args.ttlSeconds }),
-            { parent: this },
-        );
+        const after = args.takeover ? [args.takeover] : [];
+        const role = new vault.pkisecret.SecretBackendRole(`${name}-role`, restrictedRoleArgs(leafRoleInput(args)), { parent: this, dependsOn: after });
 
         this.policies = [];
         if (args.kv) {
@@ -109,7 +113,7 @@ export class AppLeaf extends pulumi.ComponentResource {
                 new vault.Policy(
                     `${name}-kv-policy`,
                     { name: names.kvPolicy, policy: pulumi.output(kv.version).apply((v) => renderKvPolicy(kv.mount, names.qualified, v)) },
-                    { parent: this },
+                    { parent: this, dependsOn: after },
                 ),
             );
         }

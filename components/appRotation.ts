@@ -2,8 +2,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck, type ServeTarget } from "../providers/rotationCheck";
-import { AgentIdentity } from "./agentIdentity";
-import { AppLeaf } from "./appLeaf";
+import { VaultTakeover, type TakenOverObject } from "../providers/vaultTakeover";
+import { AgentIdentity, agentRoleInput, mappingVaultParams } from "./agentIdentity";
+import { AppLeaf, leafRoleInput } from "./appLeaf";
+import { restrictedRoleVaultParams } from "./pkiRole";
+import { renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "./renderers/policies";
 import type { HostTarget } from "./hostCommand";
 import { expectedTokenPolicies, vaultNames } from "../lib/naming";
 
@@ -83,6 +86,8 @@ export interface RotationReport {
     agentCertNotAfter: string;
     leafSerial: string;
     previousLeafSerial: string;
+    /** A hand-issued agent cert the host held before (the runbook's), revoked by this run ("" when none). */
+    revokedHandIssuedAgentCert: string;
     leafNotAfter: string;
     leafDaysLeft: number;
     kvStatus: string;
@@ -117,6 +122,34 @@ export class AppRotation extends pulumi.ComponentResource {
     constructor(name: string, args: AppRotationArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:AppRotation", name, {}, opts);
         const names = vaultNames(args.app, args.namePrefix);
+        const identityArgs = {
+            app: args.app,
+            namePrefix: args.namePrefix,
+            pkiMount: args.pkiMount,
+            commonName: args.agent.commonName,
+            ttlSeconds: args.agent.ttlSeconds,
+            markerPolicy: args.agent.markerPolicy,
+            debugPolicy: args.agent.debugPolicy,
+            // The leaf half owns the KV policy; the mapping only names it.
+            extraPolicies: args.kv ? [names.kvPolicy] : [],
+            tokenTtlSeconds: args.agent.tokenTtlSeconds,
+        };
+
+        // A Vault the runbook configured already holds these objects: say, per object,
+        // what the first write changes (the writes themselves are upserts), before it.
+        const kv = args.kv;
+        const objects: pulumi.Input<TakenOverObject>[] = [
+            { kind: "pki-role", mount: args.pkiMount, name: names.agentRole, want: restrictedRoleVaultParams(agentRoleInput(identityArgs)) },
+            { kind: "pki-role", mount: args.pkiMount, name: names.leafRole, want: restrictedRoleVaultParams(leafRoleInput({ ...args, ...args.leaf })) },
+            { kind: "policy", name: names.issuePolicy, policy: renderIssuePolicy(args.pkiMount, names.leafRole) },
+            ...(args.agent.markerPolicy ? [{ kind: "policy" as const, name: names.markerPolicy, policy: renderMarkerPolicy(args.app) }] : []),
+            ...(kv ? [pulumi.output(kv.version).apply((v): TakenOverObject => ({ kind: "policy", name: names.kvPolicy, policy: renderKvPolicy(kv.mount, names.qualified, v) }))] : []),
+            { kind: "cert-mapping", authPath: args.certAuthPathName, name: names.mapping, want: mappingVaultParams(identityArgs), issuingCaFrom: args.pkiMount },
+        ];
+        const takeover = new VaultTakeover(`${name}-takeover`, { connection: args.connection, objects }, { parent: this, dependsOn: args.stackReady });
+        takeover.notes.apply((notes) => {
+            for (const note of notes ?? []) void pulumi.log.info(note, takeover);
+        });
 
         this.identity = new AgentIdentity(
             `${name}-agent`,
@@ -134,11 +167,11 @@ export class AppRotation extends pulumi.ComponentResource {
                 renewBeforeSeconds: args.agent.renewBeforeSeconds,
                 markerPolicy: args.agent.markerPolicy,
                 debugPolicy: args.agent.debugPolicy,
-                // The leaf half owns the KV policy; the mapping only names it.
-                extraPolicies: args.kv ? [names.kvPolicy] : [],
+                extraPolicies: identityArgs.extraPolicies,
                 listenerCaPem: args.listenerCaPem,
                 connection: args.connection,
                 tokenTtlSeconds: args.agent.tokenTtlSeconds,
+                takeover,
             },
             { parent: this, dependsOn: args.stackReady },
         );
@@ -169,6 +202,7 @@ export class AppRotation extends pulumi.ComponentResource {
                 reloadProxy: args.reload.proxy,
                 reloadSignal: args.reload.signal,
                 waitSeconds: args.waitSeconds,
+                takeover,
             },
             { parent: this },
         );
@@ -195,12 +229,17 @@ export class AppRotation extends pulumi.ComponentResource {
                 minRemainingSeconds: args.leafMinRemainingSeconds,
                 serve: args.serve,
                 ...(args.revokePreviousLeaf ? { revokePreviousLeaf: true } : {}),
+                replacedAgentCertSerial: this.identity.replacedCertSerial,
             },
             { parent: this, dependsOn: [this.leaf.rotated, ...this.leaf.policies, ...(args.edgeReady ? [args.edgeReady] : [])] },
         );
         // A version mismatch between agent and server is a warning, never a failure.
         check.versionWarning.apply((w) => {
             if (w) void pulumi.log.warn(w, this);
+        });
+        // A hand-issued agent cert the host held that could not be revoked (not this PKI's, another name).
+        check.replacedAgentCertNote.apply((note) => {
+            if (note) void pulumi.log.warn(note, this);
         });
 
         this.agentRoleName = this.identity.roleName;
@@ -226,6 +265,7 @@ export class AppRotation extends pulumi.ComponentResource {
             agentCertNotAfter: this.agentCertNotAfter,
             leafSerial: check.leafSerial,
             previousLeafSerial: check.previousLeafSerial,
+            revokedHandIssuedAgentCert: check.revokedReplacedAgentCert.apply((s) => s ?? ""),
             leafNotAfter: check.leafNotAfter,
             leafDaysLeft: check.leafDaysLeft,
             kvStatus: this.leaf.kvStatus,

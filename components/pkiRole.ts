@@ -59,3 +59,23 @@ export function restrictedRoleArgs(i: RestrictedRoleInput): vault.pkisecret.Secr
         ...(i.organizationalUnit !== undefined ? { organizationUnit: [i.organizationalUnit] } : {}),
     };
 }
+
+/** `allowBareDomains` -> `allow_bare_domains`; the two fields Vault names otherwise. */
+function vaultField(name: string): string {
+    const special: Record<string, string> = { keyUsages: "key_usage", organizationUnit: "ou" };
+    return special[name] ?? name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/**
+ * The same role as Vault's API names its fields (what `GET <mount>/roles/<name>`
+ * returns), for the takeover notes: derived from restrictedRoleArgs, so the
+ * two cannot disagree.
+ */
+export function restrictedRoleVaultParams(i: RestrictedRoleInput): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(restrictedRoleArgs(i))) {
+        if (key === "backend" || key === "name" || value === undefined) continue;
+        out[vaultField(key)] = value;
+    }
+    return out;
+}

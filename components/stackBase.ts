@@ -1,13 +1,18 @@
 // Vault objects shared by every app of the stack: the cert auth method (enabled
-// once, not per app) and, only when some app asks for it, `debug-policy`.
+// once, not per app, or adopted where the runbook enabled it) and, only when
+// some app asks for it, `debug-policy`.
 import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
+import { CertAuthMount } from "../providers/certAuthMount";
 import { KvMount } from "../providers/kvMount";
+import { VaultTakeover } from "../providers/vaultTakeover";
 import type { VaultConnection } from "../providers/connection";
 import { debugPolicyName } from "../lib/naming";
 import { renderDebugPolicy } from "./renderers/policies";
 
 export interface StackBaseArgs {
+    /** How the stack's dynamic providers reach Vault (no secrets). */
+    connection: VaultConnection;
     /** Mount path of the cert auth method, e.g. `cert`. */
     certAuthPath: string;
     /** Create `debug-policy` (true when any app sets `agent.debugPolicy`). */
@@ -15,7 +20,7 @@ export interface StackBaseArgs {
     /** The stack's `namePrefix` (sharding): the debug policy is then `<namePrefix>-debug-policy`. */
     namePrefix?: string;
     /** Detect the KV mount's version (only when some app has KV access). */
-    kv?: { connection: VaultConnection; mount: string };
+    kvMount?: string;
 }
 
 export class StackBase extends pulumi.ComponentResource {
@@ -25,24 +30,41 @@ export class StackBase extends pulumi.ComponentResource {
     public readonly ready: pulumi.Resource[];
     /** The KV mount's version ("1" or "2"), detected from Vault; undefined without KV. */
     public readonly kvVersion?: pulumi.Output<"1" | "2">;
+    /** Whether the cert auth method existed before this stack (adopted), and the mappings it held then. */
+    public readonly certAuthAdopted: pulumi.Output<boolean>;
+    public readonly preexistingMappings: pulumi.Output<string[]>;
 
     constructor(name: string, args: StackBaseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:StackBase", name, {}, opts);
-        const certAuth = new vault.AuthBackend(
+        // Protected: `pulumi destroy` (or a program change that drops it) would take
+        // every agent's login away at once. Retiring the program on purpose is an
+        // explicit `pulumi state unprotect` first (docs/OPERATIONS.md).
+        const certAuth = new CertAuthMount(
             `${name}-cert-auth`,
-            { type: "cert", path: args.certAuthPath, description: "mTLS login for Vault Agents (managed by vault-rotation)" },
-            { parent: this },
+            { connection: args.connection, path: args.certAuthPath, description: "mTLS login for Vault Agents (managed by vault-rotation)" },
+            { parent: this, protect: true },
         );
         this.ready = [certAuth];
         if (args.debugPolicy) {
-            this.ready.push(new vault.Policy(`${name}-debug-policy`, { name: debugPolicyName(args.namePrefix), policy: renderDebugPolicy() }, { parent: this }));
+            const policyName = debugPolicyName(args.namePrefix);
+            const takeover = new VaultTakeover(
+                `${name}-debug-policy-takeover`,
+                { connection: args.connection, objects: [{ kind: "policy", name: policyName, policy: renderDebugPolicy() }] },
+                { parent: this },
+            );
+            takeover.notes.apply((notes) => {
+                for (const note of notes ?? []) void pulumi.log.info(note, takeover);
+            });
+            this.ready.push(new vault.Policy(`${name}-debug-policy`, { name: policyName, policy: renderDebugPolicy() }, { parent: this, dependsOn: [takeover] }));
         }
-        if (args.kv) {
+        if (args.kvMount !== undefined) {
             // One detection for the stack: every app's KV policy paths follow it.
-            const kvMount = new KvMount(`${name}-kv-mount`, { connection: args.kv.connection, mount: args.kv.mount }, { parent: this });
+            const kvMount = new KvMount(`${name}-kv-mount`, { connection: args.connection, mount: args.kvMount }, { parent: this });
             this.kvVersion = kvMount.version;
         }
         this.certAuthPath = certAuth.path;
+        this.certAuthAdopted = certAuth.adopted;
+        this.preexistingMappings = certAuth.preexistingMappings;
         this.registerOutputs({ certAuthPath: this.certAuthPath });
     }
 }

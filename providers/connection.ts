@@ -9,34 +9,23 @@ import * as path from "path";
 export interface VaultConnection {
     /** `https://host:port` */
     address: string;
-    /** PEM bundle on the Pulumi runner that verifies Vault's listener. */
+    /**
+     * PEM bundle on the Pulumi runner that verifies Vault's listener, when the stack
+     * names one (`vault:caCertFile`). Unset: the file named by VAULT_CACERT when a
+     * provider runs (an ESC environment exports the CA as a file there, at a path
+     * that differs per run, so it is never an input).
+     */
     caCertFile?: string;
     /** Vault Enterprise namespace, if any. */
     namespace?: string;
-    /**
-     * Unattended runs: log in through Vault's JWT auth method with the OIDC token
-     * of the Pulumi Deployment (PULUMI_OIDC_TOKEN, or the file /mnt/pulumi/pulumi.oidc)
-     * when no VAULT_TOKEN is set. Names only; the JWT itself is read at call time.
-     */
-    jwtAuth?: { mount: string; role: string };
-}
-
-/** The Deployment's OIDC token, when the Pulumi process has one. */
-export function readOidcToken(): string | undefined {
-    const fromEnv = process.env.PULUMI_OIDC_TOKEN;
-    if (fromEnv && fromEnv.trim() !== "") return fromEnv.trim();
-    const file = process.env.VAULT_ROTATION_OIDC_TOKEN_FILE ?? "/mnt/pulumi/pulumi.oidc";
-    if (fs.existsSync(file)) {
-        const token = fs.readFileSync(file, "utf8").trim();
-        if (token !== "") return token;
-    }
-    return undefined;
 }
 
 /**
- * VAULT_TOKEN, else ~/.vault-token (what `vault login` writes), else undefined.
- * Read at call time, never captured or stored; `tokenForConnection` in
- * vaultClient.ts adds the JWT login for Deployments.
+ * VAULT_TOKEN, else ~/.vault-token (what `vault login` writes), else undefined:
+ * the same order as the vault provider plugin, so the plugin and the dynamic
+ * providers act as one Vault identity in a run. In a Pulumi Deployment the ESC
+ * environment the stack imports exports VAULT_TOKEN (deploy/README.md). Read at
+ * call time, never captured or stored.
  */
 export function findVaultToken(): string | undefined {
     const fromEnv = process.env.VAULT_TOKEN;

@@ -5,3 +5,5 @@ export { kvMountProvider } from "./kvMount";
 export { kvSeedProvider } from "./kvSeed";
 export { rotationCheckProvider } from "./rotationCheck";
 export { issuingChainProvider } from "./issuingChain";
+export { certAuthMountProvider } from "./certAuthMount";
+export { vaultTakeoverProvider } from "./vaultTakeover";

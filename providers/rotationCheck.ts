@@ -21,7 +21,7 @@ import { vaultNames } from "../lib/naming";
 import { parseHostState } from "../lib/hostState";
 import type { VaultConnection } from "./connection";
 import type { ParsedCertificate } from "./pem";
-import { chainsTo, parseCertificate, splitPemCertificates } from "./pem";
+import { chainsTo, normalizeSerial, parseCertificate, splitPemCertificates } from "./pem";
 import {
     asRecord,
     asString,
@@ -35,7 +35,7 @@ import {
 import { parseVaultVersion, readServerVersion, versionDrift } from "./versionDrift";
 import { fetchIssuingChain } from "./issuingChain";
 import { checkServed, ProbeOptions, ServeResult } from "./servedCert";
-import { revocationNotNeeded } from "./certRevocation";
+import { revocationNotNeeded, revokeTokensOfCert, syncCrlToCertAuth } from "./certRevocation";
 
 export interface RotationCheckInputs {
     connection: VaultConnection;
@@ -67,6 +67,14 @@ export interface RotationCheckInputs {
      * rollback serves the previous leaf again.
      */
     revokePreviousLeaf?: boolean;
+    /**
+     * Serial (hex) of the agent cert the files step replaced on the host, as the
+     * host reported it: on the first run against a runbook-built host, the cert
+     * `pki/issue` made by hand. Once every item passed it is revoked, when Vault
+     * issued it for this agent's CN and it is not one of this program's (theirs
+     * carry the agent's OU mark and are revoked by CertRevocation).
+     */
+    replacedAgentCertSerial?: string;
 }
 
 export interface ServeTarget {
@@ -108,6 +116,10 @@ export interface RotationCheckResult {
     checkedAt: string;
     /** `revokePreviousLeaf`: the serial revoked ("" when none was). */
     revokedPreviousLeaf?: string;
+    /** The hand-issued agent cert the host held before, revoked ("" when there was none to revoke). */
+    revokedReplacedAgentCert?: string;
+    /** Why a replaced agent cert the host reported was not revoked ("" when it was, or there was none): a warning. */
+    replacedAgentCertNote?: string;
 }
 
 export type RotationCheckOutputs = RotationCheckInputs & RotationCheckResult & VersionReport;
@@ -127,6 +139,7 @@ const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "minRemainingSeconds",
     "serve",
     "revokePreviousLeaf",
+    "replacedAgentCertSerial",
 ];
 
 /** One checklist failure, in the fixed format. */
@@ -436,8 +449,10 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
             revokedPreviousLeaf = previousLeafSerial;
         }
     }
+    const replaced = await revokeReplacedAgentCert(inputs);
     return {
         ...(revokedPreviousLeaf !== undefined ? { revokedPreviousLeaf } : {}),
+        ...replaced,
         ...versions,
         agentSerial: parseCertificate(inputs.agentCertPem).serial,
         leafSerial: leaf.serial,
@@ -448,6 +463,61 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
         ...served,
         checkedAt: now.toISOString(),
     };
+}
+
+/** The OU values of a certificate's subject. */
+function subjectOus(pem: string): string[] {
+    return new X509Certificate(pem).subject.split("\n").flatMap((part) => (part.startsWith("OU=") ? [part.slice(3)] : []));
+}
+
+/**
+ * Revokes the agent cert the host held before this run's files step, when it is
+ * a hand-issued one (the runbook's `pki/issue`): Vault must hold it under that
+ * serial, for this agent's CN, without the OU mark this program's agent certs
+ * carry (those are CertRevocation's). The serial comes from a file the app user
+ * owns, so nothing else is ever revoked: not another app's cert, not a cert
+ * Vault did not issue (that is a warning: it came from elsewhere). Revoked like
+ * a replaced agent cert: the CRL is copied to the cert auth method, and the
+ * tokens it obtained are revoked.
+ */
+export async function revokeReplacedAgentCert(inputs: RotationCheckInputs): Promise<{ revokedReplacedAgentCert: string; replacedAgentCertNote: string }> {
+    const none = { revokedReplacedAgentCert: "", replacedAgentCertNote: "" };
+    if (!inputs.replacedAgentCertSerial) return none;
+    const app = inputs.app;
+    let serial: string;
+    try {
+        serial = normalizeSerial(inputs.replacedAgentCertSerial);
+    } catch {
+        return { ...none, replacedAgentCertNote: `${app}: the host reported ${JSON.stringify(inputs.replacedAgentCertSerial)} as the agent cert it held before; not a serial, nothing revoked` };
+    }
+    const current = parseCertificate(inputs.agentCertPem);
+    if (serial === current.serial) return none;
+    const client = clientForConnection(inputs.connection);
+    const data = asRecord(asRecord(await client.read(`${inputs.pkiMount}/cert/${serial}`)).data);
+    const stored = asString(data.certificate);
+    if (!stored) {
+        return {
+            ...none,
+            replacedAgentCertNote: `${app}: the agent cert the host held before (serial ${serial}) was not issued by ${inputs.pkiMount}; not revoked: if another CA issued it, make sure no mapping of auth/${inputs.certAuthPath} trusts that CA`,
+        };
+    }
+    const cn = parseCertificate(stored).subjectCN;
+    if (cn !== current.subjectCN) {
+        return { ...none, replacedAgentCertNote: `${app}: the agent cert the host held before (serial ${serial}) names ${cn}, not ${current.subjectCN}; not revoked` };
+    }
+    const mark = subjectOus(inputs.agentCertPem);
+    if (mark.length > 0 && subjectOus(stored).some((ou) => mark.includes(ou))) return none;
+    if (Number(data.revocation_time ?? 0) > 0) return { ...none, revokedReplacedAgentCert: serial };
+    try {
+        await client.write(`${inputs.pkiMount}/revoke`, { serial_number: serial });
+    } catch (e) {
+        if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) {
+            throw new Error(`${app}: revoking the agent cert the host held before (${serial}): ${describeFailure(e)}; the new one is in service: revoke it by hand (vault write ${inputs.pkiMount}/revoke serial_number=${serial})`);
+        }
+    }
+    await syncCrlToCertAuth(client, inputs.pkiMount, inputs.certAuthPath);
+    await revokeTokensOfCert(client, serial, inputs.certAuthPath);
+    return { revokedReplacedAgentCert: serial, replacedAgentCertNote: "" };
 }
 
 function stringListProblem(value: unknown, nonEmpty: boolean): string | undefined {
@@ -538,6 +608,8 @@ export interface RotationCheckArgs {
     minRemainingSeconds: pulumi.Input<number>;
     serve?: pulumi.Input<ServeTarget>;
     revokePreviousLeaf?: pulumi.Input<boolean>;
+    /** Serial (hex) of the agent cert the host held before this run ("" when none). */
+    replacedAgentCertSerial?: pulumi.Input<string>;
 }
 
 // What each RotationCheck serializes as its provider: a ~1 KB forwarder to rotationCheckProvider, loaded by package name (forward.ts).
@@ -560,6 +632,8 @@ export class RotationCheck extends pulumi.dynamic.Resource {
     public readonly agentAhead!: pulumi.Output<boolean>;
     /** A difference between agent and server versions: logged as a warning, never a failure. */
     public readonly versionWarning!: pulumi.Output<string>;
+    public readonly revokedReplacedAgentCert!: pulumi.Output<string>;
+    public readonly replacedAgentCertNote!: pulumi.Output<string>;
 
     constructor(name: string, args: RotationCheckArgs, opts?: pulumi.CustomResourceOptions) {
         super(
@@ -581,6 +655,8 @@ export class RotationCheck extends pulumi.dynamic.Resource {
                 versionMismatch: undefined,
                 agentAhead: undefined,
                 versionWarning: undefined,
+                revokedReplacedAgentCert: undefined,
+                replacedAgentCertNote: undefined,
             },
             { ...opts },
             "vault-rotation",

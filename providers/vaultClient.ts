@@ -6,7 +6,7 @@ import * as fs from "fs";
 import type { IncomingHttpHeaders } from "http";
 import * as https from "https";
 import type { VaultConnection } from "./connection";
-import { findVaultToken, readOidcToken } from "./connection";
+import { findVaultToken } from "./connection";
 
 export interface VaultClientOptions {
     /** `https://host[:port]`; plain http is refused. */
@@ -248,6 +248,12 @@ export function createVaultClient(options: VaultClientOptions): VaultClient {
     };
 }
 
+/** VAULT_CACERT, as the vault provider plugin reads it, for a connection that names no CA file. */
+function listenerCaFromEnvironment(): string | undefined {
+    const file = process.env.VAULT_CACERT;
+    return file && file.trim() !== "" ? file.trim() : undefined;
+}
+
 /**
  * A client for a provider's connection, with the token resolved now (never an
  * input, never stored). `withToken: false` for unauthenticated endpoints.
@@ -260,34 +266,23 @@ export function clientForConnection(
     return createVaultClient({
         ...rest,
         address: connection.address,
-        caCertFile: connection.caCertFile,
+        caCertFile: connection.caCertFile ?? listenerCaFromEnvironment(),
         namespace: connection.namespace,
-        token: withToken ? () => tokenForConnection(connection) : rest.token,
+        token: withToken ? () => tokenForConnection() : rest.token,
     });
 }
 
 /**
- * The token for a provider call: VAULT_TOKEN, else ~/.vault-token, else (for
- * unattended Deployments) a JWT login with the Deployment's OIDC token. Resolved
- * when the first request needs it; never stored.
+ * The token for a provider call: VAULT_TOKEN, else ~/.vault-token. Exactly one
+ * Vault identity per run: the vault provider plugin resolves the same way.
+ * Resolved when the first request needs it; never stored.
  */
-export async function tokenForConnection(connection: VaultConnection): Promise<string> {
+export async function tokenForConnection(): Promise<string> {
     const direct = findVaultToken();
     if (direct !== undefined) return direct;
-    if (connection.jwtAuth) {
-        const jwt = readOidcToken();
-        if (jwt === undefined) {
-            throw new Error(
-                `no Vault token: VAULT_TOKEN is unset and no OIDC token was found for the JWT login at auth/${connection.jwtAuth.mount} (PULUMI_OIDC_TOKEN or /mnt/pulumi/pulumi.oidc)`,
-            );
-        }
-        const client = createVaultClient({ address: connection.address, caCertFile: connection.caCertFile, namespace: connection.namespace });
-        const answer = await client.request("POST", `auth/${connection.jwtAuth.mount}/login`, { role: connection.jwtAuth.role, jwt }, { noToken: true });
-        const clientToken = asString(asRecord(asRecord(answer.body).auth).client_token);
-        if (!clientToken) throw new Error(`Vault auth/${connection.jwtAuth.mount}/login returned no client token for role ${connection.jwtAuth.role}`);
-        return clientToken;
-    }
-    throw new Error("no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists), or configure vault.jwtAuth for Deployments");
+    throw new Error(
+        "no Vault token: set VAULT_TOKEN for the Pulumi process (or run `vault login` so ~/.vault-token exists); a Pulumi Deployment gets it from the stack's ESC environment (deploy/README.md)",
+    );
 }
 
 /** The value as a plain object, or `{}`: Vault's JSON is untyped, callers narrow field by field. */

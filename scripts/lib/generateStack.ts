@@ -72,7 +72,7 @@ export function generateStack(count: number, opts: { epoch?: string; tmpRoot?: s
                 ttl: "720h",
             },
             kv: { access: true, seed },
-            reload: { label: "tls=true", proxy: "podman:edge-proxy" },
+            reload: { label: "tls=true" },
         });
         if (seed) seedData[name] = { owner: `${name}-team` };
     }

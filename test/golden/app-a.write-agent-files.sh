@@ -122,6 +122,12 @@ elif [ "$(key_public "$KEY")" = "$cert_public" ]; then
 else
   fail "neither $NEXT_KEY nor $KEY holds the key this certificate was signed for (was the home restored or the key removed?); nothing was changed; set a new rotation epoch to generate a new key"
 fi
+# The serial of the certificate this replaces (on the first run, the one the
+# runbook issued), printed for the revocation after the checks. The file is the
+# app user'\''s: the program revokes the serial only if Vault issued it for this
+# agent'\''s name (RotationCheck), so a planted file can name nothing else.
+replaced='\'''\''
+if [ -f "$CERT" ]; then replaced=$(openssl x509 -in "$CERT" -noout -serial 2>/dev/null | sed -n '\''s/^serial=\([0-9A-Fa-f]*\)$/\1/p'\'') || replaced='\'''\''; fi
 # Cert and CA are written first, so the renames that install key, cert and CA
 # follow each other with nothing in between that could fail on a full disk.
 cert_staged=$(printf '\''%s\n'\'' "$AGENT_CERT_PEM" | stage_file "$CERT" 0644) || exit 1
@@ -131,6 +137,8 @@ if [ "$new_key" = 1 ] && ! { chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY
 mv -f -T -- "$cert_staged" "$CERT" || fail "cannot install $CERT"
 mv -f -T -- "$ca_staged" "$CA_PEM" || fail "cannot install $CA_PEM"
 say "installed $installed, agent.crt, ca.pem"
+printf '\''replaced_agent_cert_serial=%s
+'\'' "$replaced"
 '
 set -- env -i PATH="$HOST_PATH" HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" LANG=C \
   XDG_RUNTIME_DIR="/run/user/$uid" DBUS_SESSION_BUS_ADDRESS="unix:path=/run/user/$uid/bus" \

@@ -29,6 +29,8 @@ import { kvMountProvider } from "../../providers/kvMount";
 import { kvSeedProvider } from "../../providers/kvSeed";
 import { rotationCheckProvider } from "../../providers/rotationCheck";
 import { issuingChainProvider } from "../../providers/issuingChain";
+import { certAuthMountProvider } from "../../providers/certAuthMount";
+import { vaultTakeoverProvider } from "../../providers/vaultTakeover";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
 import { runningAsRoot } from "./hostUsers";
 import { RemoteConnection, runRemote } from "./sshExec";
@@ -87,6 +89,8 @@ const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
     "pulumi-nodejs:dynamic/vault-rotation:KvSeed": kvSeedProvider,
     "pulumi-nodejs:dynamic/vault-rotation:RotationCheck": rotationCheckProvider,
     "pulumi-nodejs:dynamic/vault-rotation:IssuingChain": issuingChainProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:CertAuthMount": certAuthMountProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:VaultTakeover": vaultTakeoverProvider,
 };
 
 /** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */

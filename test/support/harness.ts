@@ -25,6 +25,8 @@ export interface Registration {
     replacementTrigger: unknown;
     additionalSecretOutputs: string[];
     deleteBeforeReplace: boolean;
+    /** The `protect` option: the engine refuses to delete or replace it. */
+    protect: boolean;
     /** Inputs the SDK marked secret (top-level property names). */
     secretInputs: string[];
     /** Provider reference (`urn::id`), or "" for the default provider. */
@@ -214,6 +216,7 @@ export async function evaluateProgram(opts: {
                     replacementTrigger: trigger ? rpc.deserializeProperty(trigger.toJavaScript()) : undefined,
                     additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
                     deleteBeforeReplace: req.getDeletebeforereplace(),
+                    protect: req.getProtect() === true,
                     secretInputs,
                     provider: req.getProvider(),
                 };

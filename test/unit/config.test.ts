@@ -223,6 +223,50 @@ describe("invalid stacks name the key", () => {
         );
     });
 
+    it("takes the CA file from VAULT_CACERT when vault:caCertFile is unset, and names whichever it read", () => {
+        const stack = threeAppStackObject(caFile) as Record<string, unknown>;
+        delete stack["vault:caCertFile"];
+        const read: string[] = [];
+        const reading = (p: string) => {
+            read.push(p);
+            return TEST_LISTENER_CA_PEM;
+        };
+        const loaded = validateStackInputs({ ...rawStackInputs(stack as ReturnType<typeof threeAppStackObject>), vaultCaCertEnv: "/tmp/esc-1234/VAULT_CACERT" }, reading);
+        expect(read).toEqual(["/tmp/esc-1234/VAULT_CACERT"]);
+        expect(loaded.config.vault.caCertFile).toBeUndefined();
+        expect(loaded.listenerCaPem).toBe(TEST_LISTENER_CA_PEM);
+        // The stack's own file wins.
+        read.length = 0;
+        validateStackInputs({ ...rawStackInputs(threeAppStackObject(caFile)), vaultCaCertEnv: "/tmp/esc-1234/VAULT_CACERT" }, reading);
+        expect(read).toEqual([caFile]);
+        expect(() => validateStackInputs({ ...rawStackInputs(stack as ReturnType<typeof threeAppStackObject>), vaultCaCertEnv: "/tmp/x" }, () => "")).toThrow(
+            "VAULT_CACERT: /tmp/x holds no PEM certificate",
+        );
+        expect(() => validateStackInputs(rawStackInputs(stack as ReturnType<typeof threeAppStackObject>), reading)).toThrow(
+            /vault:caCertFile: required: the PEM bundle that verifies Vault's listener .*or export VAULT_CACERT/,
+        );
+    });
+
+    it("refuses the removed vault.jwtAuth with what to do instead", () => {
+        const problems = problemsOf((s) => ((s["vault-rotation:vault"] as Record<string, unknown>).jwtAuth = { mount: "jwt", role: "deploy" }));
+        expect(problems).toEqual([expect.stringMatching(/^vault\.jwtAuth: is no longer read: a Pulumi Deployment gets VAULT_TOKEN from the stack's ESC environment/)]);
+    });
+
+    it("refuses an app hook that would reload the edge proxy's container from the app user's podman", () => {
+        const problems = problemsOf((s) => {
+            (s as Record<string, unknown>)["vault-rotation:edge"] = EDGE;
+            (s["vault-rotation:apps"] as Apps)[0].reload.proxy = "podman:edge-proxy";
+        });
+        expect(problems).toEqual([
+            "apps[0].reload.proxy: podman:edge-proxy is edge.reload: the edge proxy runs as edge, and this app's hook (run as web) cannot reach that user's podman; remove it (the edge needs no reload for a new app leaf)",
+        ]);
+        // A proxy container of the app's own is fine.
+        expect(problemsOf((s) => {
+            (s as Record<string, unknown>)["vault-rotation:edge"] = EDGE;
+            (s["vault-rotation:apps"] as Apps)[0].reload.proxy = "podman:web-sidecar";
+        })).toEqual([]);
+    });
+
     it("names an unreadable CA file", () => {
         const stack = threeAppStackObject("/nonexistent/ca.pem");
         expect(() =>

@@ -6,7 +6,8 @@ import { fakeListenerCaFile, prodStack, TEST_HOST_KEY, TEST_LISTENER_CA_PEM, TES
 const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
 const POLICY = "vault:index/policy:Policy";
 const MAPPING = "vault:index/certAuthBackendRole:CertAuthBackendRole";
-const AUTH = "vault:index/authBackend:AuthBackend";
+const AUTH = "pulumi-nodejs:dynamic/vault-rotation:CertAuthMount";
+const TAKEOVER = "pulumi-nodejs:dynamic/vault-rotation:VaultTakeover";
 const SIGN = "vault:pkiSecret/secretBackendSign:SecretBackendSign";
 const LOCAL = "command:local:Command";
 const REMOTE = "command:remote:Command";
@@ -43,9 +44,33 @@ beforeAll(async () => {
 });
 
 describe("stack-level objects", () => {
-    it("enables exactly one cert auth method at the configured path", () => {
-        expect(ofType(prod, AUTH).map((r) => [r.inputs.type, r.inputs.path])).toEqual([["cert", "cert"]]);
-        expect(ofType(three, AUTH).map((r) => [r.inputs.type, r.inputs.path])).toEqual([["cert", "cert-agents"]]);
+    it("declares exactly one cert auth method at the configured path, protected", () => {
+        expect(ofType(prod, AUTH).map((r) => [r.inputs.path, r.protect])).toEqual([["cert", true]]);
+        expect(ofType(three, AUTH).map((r) => [r.inputs.path, r.protect])).toEqual([["cert-agents", true]]);
+        // Nothing else is protected: every other object is replaced on a rotation, which protection would refuse.
+        expect(prod.registrations.filter((r) => r.protect).map((r) => r.name)).toEqual(["vault-rotation-cert-auth"]);
+    });
+
+    it("surveys every Vault object of an app before the first write to it", () => {
+        for (const app of ["app-a", "app-b"]) {
+            const takeover = named(prod, `${app}-takeover`);
+            const objects = takeover.inputs.objects as { kind: string; name: string }[];
+            expect(objects.map((o) => `${o.kind} ${o.name}`)).toEqual([
+                `pki-role agent-${app}`,
+                `pki-role nginx-${app}`,
+                `policy ${app}-issue`,
+                `policy ${app}-marker`,
+                `policy ${app}-kv`,
+                `cert-mapping agent-${app}`,
+            ]);
+            for (const suffix of ["agent-role", "agent-issue-policy", "agent-marker-policy", "agent-mapping", "leaf-role", "leaf-kv-policy"]) {
+                expect({ suffix, deps: named(prod, `${app}-${suffix}`).dependencies }).toEqual({ suffix, deps: expect.arrayContaining([takeover.urn]) });
+            }
+        }
+        expect(ofType(prod, TAKEOVER)).toHaveLength(2);
+        // debug-policy is the stack's: surveyed once, before it is written.
+        const debugTakeover = named(three, "vault-rotation-debug-policy-takeover");
+        expect(named(three, "vault-rotation-debug-policy").dependencies).toContain(debugTakeover.urn);
     });
 
     it("creates debug-policy only when some app asks for it", () => {
@@ -266,39 +291,52 @@ describe("component structure", () => {
     });
 });
 
-describe("unattended runs: JWT login", () => {
-    const VAULT_TYPES = [ROLE, POLICY, MAPPING, AUTH, SIGN];
-    let jwt: Evaluation;
+describe("one Vault identity per run", () => {
+    const VAULT_TYPES = [ROLE, POLICY, MAPPING, SIGN];
+    let withOidc: Evaluation;
     const saved = process.env.PULUMI_OIDC_TOKEN;
     beforeAll(async () => {
-        process.env.PULUMI_OIDC_TOKEN = "oidc-token-of-the-deployment";
-        const config = prodStack(caFile);
-        const vault = JSON.parse(config["vault-rotation:vault"]);
-        config["vault-rotation:vault"] = JSON.stringify({ ...vault, jwtAuth: { mount: "jwt", role: "vault-rotation" } });
-        jwt = await evaluateProgram({ config, stack: "prod" });
+        // A Deployment has an OIDC token of its own: the program must not turn it into a second identity.
+        process.env.PULUMI_OIDC_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJkZXBsb3kifQ.sig";
+        withOidc = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
     });
     afterAll(() => {
         if (saved === undefined) delete process.env.PULUMI_OIDC_TOKEN;
         else process.env.PULUMI_OIDC_TOKEN = saved;
     });
 
-    it("declares one explicit Vault provider that logs in with the Deployment's OIDC token", () => {
-        const providers = ofType(jwt, "pulumi:providers:vault");
-        expect(providers).toHaveLength(1);
-        // Provider config reaches the engine JSON-encoded.
-        expect(JSON.parse(String(providers[0].inputs.authLoginJwt))).toEqual(expect.objectContaining({ mount: "jwt", role: "vault-rotation", jwt: "oidc-token-of-the-deployment" }));
-        expect(providers[0].secretInputs).toContain("authLoginJwt");
-        expect(providers[0].inputs.token).toBeUndefined();
+    it("declares no explicit Vault provider: every Vault resource uses the default one (VAULT_TOKEN)", () => {
+        expect(ofType(withOidc, "pulumi:providers:vault")).toEqual([]);
+        const vaultResources = withOidc.registrations.filter((r) => VAULT_TYPES.includes(r.type));
+        expect(vaultResources.length).toBeGreaterThan(10);
+        for (const r of vaultResources) expect(r.provider ?? "").not.toMatch(/::pulumi:providers:vault::(?!default)/);
     });
 
-    it("routes every Vault resource through it, and gives the dynamic providers the JWT role", () => {
-        const vaultResources = jwt.registrations.filter((r) => VAULT_TYPES.includes(r.type));
-        expect(vaultResources.length).toBeGreaterThan(10);
-        for (const r of vaultResources) expect(r.provider).toMatch(/::pulumi:providers:vault::vault-jwt::/);
-        // A stack without jwtAuth keeps the default provider (configured by the vault: keys).
-        for (const r of three.registrations.filter((r) => VAULT_TYPES.includes(r.type))) expect(r.provider).not.toMatch(/vault-jwt/);
-        const check = named(jwt, "app-a-check");
-        expect(check.inputs.connection).toEqual(expect.objectContaining({ jwtAuth: { mount: "jwt", role: "vault-rotation" } }));
+    it("puts no token, JWT or login setting in any resource input", () => {
+        for (const r of withOidc.registrations) {
+            const text = JSON.stringify(r.inputs);
+            expect({ name: r.name, jwt: /eyJ[A-Za-z0-9_-]+\.eyJ/.test(text), token: /"(hvs|s)\.[A-Za-z0-9]{8,}/.test(text) }).toEqual({ name: r.name, jwt: false, token: false });
+            expect({ name: r.name, keys: text.match(/"(jwtAuth|authLogin\w*|token)":/g) ?? [] }).toEqual({ name: r.name, keys: [] });
+        }
+        const check = named(withOidc, "app-a-check");
+        expect(Object.keys(check.inputs.connection as object).sort()).toEqual(["address", "caCertFile"]);
+    });
+
+    it("leaves the CA file out of every input when it comes from VAULT_CACERT (a new temp path each ESC run)", async () => {
+        const config = prodStack(caFile);
+        delete config["vault:caCertFile"];
+        const savedCa = process.env.VAULT_CACERT;
+        process.env.VAULT_CACERT = caFile;
+        try {
+            const e = await evaluateProgram({ config, stack: "prod" });
+            for (const r of e.registrations) expect({ name: r.name, ca: JSON.stringify(r.inputs).includes(caFile) }).toEqual({ name: r.name, ca: false });
+            expect(named(e, "app-a-check").inputs.connection).toEqual({ address: "https://vault.prod.internal:8200" });
+            // The CA still reaches the hosts (its text, in the files step).
+            expect(String(named(e, "app-a-agent-files").inputs.create)).toContain(TEST_LISTENER_CA_PEM.trim().split("\n")[1]);
+        } finally {
+            if (savedCa === undefined) delete process.env.VAULT_CACERT;
+            else process.env.VAULT_CACERT = savedCa;
+        }
     });
 });
 

@@ -4,6 +4,7 @@
 // A stand-in agent (test/support/fakeHost.ts) renders and fires the real hook,
 // so the rotate unit can be made to fail at each step and interrupted.
 import { spawnSync } from "child_process";
+import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { renderAgentFilesScript, renderLauncher } from "../../components/renderers/scripts";
@@ -83,7 +84,8 @@ describe(`agent key and files (${userMode()})`, () => {
         const r = host.runFiles(host.signCsr(k.stdout));
         expect(r.status).toBe(0);
         expect(r.stderr.trim().split("\n")).toEqual(["vault-rotation: app-a: write-agent-files: installed agent.key (new, 0600), agent.crt, ca.pem"]);
-        expect(r.stdout).toBe("");
+        // No cert was there before: nothing to revoke.
+        expect(r.stdout).toBe("replaced_agent_cert_serial=\n");
         expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(next);
         expect(publicKeyOf(host.paths.agentCert, "cert")).toBe(publicKeyOf(host.paths.agentKey, "key"));
         for (const [file, mode] of [
@@ -100,12 +102,16 @@ describe(`agent key and files (${userMode()})`, () => {
 
     it("a renewal (a new cert for the key in place) keeps the key and replaces the cert", () => {
         const k = host.runKeygen();
-        expect(host.runFiles(host.signCsr(k.stdout)).status).toBe(0);
+        const first = host.signCsr(k.stdout);
+        expect(host.runFiles(first).status).toBe(0);
         const key = fs.readFileSync(host.paths.agentKey, "utf8");
         const renewed = host.signCsr(k.stdout);
         const r = host.runFiles(renewed);
         expect(r.status).toBe(0);
         expect(r.stderr).toContain("installed agent.key (kept: it matches the certificate), agent.crt, ca.pem");
+        // The serial of the cert it replaced, for the revocation of a hand-issued one (RotationCheck).
+        const replacedSerial = new X509Certificate(first).serialNumber;
+        expect(r.stdout).toBe(`replaced_agent_cert_serial=${replacedSerial}\n`);
         expect(fs.readFileSync(host.paths.agentKey, "utf8")).toBe(key);
         expect(fs.readFileSync(host.paths.agentCert, "utf8").trim()).toBe(renewed.trim());
     });

@@ -58,6 +58,44 @@ describe("rotation is a replace triggered by the epoch", () => {
     });
 });
 
+/** The prod stack with `apps[i].epoch` set (undefined: removed). */
+function withAppEpoch(config: Record<string, string>, index: number, epoch: string | undefined): Record<string, string> {
+    const apps = JSON.parse(config["vault-rotation:apps"]) as Record<string, unknown>[];
+    if (epoch === undefined) delete apps[index].epoch;
+    else apps[index].epoch = epoch;
+    return { ...config, "vault-rotation:apps": JSON.stringify(apps) };
+}
+
+describe("one app's own epoch (an emergency)", () => {
+    it("rotates that app alone, and makes its check revoke the leaf it replaces", async () => {
+        const a = await evaluateProgram({ config: prodStack(caFile), stack: "prod" });
+        const b = await evaluateProgram({ config: withAppEpoch(prodStack(caFile), 1, "2026-12-03-incident"), stack: "prod" });
+        expect(changedNames(a, b)).toEqual(downstreamOfAgentKey("app-b").sort());
+        expect(b.byName.get("app-b-check")!.inputs.revokePreviousLeaf).toBe(true);
+        expect(b.byName.get("app-a-check")!.inputs.revokePreviousLeaf).toBeUndefined();
+        const plan = b.exports.rotationPlan as { epoch: string; apps: Record<string, { epoch: string; appEpoch?: string }> };
+        expect(plan.apps["app-b"]).toMatchObject({ epoch: `${plan.epoch}+app:2026-12-03-incident`, appEpoch: "2026-12-03-incident" });
+        expect(plan.apps["app-a"].epoch).toBe(plan.epoch);
+        expect(plan.apps["app-a"].appEpoch).toBeUndefined();
+        // A second incident for the same app: again that app alone.
+        const c = await evaluateProgram({ config: withAppEpoch(prodStack(caFile), 1, "2026-12-04-again"), stack: "prod" });
+        expect(changedNames(b, c)).toEqual(downstreamOfAgentKey("app-b").sort());
+    });
+
+    it("is kept by a later run from the same committed config, and the stack's epoch still rotates every app", async () => {
+        const config = withAppEpoch(prodStack(caFile), 0, "incident-1");
+        const b = await evaluateProgram({ config, stack: "prod" });
+        const again = await evaluateProgram({ config, stack: "prod" });
+        expect(changedNames(b, again)).toEqual([]);
+        const turned = await evaluateProgram({ config: withEpoch(config, "2027-01-01"), stack: "prod" });
+        expect(changedNames(again, turned)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b")].sort());
+    });
+
+    it("refuses an epoch that could not be a trigger", async () => {
+        await expect(evaluateProgram({ config: withAppEpoch(prodStack(caFile), 0, "two words"), stack: "prod" })).rejects.toThrow(/apps\[0\]\.epoch: must be 1-64 characters/);
+    });
+});
+
 describe("host step order", () => {
     let e: Evaluation;
     beforeAll(async () => {
@@ -116,7 +154,9 @@ describe("host step order", () => {
         };
         const a = await withDebug([0]);
         const b = await withDebug([0, 1]);
-        expect(changedNames(a, b)).toEqual(["app-b-agent-mapping", "app-b-leaf-rotate", "app-b-check"].sort());
+        // The takeover survey's desired values change too; its diff reports a change only for a new
+        // set of objects (test/unit/providers/vaultTakeover.test.ts), so the engine leaves it alone.
+        expect(changedNames(a, b)).toEqual(["app-b-agent-mapping", "app-b-leaf-rotate", "app-b-check", "app-b-takeover"].sort());
     });
 });
 

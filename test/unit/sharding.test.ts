@@ -59,7 +59,7 @@ function vaultObjects(e: Evaluation): string[] {
         if (r.type === "vault:index/policy:Policy") out.push(`policy ${i.name}`);
         if (r.type === "vault:pkiSecret/secretBackendRole:SecretBackendRole") out.push(`pki-role ${i.backend}/${i.name}`);
         if (r.type === "vault:index/certAuthBackendRole:CertAuthBackendRole") out.push(`mapping ${i.backend}/${i.name}`);
-        if (r.type === "vault:index/authBackend:AuthBackend") out.push(`auth ${i.path}`);
+        if (r.type === "pulumi-nodejs:dynamic/vault-rotation:CertAuthMount") out.push(`auth ${i.path}`);
         if (r.type === "pulumi-nodejs:dynamic/vault-rotation:KvSeed") out.push(`kv ${i.mount}/${i.path}`);
     }
     return out.sort();

@@ -137,6 +137,8 @@ describe("a good rotation", () => {
             leafNotAfter: leaf.notAfter.toISOString(),
             leafDaysLeft: 30,
             previousLeafSerial: parseCertificate(certs.previous.certPem).serial,
+            revokedReplacedAgentCert: "",
+            replacedAgentCertNote: "",
             tokenPolicies: EXPECTED_POLICIES,
             servedSerial: "",
             servedVia: "not checked (no serve.endpoint)",
