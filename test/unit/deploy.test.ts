@@ -1,20 +1,33 @@
 // deploy/index.ts (project vault-rotation-deploy) under Pulumi mocks, with the config of
-// deploy/Pulumi.prod.yaml: the resources it registers, their inputs and dependencies,
-// its outputs, and that it keeps secrets out of the Deployment settings.
+// deploy/Pulumi.prod.yaml: the resources it registers (Deployment settings that load
+// the guardrails pack from the repository, prod's localPack mode; the ESC environment
+// the target stack imports; the schedules), their inputs and dependencies, its outputs,
+// and that no input holds a Vault token or a JWT (the token exists only when ESC opens
+// the environment). The policy-group mode, for when the pack is publishable, is loaded
+// with config overrides (POLICY_GROUP).
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import * as yaml from "js-yaml";
 import * as pulumi from "@pulumi/pulumi";
 import { durationSeconds } from "../../config";
 import { loadStackConfig } from "../support/harness";
 
 const DEPLOY_DIR = path.join(__dirname, "..", "..", "deploy");
+const REPO_DIR = path.join(DEPLOY_DIR, "..");
 const PROJECT = "vault-rotation-deploy";
 
 const T = {
     settings: "pulumiservice:index:DeploymentSettings",
     schedule: "pulumiservice:index:DeploymentSchedule",
     drift: "pulumiservice:index:DriftSchedule",
+    environment: "pulumiservice:index:Environment",
+    policyGroup: "pulumiservice:index:PolicyGroup",
 };
+
+// How the SDK marks a secret input (runtime/rpc.ts); the mocks keep the wrapper.
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 interface Registered {
     type: string;
@@ -46,17 +59,113 @@ function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
     return new Promise((resolve) => output.apply((v) => resolve(v)));
 }
 
+function isSecretWrapper(value: unknown): value is { value: unknown } {
+    return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+}
+
+/** The environment's YAML text as registered, and whether it was a secret input. */
+async function environmentYaml(inputs: Record<string, unknown>): Promise<{ text: string; secret: boolean }> {
+    const secret = isSecretWrapper(inputs.yaml);
+    const asset = (secret ? (inputs.yaml as { value: unknown }).value : inputs.yaml) as pulumi.asset.StringAsset;
+    expect(pulumi.asset.StringAsset.isInstance(asset)).toBe(true);
+    return { text: await asset.text, secret };
+}
+
+interface EnvironmentValues {
+    vault: { login: Record<string, { address: string; jwt: Record<string, unknown> }> };
+    environmentVariables: Record<string, string>;
+    files: Record<string, string>;
+    pulumiConfig: Record<string, unknown>;
+}
+
+/** The environment definition, parsed with a YAML parser (what ESC reads). */
+async function environmentValues(inputs: Record<string, unknown>): Promise<EnvironmentValues> {
+    const doc = yaml.load((await environmentYaml(inputs)).text) as { values: EnvironmentValues };
+    expect(Object.keys(doc)).toEqual(["values"]);
+    return doc.values;
+}
+
+// Shapes of Vault tokens (service/batch/recovery tokens, legacy `s.` service tokens) and
+// of JWTs (base64url header "{\"..." and payload, dot-separated).
+const VAULT_TOKEN_SHAPE = /\b(?:hvs|hvb|hvr)\.[A-Za-z0-9_-]{20,}|\bs\.[A-Za-z0-9]{24}\b/;
+const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}/;
+const CREDENTIAL_KEY = /token|jwt/i;
+// The only keys allowed to look like credentials, and what they may hold: the ESC
+// login's method block (mount, role, subject attributes: names, not credentials) and the
+// export of the token ESC produces when the environment is opened (an interpolation).
+const LOGIN_JWT = "yaml.values.vault.login.fn::open::vault-login.jwt";
+const TOKEN_EXPORT = "yaml.values.environmentVariables.VAULT_TOKEN";
+
+/**
+ * Every place in `value` that holds a Vault token or a JWT, or a key named like one
+ * (other than the two ESC ones above, checked for what they hold). Strings that are
+ * YAML documents are not special: the caller parses the environment's YAML and passes
+ * it under `yaml`.
+ */
+function credentialFindings(value: unknown, at: string): string[] {
+    const found: string[] = [];
+    if (typeof value === "string") {
+        if (VAULT_TOKEN_SHAPE.test(value)) found.push(`${at}: a Vault token`);
+        if (JWT_SHAPE.test(value)) found.push(`${at}: a JWT`);
+    } else if (Array.isArray(value)) {
+        value.forEach((v, i) => found.push(...credentialFindings(v, `${at}[${i}]`)));
+    } else if (typeof value === "object" && value !== null) {
+        for (const [k, v] of Object.entries(value)) {
+            const where = at === "" ? k : `${at}.${k}`;
+            if (CREDENTIAL_KEY.test(k)) {
+                if (where === LOGIN_JWT) {
+                    const extra = Object.keys(v as object).filter((key) => !["mount", "role", "subjectAttributes"].includes(key));
+                    if (extra.length > 0) found.push(`${where}: unexpected ${extra.join(", ")}`);
+                } else if (where === TOKEN_EXPORT) {
+                    if (v !== "${vault.login.token}") found.push(`${where}: not the ESC login's token`);
+                } else {
+                    found.push(`${where}: a key named like a credential`);
+                }
+            }
+            found.push(...credentialFindings(v, where));
+        }
+    }
+    return found;
+}
+
+/**
+ * The credential findings of every input of `records`, each prefixed with the resource's
+ * name; an environment's YAML is parsed and scanned as `yaml`.
+ */
+async function scanInputs(records: Registered[]): Promise<string[]> {
+    const found: string[] = [];
+    for (const r of records) {
+        const inputs: Record<string, unknown> = { ...r.inputs };
+        if (r.type === T.environment) inputs.yaml = yaml.load((await environmentYaml(r.inputs)).text);
+        found.push(...credentialFindings(JSON.parse(JSON.stringify(inputs)), "").map((f) => `${r.name}: ${f}`));
+    }
+    return found;
+}
+
+/** A throwaway key of the right shape (generated here, never used anywhere). */
+const FAKE_SSH_KEY = crypto.generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+
 const stackConfig = readStackConfig(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"));
+/**
+ * What Pulumi.prod.yaml is to switch to once the pack is published (its comment
+ * names these lines): policyGroup mode with the pack policy/ publishes.
+ */
+const POLICY_GROUP: Record<string, string> = {
+    policyEnforcement: "policyGroup",
+    policyPackName: "vault-rotation-guardrails",
+    policyPackVersion: "0.1.0",
+};
 const registered: Registered[] = [];
 const configKeysRead = new Set<string>();
 let outputs: Record<string, unknown> = {};
+const warnings: string[] = [];
 
 function setConfig(values: Record<string, string>): void {
     pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(values).map(([k, v]) => [`${PROJECT}:${k}`, v])));
 }
 
-function only(type: string): Registered {
-    const found = registered.filter((r) => r.type === type);
+function only(type: string, records: Registered[] = registered): Registered {
+    const found = records.filter((r) => r.type === type);
     expect(found).toHaveLength(1);
     return found[0];
 }
@@ -98,6 +207,10 @@ beforeAll(async () => {
             return original.call(this, key);
         } as never);
     }
+    jest.spyOn(pulumi.log, "warn").mockImplementation((message: string) => {
+        warnings.push(message);
+        return Promise.resolve();
+    });
     const mod = require("../../deploy/index") as Record<string, unknown>;
     jest.restoreAllMocks();
     const resolved: Record<string, unknown> = {};
@@ -111,6 +224,40 @@ interface RegisterRequest {
     getDependenciesList(): string[];
 }
 
+/**
+ * Runs `load` with console.warn silenced: a module registry isolated by jest has its
+ * own @pulumi/pulumi, whose log.warn (the placeholder-CA warning) prints to the console
+ * without an engine. The warning itself is checked on the first load, above.
+ */
+function quietly(load: () => void): void {
+    const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+        load();
+    } finally {
+        warn.mockRestore();
+    }
+}
+
+/** Loads deploy/index.ts afresh with `values`: what it registered and its outputs. */
+async function loadModuleWith(values: Record<string, string>): Promise<{ records: Registered[]; outputs: Record<string, unknown> }> {
+    setConfig(values);
+    const before = registered.length;
+    let mod: Record<string, unknown> = {};
+    quietly(() =>
+        jest.isolateModules(() => {
+            mod = require("../../deploy/index");
+        }),
+    );
+    const resolved: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(mod)) resolved[k] = pulumi.Output.isInstance(v) ? await promiseOf(v) : v;
+    return { records: registered.slice(before), outputs: resolved };
+}
+
+/** Loads deploy/index.ts afresh with `values` and returns what it registered. */
+async function loadWith(values: Record<string, string>): Promise<Registered[]> {
+    return (await loadModuleWith(values)).records;
+}
+
 describe("deploy/Pulumi.prod.yaml", () => {
     it("holds the production example values", () => {
         expect(stackConfig).toMatchObject({
@@ -122,19 +269,69 @@ describe("deploy/Pulumi.prod.yaml", () => {
             scheduleCron: "0 3 * * *",
             driftCron: "0 6 * * *",
             driftAutoRemediate: "false",
+            vaultAddress: "https://vault.prod.internal:8200",
+            vaultJwtMount: "jwt",
+            vaultJwtRole: "esc-vault-rotation-prod",
+            vaultCaCertFile: "vault-listener-ca.pem",
+            // The pack is not publishable yet (policy/package.json has no dependencies), so a
+            // mandatory policy group would fail every run: the Deployments load policy/.
+            policyEnforcement: "localPack",
         });
+        // localPack needs no published pack: none is named (a stale one would mislead).
+        expect(stackConfig).not.toHaveProperty("policyPackName");
+        expect(stackConfig).not.toHaveProperty("policyPackVersion");
+        // A secret never sits in the committed file: the ssh key is `pulumi config set --secret`.
+        expect(stackConfig).not.toHaveProperty("sshPrivateKey");
+        expect(fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "utf8")).not.toMatch(/PRIVATE KEY|secure:/);
     });
 
     it("uses only keys that Pulumi.yaml declares, each with a type and a description", () => {
         const declared = readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml"));
         const used = new Set([...Object.keys(stackConfig), ...configKeysRead]);
-        expect(configKeysRead.size).toBeGreaterThanOrEqual(10);
+        expect(configKeysRead.size).toBeGreaterThanOrEqual(18);
         for (const key of used) {
             expect(declared.has(key) ? key : `${key} (undeclared)`).toBe(key);
             expect(declared.get(key)).toMatch(/^ {4}type: (string|boolean|integer)$/m);
             expect(declared.get(key)).toMatch(/^ {4}description: \S/m);
         }
         expect(fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8")).toMatch(/^name: vault-rotation-deploy$/m);
+    });
+
+    it("gives every optional key a default, so the CLI does not demand it", () => {
+        const declared = readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml"));
+        for (const key of ["repoDir", "driftAutoRemediate", "agentPoolId", "executorImage", "vaultLoginAddress", "vaultJwtMount", "sshPrivateKey", "policyEnforcement", "policyPackName", "policyPackVersion"]) {
+            expect(`${key}: ${declared.get(key)}`).toMatch(/^ {4}default: /m);
+        }
+        for (const key of ["vaultAddress", "vaultJwtRole", "vaultCaCertFile"]) {
+            expect(`${key}: ${declared.get(key)}`).not.toMatch(/^ {4}default: /m);
+        }
+    });
+
+    it("names, for the switch to a policy group, the policy pack and version that policy/ publishes", () => {
+        const packName = /export const PACK_NAME = "([^"]+)"/.exec(fs.readFileSync(path.join(REPO_DIR, "policy", "index.ts"), "utf8"))?.[1];
+        const packVersion = (JSON.parse(fs.readFileSync(path.join(REPO_DIR, "policy", "package.json"), "utf8")) as { version: string }).version;
+        expect(packName).toBe("vault-rotation-guardrails");
+        expect(POLICY_GROUP.policyPackName).toBe(packName);
+        expect(POLICY_GROUP.policyPackVersion).toBe(packVersion);
+        // The commented-out lines that Pulumi.prod.yaml says to switch to are these values.
+        const commented: Record<string, string> = {};
+        for (const line of fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "utf8").split("\n")) {
+            const m = /^\s*#\s*vault-rotation-deploy:(policy\w+):\s*(.*?)\s*$/.exec(line);
+            if (m) commented[m[1]] = m[2].replace(/^"(.*)"$/, "$1");
+        }
+        expect(commented).toEqual(POLICY_GROUP);
+    });
+
+    it("agrees with the target stack file: the same vault:address, and nothing that would shadow the environment once it is imported", () => {
+        const targetFile = path.join(REPO_DIR, "Pulumi.prod.yaml");
+        const target = loadStackConfig(targetFile);
+        // Explicit stack config wins over an imported environment's pulumiConfig.
+        if (target["vault:address"] !== undefined) expect(target["vault:address"]).toBe(stackConfig.vaultAddress);
+        const doc = yaml.load(fs.readFileSync(targetFile, "utf8")) as { environment?: string[] };
+        if ((doc.environment ?? []).includes(outputs.escEnvironment as string)) {
+            // The CA file then comes from VAULT_CACERT; a vault:caCertFile would win over it.
+            expect(target).not.toHaveProperty("vault:caCertFile");
+        }
     });
 });
 
@@ -179,7 +376,7 @@ describe("the schedule keeps the target stack's promise", () => {
     });
 
     it("runs at least as often as Pulumi.prod.yaml's rotation.runInterval (agent certs cannot lapse between runs)", () => {
-        const target = loadStackConfig(path.join(DEPLOY_DIR, "..", "Pulumi.prod.yaml"));
+        const target = loadStackConfig(path.join(REPO_DIR, "Pulumi.prod.yaml"));
         const runInterval = JSON.parse(target["vault-rotation:rotation"]).runInterval as string;
         expect(runInterval).toBe("24h");
         expect(longestCronGapSeconds(stackConfig.scheduleCron)).toBeLessThanOrEqual(durationSeconds(runInterval));
@@ -187,8 +384,8 @@ describe("the schedule keeps the target stack's promise", () => {
 });
 
 describe("deploy/index.ts", () => {
-    it("registers exactly one settings, one schedule and one drift schedule", () => {
-        expect(registered.map((r) => r.type).sort()).toEqual([T.settings, T.schedule, T.drift].sort());
+    it("registers one each of settings, ESC environment, schedule and drift schedule, and no policy group (localPack)", () => {
+        expect(registered.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.schedule, T.drift].sort());
     });
 
     it("points the DeploymentSettings at the target stack's git source, with `npm ci` as the only pre-run step", () => {
@@ -206,24 +403,19 @@ describe("deploy/index.ts", () => {
         expect(s.operationContext.options.skipInstallDependencies).toBe(true);
     });
 
-    it("leaves the Vault login to the program: no Vault environment, no Vault config keys", () => {
-        const s = only(T.settings).inputs as { operationContext: Record<string, unknown> & { environmentVariables?: Record<string, string> } };
-        // The program reads vault:address / vault:caCertFile / vault.jwtAuth from its own
-        // stack config and logs in with PULUMI_OIDC_TOKEN; a VAULT_TOKEN here would win over that.
-        // The only variable: every run continues past one app's failure (`--continue-on-error`).
-        expect(s.operationContext.environmentVariables ?? {}).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true" });
-        // Pulumi Deployments provide the OIDC token to every run; the SDK's oidc options are cloud-only.
+    it("sets no Vault variable in the settings, refreshes before every update, loads the repository's pack, and needs no image for the CA", () => {
+        const s = only(T.settings).inputs as { operationContext: Record<string, unknown> & { environmentVariables?: Record<string, string> }; executorContext?: unknown };
+        // Continue past one app's failure; `--refresh` for every update and `--policy-pack
+        // policy` (the pack's path from repoDir `.`) for every preview and update (the CLI
+        // reads PULUMI_OPTION_<FLAG>). No VAULT_*: the imported ESC environment provides them.
+        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_OPTION_POLICY_PACK: "policy" });
+        // The SDK's oidc options are cloud-only; the Vault login is ESC's.
         expect(s.operationContext.oidc).toBeUndefined();
-        const declared = [...readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml")).keys()];
-        expect(declared.filter((k) => /^vault/i.test(k))).toEqual([]);
-        expect([...configKeysRead].filter((k) => /^vault/i.test(k))).toEqual([]);
-        expect(Object.keys(stackConfig).filter((k) => /^vault/i.test(k))).toEqual([]);
-        const prodYaml = fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "utf8");
-        expect(prodYaml).not.toMatch(/certs\//);
+        expect(s.executorContext).toBeUndefined();
     });
 
     it("runs operator previews without checkpoints and never an update (package.json scripts); the Deployment keeps them", () => {
-        const scripts = (JSON.parse(fs.readFileSync(path.join(DEPLOY_DIR, "..", "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+        const scripts = (JSON.parse(fs.readFileSync(path.join(REPO_DIR, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
         expect(scripts.preview).toBe("PULUMI_SKIP_CHECKPOINTS=true pulumi preview");
         expect(scripts.drift).toBe("PULUMI_SKIP_CHECKPOINTS=true pulumi refresh --preview-only");
         for (const command of Object.values(scripts).filter((c) => c.includes("PULUMI_SKIP_CHECKPOINTS"))) {
@@ -234,8 +426,49 @@ describe("deploy/index.ts", () => {
         expect(env).not.toHaveProperty("PULUMI_SKIP_CHECKPOINTS");
     });
 
-    it("schedules a `pulumi up` on the configured cron, after the settings exist", () => {
-        const settings = only(T.settings);
+    it("declares the ESC environment <project>/<stack> in the target's organization", () => {
+        const env = only(T.environment).inputs;
+        expect({ organization: env.organization, project: env.project, name: env.name }).toEqual({ organization: "acme-platform", project: "vault-rotation", name: "prod" });
+        expect(outputs.escEnvironment).toBe("vault-rotation/prod");
+    });
+
+    it("logs in with ESC's vault-login (jwt, mount and role from config, subject naming the environment) and exports its token as VAULT_TOKEN", async () => {
+        const values = await environmentValues(only(T.environment).inputs);
+        expect(Object.keys(values).sort()).toEqual(["environmentVariables", "files", "pulumiConfig", "vault"]);
+        expect(values.vault.login).toEqual({
+            "fn::open::vault-login": {
+                address: "https://vault.prod.internal:8200",
+                jwt: { mount: "jwt", role: "esc-vault-rotation-prod", subjectAttributes: ["currentEnvironment.name"] },
+            },
+        });
+        expect(values.environmentVariables).toEqual({ VAULT_ADDR: "https://vault.prod.internal:8200", VAULT_TOKEN: "${vault.login.token}" });
+    });
+
+    it("exports the listener CA as the file VAULT_CACERT: the certificate blocks of vaultCaCertFile, nothing else", async () => {
+        const values = await environmentValues(only(T.environment).inputs);
+        expect(Object.keys(values.files)).toEqual(["VAULT_CACERT"]);
+        const pem = values.files.VAULT_CACERT;
+        const committed = fs.readFileSync(path.join(DEPLOY_DIR, "vault-listener-ca.pem"), "utf8");
+        const blocks = committed.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)!;
+        expect(blocks.length).toBeGreaterThanOrEqual(1);
+        expect(pem).toBe(blocks.join("\n") + "\n");
+        // The file's comment lines stay here; each block is a certificate.
+        expect(pem).not.toMatch(/#|PLACEHOLDER -/);
+        expect(new crypto.X509Certificate(pem).subject).toMatch(/CN=/);
+    });
+
+    it("warns while vaultCaCertFile is still the placeholder", () => {
+        expect(warnings.some((w) => /vault-rotation-deploy:vaultCaCertFile: vault-listener-ca\.pem is still the placeholder CA/.test(w))).toBe(true);
+    });
+
+    it("exports vault:address as stack config and, with no ssh key configured, nothing secret", async () => {
+        const env = only(T.environment).inputs;
+        const values = await environmentValues(env);
+        expect(values.pulumiConfig).toEqual({ "vault:address": "https://vault.prod.internal:8200" });
+        expect((await environmentYaml(env)).secret).toBe(false);
+    });
+
+    it("schedules a `pulumi up` on the configured cron, after the settings and the environment exist", () => {
         const schedule = only(T.schedule);
         expect(schedule.inputs).toMatchObject({
             organization: "acme-platform",
@@ -245,42 +478,182 @@ describe("deploy/index.ts", () => {
             scheduleCron: "0 3 * * *",
         });
         expect(schedule.inputs.timestamp).toBeUndefined();
-        expect(settings.urn).toBeDefined();
-        expect(schedule.dependencies).toContain(settings.urn);
+        for (const type of [T.settings, T.environment]) expect(only(type).urn).toBeDefined();
+        expect([...schedule.dependencies].sort()).toEqual([only(T.settings).urn, only(T.environment).urn].sort());
     });
 
-    it("detects drift on the drift cron without auto-remediation, after the settings exist", () => {
-        const settings = only(T.settings);
+    it("detects drift on the drift cron without auto-remediation, after the same two", () => {
         const drift = only(T.drift);
         expect(drift.inputs).toMatchObject({ stack: "prod", scheduleCron: "0 6 * * *", autoRemediate: false });
-        expect(drift.dependencies).toContain(settings.urn);
+        expect([...drift.dependencies].sort()).toEqual([only(T.settings).urn, only(T.environment).urn].sort());
     });
 
-    it("exports the schedule ids and the target stack", () => {
+    it("exports the target stack, the environment reference, that there is no policy group, and the schedule ids", () => {
         expect(outputs).toEqual({
             targetStack: "acme-platform/vault-rotation/prod",
+            escEnvironment: "vault-rotation/prod",
+            policyGroupName: "(none: policyEnforcement localPack)",
             deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
             driftScheduleId: `${only(T.drift).name}-schedule-id`,
         });
     });
 
-    it("puts no secret in plain text: no VAULT_TOKEN, no token/key-like names or values", () => {
-        const s = only(T.settings).inputs as { operationContext: { environmentVariables?: Record<string, string> } };
-        const env = s.operationContext.environmentVariables ?? {};
-        expect(Object.keys(env)).not.toContain("VAULT_TOKEN");
-        for (const [k, v] of Object.entries(env)) {
-            expect(k).not.toMatch(/TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|CREDENTIAL|_KEY$/i);
-            expect(v).not.toMatch(/^(hvs|hvb|hvr|s)\.[A-Za-z0-9]{8,}|^eyJ|^AKIA|^pul-|-----BEGIN/);
-        }
-        const everything = JSON.stringify(registered.map((r) => r.inputs));
-        expect(everything).not.toMatch(/hvs\.[A-Za-z0-9]{8,}|eyJ[A-Za-z0-9_-]{10,}\.|pul-[0-9a-f]{20,}|PRIVATE KEY-----/);
+    it("finds a planted token, JWT or credential key (the scanner below can fail)", () => {
+        const jwt = `eyJ${"a".repeat(20)}.eyJ${"b".repeat(20)}.sig`;
+        expect(credentialFindings({ a: { b: [`x hvs.${"A".repeat(24)} y`] } }, "")).toEqual(["a.b[0]: a Vault token"]);
+        expect(credentialFindings({ env: `s.${"x".repeat(24)}` }, "")).toEqual(["env: a Vault token"]);
+        expect(credentialFindings({ note: jwt }, "")).toEqual(["note: a JWT"]);
+        expect(credentialFindings({ operationContext: { environmentVariables: { VAULT_TOKEN: "x" } } }, "")).toEqual(["operationContext.environmentVariables.VAULT_TOKEN: a key named like a credential"]);
+        expect(credentialFindings({ yaml: { values: { environmentVariables: { VAULT_TOKEN: "hard-coded" } } } }, "")).toEqual([`${TOKEN_EXPORT}: not the ESC login's token`]);
+        expect(credentialFindings({ yaml: { values: { vault: { login: { "fn::open::vault-login": { jwt: { role: "r", jwt: "x" } } } } } } }, "")).toEqual([
+            `${LOGIN_JWT}: unexpected jwt`,
+            `${LOGIN_JWT}.jwt: a key named like a credential`,
+        ]);
+        // What the ESC login block legitimately holds passes.
+        expect(
+            credentialFindings(
+                { yaml: { values: { vault: { login: { "fn::open::vault-login": { address: "https://vault.prod.internal:8200", jwt: { mount: "jwt", role: "esc-vault-rotation-prod", subjectAttributes: ["currentEnvironment.name"] } } } }, environmentVariables: { VAULT_TOKEN: "${vault.login.token}" } } } },
+                "",
+            ),
+        ).toEqual([]);
+    });
+
+    it("holds no Vault token or JWT in any resource input, and no credential-named key but the ESC login's", async () => {
+        expect(await scanInputs(registered)).toEqual([]);
         // No git credentials: the source is fetched through the org's VCS integration or a public URL.
-        expect(everything).not.toMatch(/gitAuth|sshPrivateKey|password/);
+        expect(JSON.stringify(registered.map((r) => r.inputs))).not.toMatch(/gitAuth|password|PRIVATE KEY-----/);
+    });
+});
+
+describe("deploy/index.ts in policyGroup mode (Pulumi.prod.yaml's values with POLICY_GROUP)", () => {
+    let records: Registered[] = [];
+    let groupOutputs: Record<string, unknown> = {};
+    beforeAll(async () => {
+        ({ records, outputs: groupOutputs } = await loadModuleWith({ ...stackConfig, ...POLICY_GROUP }));
+    });
+    afterAll(() => setConfig(stackConfig));
+
+    it("registers one each of settings, ESC environment, policy group, schedule and drift schedule", () => {
+        expect(records.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.policyGroup, T.schedule, T.drift].sort());
+    });
+
+    it("puts the target stack under the published pack with a preventative, all-mandatory policy group", () => {
+        expect(only(T.policyGroup, records).inputs).toEqual({
+            name: "vault-rotation-prod-guardrails",
+            organizationName: "acme-platform",
+            entityType: "stacks",
+            mode: "preventative",
+            stacks: [{ name: "prod", routingProject: "vault-rotation" }],
+            policyPacks: [{ name: "vault-rotation-guardrails", versionTag: "0.1.0", config: { all: "mandatory" } }],
+        });
+    });
+
+    it("leaves the pack out of the settings: the group enforces it on every run", () => {
+        const s = only(T.settings, records).inputs as { operationContext: { environmentVariables?: Record<string, string> } };
+        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true" });
+    });
+
+    it("schedules a `pulumi up` on the configured cron, after the settings, the environment and the policy group exist", () => {
+        const schedule = only(T.schedule, records);
+        expect(schedule.inputs).toMatchObject({ stack: "prod", pulumiOperation: "update", scheduleCron: "0 3 * * *" });
+        for (const type of [T.settings, T.environment, T.policyGroup]) {
+            expect(only(type, records).urn).toBeDefined();
+            expect(schedule.dependencies).toContain(only(type, records).urn);
+        }
+    });
+
+    it("detects drift on the drift cron without auto-remediation, after the same three", () => {
+        const drift = only(T.drift, records);
+        expect(drift.inputs).toMatchObject({ stack: "prod", scheduleCron: "0 6 * * *", autoRemediate: false });
+        for (const type of [T.settings, T.environment, T.policyGroup]) expect(drift.dependencies).toContain(only(type, records).urn);
+    });
+
+    it("exports the target stack, the environment reference, the policy group and the schedule ids", () => {
+        expect(groupOutputs).toEqual({
+            targetStack: "acme-platform/vault-rotation/prod",
+            escEnvironment: "vault-rotation/prod",
+            policyGroupName: "vault-rotation-prod-guardrails",
+            deploymentScheduleId: `${only(T.schedule, records).name}-schedule-id`,
+            driftScheduleId: `${only(T.drift, records).name}-schedule-id`,
+        });
+    });
+
+    it("holds no Vault token or JWT in any resource input, and no credential-named key but the ESC login's", async () => {
+        expect(await scanInputs(records)).toEqual([]);
+    });
+});
+
+describe("deploy/index.ts with an ssh key, and in localPack mode", () => {
+    afterAll(() => setConfig(stackConfig));
+
+    it("exports a configured ssh key as the target's vault-rotation:sshPrivateKey, and the environment's YAML is then a secret", async () => {
+        const fresh = await loadWith({ ...stackConfig, sshPrivateKey: FAKE_SSH_KEY });
+        const env = only(T.environment, fresh).inputs;
+        const { secret } = await environmentYaml(env);
+        expect(secret).toBe(true);
+        const values = await environmentValues(env);
+        expect(values.pulumiConfig).toEqual({
+            "vault:address": "https://vault.prod.internal:8200",
+            "vault-rotation:sshPrivateKey": { "fn::secret": FAKE_SSH_KEY },
+        });
+        // The key is nowhere else, and nowhere outside the secret.
+        const others = fresh.filter((r) => r.type !== T.environment);
+        expect(JSON.stringify(others.map((r) => r.inputs))).not.toContain("PRIVATE KEY");
+        expect(await scanInputs(fresh)).toEqual([]);
+    });
+
+    it("loads the pack from the repository instead of a policy group in localPack mode", async () => {
+        const fresh = await loadWith({ ...stackConfig, policyEnforcement: "localPack", policyPackName: "", policyPackVersion: "" });
+        expect(fresh.filter((r) => r.type === T.policyGroup)).toEqual([]);
+        const s = only(T.settings, fresh).inputs as { operationContext: { environmentVariables: Record<string, string> } };
+        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_OPTION_POLICY_PACK: "policy" });
+        const schedule = only(T.schedule, fresh);
+        expect(schedule.dependencies).toEqual(expect.arrayContaining([only(T.settings, fresh).urn, only(T.environment, fresh).urn]));
+        expect(schedule.dependencies).toHaveLength(2);
+    });
+
+    it("points the local pack path at policy/ from the program's directory", async () => {
+        const fresh = await loadWith({ ...stackConfig, policyEnforcement: "localPack", repoDir: "programs/rotation" });
+        const s = only(T.settings, fresh).inputs as { operationContext: { environmentVariables: Record<string, string> } };
+        expect(s.operationContext.environmentVariables.PULUMI_OPTION_POLICY_PACK).toBe("../../policy");
+    });
+
+    it("uses vaultLoginAddress for the ESC login only", async () => {
+        const fresh = await loadWith({ ...stackConfig, vaultLoginAddress: "https://vault-login.prod.example.com" });
+        const values = await environmentValues(only(T.environment, fresh).inputs);
+        expect(values.vault.login["fn::open::vault-login"].address).toBe("https://vault-login.prod.example.com");
+        expect(values.environmentVariables.VAULT_ADDR).toBe("https://vault.prod.internal:8200");
+        expect(values.pulumiConfig["vault:address"]).toBe("https://vault.prod.internal:8200");
     });
 });
 
 describe("deploy/index.ts config checks", () => {
     afterAll(() => setConfig(stackConfig));
+
+    // A CA file that is not a CA (a key in it) or not a certificate at all, served to the
+    // program by a readFileSync stub: no fixture is written into deploy/.
+    const FIXTURES: Record<string, string> = {
+        "with-key.pem": fs.readFileSync(path.join(DEPLOY_DIR, "vault-listener-ca.pem"), "utf8") + FAKE_SSH_KEY,
+        "no-cert.pem": "# nothing here\n",
+        "broken-cert.pem": "-----BEGIN CERTIFICATE-----\nTUlJQm5vdGFjZXJ0\n-----END CERTIFICATE-----\n",
+    };
+
+    function requireWith(values: Record<string, string>): void {
+        setConfig(values);
+        // The real module object: deploy/index.ts reads its readFileSync at call time.
+        const realFs = require("fs") as typeof fs;
+        const readFileSync = realFs.readFileSync;
+        const stub = jest.spyOn(realFs, "readFileSync").mockImplementation(((file: fs.PathOrFileDescriptor, options?: unknown) => {
+            const name = path.relative(DEPLOY_DIR, String(file));
+            if (name in FIXTURES) return FIXTURES[name];
+            return (readFileSync as (f: fs.PathOrFileDescriptor, o?: unknown) => string | Buffer)(file, options);
+        }) as never);
+        try {
+            quietly(() => jest.isolateModules(() => require("../../deploy/index")));
+        } finally {
+            stub.mockRestore();
+        }
+    }
 
     it.each([
         ["scheduleCron", "weekly", /vault-rotation-deploy:scheduleCron must be a 5-field cron expression/],
@@ -289,29 +662,59 @@ describe("deploy/index.ts config checks", () => {
         ["branch", "main; rm -rf /", /vault-rotation-deploy:branch must be a git branch name/],
         ["agentPoolId", "pool id", /vault-rotation-deploy:agentPoolId must be an agent pool id/],
         ["executorImage", "img $(id)", /vault-rotation-deploy:executorImage must be a container image reference/],
+        ["vaultAddress", "https://vault.prod.internal:8200/v1", /vault-rotation-deploy:vaultAddress must be an https:\/\/ URL with host and optional port, no path/],
+        ["vaultAddress", "http://vault.prod.internal:8200", /vault-rotation-deploy:vaultAddress must be an https:\/\//],
+        ["vaultLoginAddress", "vault.example.com", /vault-rotation-deploy:vaultLoginAddress must be an https:\/\/ URL/],
+        ["vaultJwtMount", "/jwt", /vault-rotation-deploy:vaultJwtMount must be a Vault auth mount path/],
+        ["vaultJwtRole", "role with spaces", /vault-rotation-deploy:vaultJwtRole must be a Vault JWT role name/],
+        ["vaultCaCertFile", "/etc/vault-rotation/vault-listener-ca.pem", /vault-rotation-deploy:vaultCaCertFile must be a path relative to deploy\//],
+        ["vaultCaCertFile", "../Pulumi.prod.yaml", /vault-rotation-deploy:vaultCaCertFile must be a path relative to deploy\//],
+        ["vaultCaCertFile", "missing.pem", /vault-rotation-deploy:vaultCaCertFile: cannot read missing\.pem: ENOENT/],
+        ["vaultCaCertFile", "with-key.pem", /vault-rotation-deploy:vaultCaCertFile: with-key\.pem contains a private key/],
+        ["vaultCaCertFile", "no-cert.pem", /vault-rotation-deploy:vaultCaCertFile: no-cert\.pem holds no PEM certificate/],
+        ["vaultCaCertFile", "broken-cert.pem", /vault-rotation-deploy:vaultCaCertFile: broken-cert\.pem has a certificate block that does not parse/],
+        ["policyEnforcement", "audit", /vault-rotation-deploy:policyEnforcement must be "policyGroup" or "localPack"/],
     ])("rejects %s = %j before registering anything", (key, value, message) => {
-        setConfig({ ...stackConfig, [key]: value });
         const before = registered.length;
-        expect(() => jest.isolateModules(() => require("../../deploy/index"))).toThrow(message);
+        expect(() => requireWith({ ...stackConfig, [key]: value })).toThrow(message);
         expect(registered.length).toBe(before);
     });
 
-    /** Loads deploy/index.ts afresh with `values` and returns what it registered. */
-    async function loadWith(values: Record<string, string>): Promise<Registered[]> {
-        setConfig(values);
+    it.each([
+        ["policyPackName", "", /vault-rotation-deploy:policyPackName must be a policy pack name .* when policyEnforcement is policyGroup/],
+        ["policyPackName", "guardrails; rm", /vault-rotation-deploy:policyPackName must be a policy pack name/],
+        ["policyPackVersion", "", /vault-rotation-deploy:policyPackVersion must be a published pack version .* when policyEnforcement is policyGroup/],
+        ["policyPackVersion", "latest", /vault-rotation-deploy:policyPackVersion must be a published pack version/],
+    ])("in policyGroup mode, rejects %s = %j before registering anything", (key, value, message) => {
         const before = registered.length;
-        let mod: Record<string, pulumi.Output<unknown>> = {};
-        jest.isolateModules(() => {
-            mod = require("../../deploy/index");
-        });
-        await promiseOf(mod.driftScheduleId);
-        await promiseOf(mod.deploymentScheduleId);
-        return registered.slice(before);
-    }
+        expect(() => requireWith({ ...stackConfig, ...POLICY_GROUP, [key]: value })).toThrow(message);
+        expect(registered.length).toBe(before);
+    });
 
-    it("defaults driftAutoRemediate to false and repoDir to '.', with no agent pool or executor image", async () => {
-        const minimal: Record<string, string> = { ...stackConfig };
-        for (const k of ["driftAutoRemediate", "repoDir", "agentPoolId", "executorImage"]) delete minimal[k];
+    it("switched to policyGroup without naming the pack (Pulumi.yaml's empty defaults), fails naming policyPackName", () => {
+        const before = registered.length;
+        expect(() => requireWith({ ...stackConfig, policyEnforcement: "policyGroup" })).toThrow(/vault-rotation-deploy:policyPackName/);
+        expect(registered.length).toBe(before);
+    });
+
+    it("rejects an ssh key that is not a private key, without echoing it", () => {
+        const before = registered.length;
+        const notAKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN29kHvLENzQZExy63KmefwWBqBlM97gxsizErEUJeX3 a public key";
+        let error: Error | undefined;
+        try {
+            requireWith({ ...stackConfig, sshPrivateKey: notAKey });
+        } catch (e) {
+            error = e as Error;
+        }
+        expect(error?.message).toMatch(/vault-rotation-deploy:sshPrivateKey must be a PEM or OpenSSH private key/);
+        expect(error?.message).not.toContain("AAAAC3Nza");
+        expect(registered.length).toBe(before);
+    });
+
+    it("defaults driftAutoRemediate to false, repoDir to '.', the JWT mount to jwt and the login address to vaultAddress, with no agent pool or executor image", async () => {
+        // The pack named (policyGroup's inputs), the mode left to its default.
+        const minimal: Record<string, string> = { ...stackConfig, ...POLICY_GROUP };
+        for (const k of ["driftAutoRemediate", "repoDir", "agentPoolId", "executorImage", "vaultJwtMount", "vaultLoginAddress", "policyEnforcement"]) delete minimal[k];
         const fresh = await loadWith(minimal);
         const drift = fresh.find((r) => r.type === T.drift)!;
         const settings = fresh.find((r) => r.type === T.settings)!.inputs as {
@@ -323,9 +726,23 @@ describe("deploy/index.ts config checks", () => {
         expect(drift.inputs.autoRemediate).toBe(false);
         expect(settings.sourceContext.git.repoDir).toBe(".");
         expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
-        expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true" });
+        expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true" });
         expect(settings.agentPoolId).toBeUndefined();
         expect(settings.executorContext).toBeUndefined();
+        const login = (await environmentValues(only(T.environment, fresh).inputs)).vault.login["fn::open::vault-login"];
+        expect(login.address).toBe(stackConfig.vaultAddress);
+        expect(login.jwt.mount).toBe("jwt");
+        // policyEnforcement defaults to the policy group, in index.ts as in Pulumi.yaml.
+        expect(fresh.filter((r) => r.type === T.policyGroup)).toHaveLength(1);
+        expect(readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml")).get("policyEnforcement")).toMatch(/^ {4}default: policyGroup$/m);
+    });
+
+    it("with neither a mode nor a pack named, fails (the policyGroup default) rather than falling back to localPack", () => {
+        const rest: Record<string, string> = { ...stackConfig };
+        delete rest.policyEnforcement;
+        const before = registered.length;
+        expect(() => requireWith(rest)).toThrow(/vault-rotation-deploy:policyPackName .* when policyEnforcement is policyGroup/);
+        expect(registered.length).toBe(before);
     });
 
     it("passes an agent pool and an executor image through, still with only `npm ci`", async () => {
@@ -340,10 +757,9 @@ describe("deploy/index.ts config checks", () => {
         expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
     });
 
-    it("fails on a missing required key", () => {
+    it.each(["scheduleCron", "vaultAddress", "vaultJwtRole", "vaultCaCertFile"])("fails on a missing required key (%s), naming it", (key) => {
         const rest: Record<string, string> = { ...stackConfig };
-        delete rest.scheduleCron;
-        setConfig(rest);
-        expect(() => jest.isolateModules(() => require("../../deploy/index"))).toThrow(/scheduleCron/);
+        delete rest[key];
+        expect(() => requireWith(rest)).toThrow(new RegExp(`vault-rotation-deploy:${key}`));
     });
 });
