@@ -73,6 +73,8 @@ export interface RehearsalReport {
     epochs: { first: string; rotated: string };
     apps: AppReport[];
     noop: { replaced: string[]; changed: string[]; restarts: number };
+    /** One app rotated alone (its own `apps[i].epoch`), as in an emergency: what changed for it and for the others. */
+    emergency: { app: string; epoch: string; agentSerial: string; leafSerial: string; previousLeafRevoked: boolean; newLeafServed: boolean; othersUnchanged: string[]; othersChanged: string[]; otherRestarts: number };
     versionWarnings: string[];
     failures: string[];
 }
@@ -126,7 +128,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`      Vault ${server.version} at ${server.address}: PKI root + intermediate "${vaultConfig.issuerCommonName}", KV v2 at ${vaultConfig.kvMount}`);
         const vault = { address: server.address, caCertFile: server.caCertFile, token: server.token };
 
-        log(`[2/7] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and, as root, an nginx edge proxy"})`);
+        log(`[2/8] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and, as root, an nginx edge proxy"})`);
         const appNames = (JSON.parse(baseConfig["vault-rotation:apps"]) as { name: string }[]).map((a) => a.name);
         const plan = opts.serve === false ? undefined : await planServing(vault, vaultConfig.pkiMount ?? "pki_int", appNames);
         sandbox = await openSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin }, serve: plan });
@@ -145,7 +147,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const r = runner;
         const apply = async (epoch: string): Promise<ProgramRun> => r.up(withEpoch(sb.config, epoch));
 
-        log(`[3/7] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
+        log(`[3/8] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
         const first = await apply(firstEpoch);
         const firstReport = first.exports.apps as Report;
 
@@ -171,7 +173,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             for (const c of checklist) if (!c.ok) failures.push(`${app.name}: ${c.item}: ${c.detail}`);
         }
 
-        log(`[5/7] rotating: epoch ${firstEpoch} -> ${rotatedEpoch}`);
+        log(`[5/8] rotating: epoch ${firstEpoch} -> ${rotatedEpoch}`);
         const oldAgent = Object.fromEntries(
             sb.stack.apps.map((a) => {
                 const files = sb.agentFiles(a.name);
@@ -221,7 +223,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             }
         }
 
-        log(`[6/7] running again with epoch ${rotatedEpoch}: nothing may change`);
+        log(`[6/8] running again with epoch ${rotatedEpoch}: nothing may change`);
         const restartCount = () => sb.stack.apps.flatMap((a) => readLines(path.join(sb.systemctlDir(a.name), "calls.log"))).filter((l) => l.includes(" restart ")).length;
         const restartsBefore = restartCount();
         const again = await apply(rotatedEpoch);
@@ -244,7 +246,39 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         }
         const versionWarnings = versions.map((v) => v.warning).filter((w) => w !== "");
 
-        log("[7/7] done");
+        log(`[7/8] one app in an emergency: ${sb.stack.apps[0].name} gets its own epoch, every other app must keep its serials`);
+        const target = sb.stack.apps[0];
+        const others = sb.stack.apps.slice(1);
+        const appRestarts = (names: string[]) => names.flatMap((n) => readLines(path.join(sb.systemctlDir(n), "calls.log"))).filter((l) => l.includes(" restart ")).length;
+        const othersRestartsBefore = appRestarts(others.map((a) => a.name));
+        const emergencyEpoch = "rehearsal-emergency-1";
+        const appsWithEpoch = JSON.parse(sb.config["vault-rotation:apps"]) as Record<string, unknown>[];
+        appsWithEpoch[0].epoch = emergencyEpoch;
+        const emergencyRun = await r.up({ ...withEpoch(sb.config, rotatedEpoch), "vault-rotation:apps": JSON.stringify(appsWithEpoch) });
+        const emergencyReport = emergencyRun.exports.apps as Report;
+        const before = rotatedReport[target.name];
+        const now = emergencyReport[target.name];
+        const oldLeaf = await vaultRequest(vault, "GET", `${sb.stack.vault.pkiMount}/cert/${String(before.leafSerial)}`);
+        const previousLeafRevoked = Number((oldLeaf.body as { data?: { revocation_time?: number } }).data?.revocation_time ?? 0) > 0;
+        const servedNow = sb.serving ? probeServed(sb, target, chainFile) : undefined;
+        const emergency = {
+            app: target.name,
+            epoch: emergencyEpoch,
+            agentSerial: `${String(before.agentCertSerial)} -> ${String(now.agentCertSerial)}`,
+            leafSerial: `${String(before.leafSerial)} -> ${String(now.leafSerial)}`,
+            previousLeafRevoked,
+            newLeafServed: servedNow ? servedNow.serial === String(now.leafSerial) : true,
+            othersUnchanged: others.filter((a) => emergencyReport[a.name].agentCertSerial === rotatedReport[a.name].agentCertSerial && emergencyReport[a.name].leafSerial === rotatedReport[a.name].leafSerial).map((a) => a.name),
+            othersChanged: others.filter((a) => emergencyReport[a.name].agentCertSerial !== rotatedReport[a.name].agentCertSerial || emergencyReport[a.name].leafSerial !== rotatedReport[a.name].leafSerial).map((a) => a.name),
+            otherRestarts: appRestarts(others.map((a) => a.name)) - othersRestartsBefore,
+        };
+        if (now.agentCertSerial === before.agentCertSerial || now.leafSerial === before.leafSerial) failures.push(`${target.name}: emergency: its own epoch did not rotate it (${emergency.agentSerial}; ${emergency.leafSerial})`);
+        if (!previousLeafRevoked) failures.push(`${target.name}: emergency: the previous leaf ${String(before.leafSerial)} was not revoked`);
+        if (!emergency.newLeafServed) failures.push(`${target.name}: emergency: the new leaf is not served (${servedNow?.detail ?? ""})`);
+        if (emergency.othersChanged.length > 0) failures.push(`emergency: rotating ${target.name} alone also changed ${emergency.othersChanged.join(", ")}`);
+        if (emergency.otherRestarts > 0) failures.push(`emergency: rotating ${target.name} alone restarted ${emergency.otherRestarts} other agent(s)`);
+
+        log("[8/8] done");
         return {
             ok: failures.length === 0,
             stackFile,
@@ -256,6 +290,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             epochs: { first: firstEpoch, rotated: rotatedEpoch },
             apps: appReports,
             noop,
+            emergency,
             versionWarnings,
             failures,
         };
@@ -395,6 +430,11 @@ export function formatReport(r: RehearsalReport): string {
         }
     }
     lines.push("", `same epoch again: ${r.noop.changed.length === 0 ? "nothing replaced, nothing changed" : r.noop.changed.join(", ")}; agent restarts: ${r.noop.restarts}`);
+    const e = r.emergency;
+    lines.push(
+        `emergency, ${e.app} alone (apps[0].epoch ${e.epoch}): agent ${e.agentSerial}; leaf ${e.leafSerial}; previous leaf revoked: ${e.previousLeafRevoked ? "yes" : "NO"}; new leaf served: ${e.newLeafServed ? "yes" : "NO"}`,
+        `  other apps kept their serials: ${e.othersUnchanged.join(", ") || "(none)"}${e.othersChanged.length > 0 ? `; CHANGED: ${e.othersChanged.join(", ")}` : ""}; their agent restarts: ${e.otherRestarts}`,
+    );
     for (const v of r.versions) {
         lines.push(`versions: ${v.app}: agent ${v.agent || "unknown"}, server ${v.server || "unknown"}: ${v.warning === "" && v.agent !== "" && v.server !== "" ? "no drift" : v.warning || "drift cannot be seen"}`);
     }

@@ -270,6 +270,25 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
         await expectAgentsLogIn();
     }, 600_000);
 
+    it("repairs drift in a plain `up` run with PULUMI_OPTION_REFRESH=true, as the Deployment settings run it", async () => {
+        const policy = "eng-b-marker";
+        const original = await vaultRequest<{ data?: { policy?: string } }>(vault, "GET", `sys/policies/acl/${policy}`);
+        await vaultRequest(vault, "PUT", `sys/policies/acl/${policy}`, { policy: 'path "secret/*" { capabilities = ["read"] }' });
+        const r = stack.cli(["up", "--yes", "--skip-preview"], 600_000, { PULUMI_OPTION_REFRESH: "true" });
+        expect(r.status).toBe(0);
+        const now = await vaultRequest<{ data?: { policy?: string } }>(vault, "GET", `sys/policies/acl/${policy}`);
+        expect(now.body.data?.policy).toBe(original.body.data?.policy);
+    }, 600_000);
+
+    it("refuses `pulumi destroy`: the cert auth method is protected, and every agent keeps logging in", async () => {
+        const r = stack.cli(["destroy", "--yes", "--skip-preview"]);
+        expect(r.status).not.toBe(0);
+        expect(`${r.stdout}\n${r.stderr}`).toMatch(/vault-rotation-cert-auth.*protect|protected/is);
+        const methods = await vaultRequest<{ data?: Record<string, { type: string }> }>(vault, "GET", "sys/auth");
+        expect((methods.body.data ?? (methods.body as Record<string, { type: string }>))["cert/"]?.type).toBe("cert");
+        await expectAgentsLogIn();
+    }, 600_000);
+
     it("keeps no plain secret and no agent key in the checkpoint", () => {
         // (Runs after every update above: each checkpoint the file backend wrote is the same file, rewritten.)
         const checkpoint = stack.checkpointText();
@@ -329,5 +348,6 @@ describe("the rehearsal under the engine", () => {
         const checkpoint = fs.readFileSync(path.join(tmp, "three", "engine", "backend", ".pulumi", "stacks", "vault-rotation", "local.json"), "utf8");
         expect(checkpoint).not.toMatch(/OPENSSH PRIVATE KEY-----(\\n|\n)[A-Za-z0-9+/]{16}/);
         expect(report.noop).toEqual({ replaced: [], changed: [], restarts: 0 });
+        expect(report.emergency).toMatchObject({ previousLeafRevoked: true, newLeafServed: true, othersChanged: [], otherRestarts: 0 });
     }, 1_200_000);
 });

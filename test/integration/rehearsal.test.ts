@@ -27,6 +27,10 @@ function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {
         expect(a.rotated).toMatchObject({ oldAgentRevoked: true, oldAgentLoginRefused: true, newAgentLoginWorks: true, newKeyOnlyOnHost: true, leafReRendered: true });
     }
     expect(report.noop).toEqual({ replaced: [], changed: [], restarts: 0 });
+    // One app's own epoch rotated it alone: new serials and its previous leaf revoked; every other app kept its serials and was not restarted.
+    expect(report.emergency).toMatchObject({ app: apps[0], previousLeafRevoked: true, newLeafServed: true, othersUnchanged: apps.slice(1), othersChanged: [], otherRestarts: 0 });
+    const [agentBefore, agentAfter] = report.emergency.agentSerial.split(" -> ");
+    expect(agentAfter).not.toBe(agentBefore);
     expect(report.engine).toMatch(/^applier \(asked for with --engine applier\)$/);
     // Both versions read (the drift watch item sees something), the same Vault binary on both sides.
     for (const v of report.versions) expect(v).toMatchObject({ agent: report.vaultVersion, server: report.vaultVersion, warning: "" });

@@ -248,10 +248,10 @@ export class EngineStack {
     }
 
     /** Runs the CLI itself in this project (`pulumi cancel --yes`, ...), as an operator would type it. */
-    cli(args: string[], timeoutMs = 600_000): { status: number | null; stdout: string; stderr: string } {
+    cli(args: string[], timeoutMs = 600_000, extraEnv: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
         const r = spawnSync(path.join(this.opts.tools.cliDir, "pulumi"), [...args, "--stack", this.opts.stack, "--non-interactive", "--color", "never"], {
             cwd: this.projectDir,
-            env: this.env,
+            env: { ...this.env, ...extraEnv },
             encoding: "utf8",
             timeout: timeoutMs,
             maxBuffer: 64 * 1024 * 1024,
