@@ -9,6 +9,7 @@ import { DEFAULT_HOST_PATH } from "./components/renderers/scripts";
 import { StackBase } from "./components/stackBase";
 import { EdgeTrust } from "./components/edgeTrust";
 import type { VaultConnection } from "./providers/connection";
+import { DestroyGuard } from "./providers/destroyGuard";
 
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
 const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));
@@ -127,6 +128,14 @@ const rotations = config.apps.map((app) => {
     };
     return new AppRotation(app.name, args);
 });
+
+// Last in the program, depending on everything above: `pulumi destroy` reaches it
+// first and stops on its protection before any agent loses its mapping or cert.
+new DestroyGuard(
+    "vault-rotation-destroy-guard",
+    { guards: `every agent's login on auth/${config.vault.certAuthPath}: pulumi state unprotect --all, then destroy, to retire on purpose` },
+    { dependsOn: [base, ...rotations, ...(edgeTrust ? [edgeTrust] : [])] },
+);
 
 /**
  * Why this run would (or would not) rotate, readable in `pulumi preview`: the

@@ -7,3 +7,4 @@ export { rotationCheckProvider } from "./rotationCheck";
 export { issuingChainProvider } from "./issuingChain";
 export { certAuthMountProvider } from "./certAuthMount";
 export { vaultTakeoverProvider } from "./vaultTakeover";
+export { destroyGuardProvider } from "./destroyGuard";

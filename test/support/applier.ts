@@ -31,6 +31,7 @@ import { rotationCheckProvider } from "../../providers/rotationCheck";
 import { issuingChainProvider } from "../../providers/issuingChain";
 import { certAuthMountProvider } from "../../providers/certAuthMount";
 import { vaultTakeoverProvider } from "../../providers/vaultTakeover";
+import { destroyGuardProvider } from "../../providers/destroyGuard";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
 import { runningAsRoot } from "./hostUsers";
 import { RemoteConnection, runRemote } from "./sshExec";
@@ -91,6 +92,7 @@ const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
     "pulumi-nodejs:dynamic/vault-rotation:IssuingChain": issuingChainProvider,
     "pulumi-nodejs:dynamic/vault-rotation:CertAuthMount": certAuthMountProvider,
     "pulumi-nodejs:dynamic/vault-rotation:VaultTakeover": vaultTakeoverProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:DestroyGuard": destroyGuardProvider,
 };
 
 /** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */

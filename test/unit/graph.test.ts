@@ -47,8 +47,12 @@ describe("stack-level objects", () => {
     it("declares exactly one cert auth method at the configured path, protected", () => {
         expect(ofType(prod, AUTH).map((r) => [r.inputs.path, r.protect])).toEqual([["cert", true]]);
         expect(ofType(three, AUTH).map((r) => [r.inputs.path, r.protect])).toEqual([["cert-agents", true]]);
+        // And the destroy guard, which depends on every other resource, so `pulumi destroy` stops at it first.
         // Nothing else is protected: every other object is replaced on a rotation, which protection would refuse.
-        expect(prod.registrations.filter((r) => r.protect).map((r) => r.name)).toEqual(["vault-rotation-cert-auth"]);
+        expect(prod.registrations.filter((r) => r.protect).map((r) => r.name).sort()).toEqual(["vault-rotation-cert-auth", "vault-rotation-destroy-guard"]);
+        const guard = named(prod, "vault-rotation-destroy-guard");
+        const others = prod.registrations.filter((r) => r.custom && r.name !== guard.name);
+        for (const r of others) expect({ name: r.name, guarded: guard.dependencies.includes(r.urn) }).toEqual({ name: r.name, guarded: true });
     });
 
     it("surveys every Vault object of an app before the first write to it", () => {
