@@ -160,13 +160,16 @@ export const rotationPlan = {
  * The first run against a Vault the runbook configured: whether the cert auth
  * method was adopted, and the mappings it held then that this stack does not
  * manage (old names: remove them by hand, docs/OPERATIONS.md "Adopting a
- * hand-run setup"). Per-object takeover notes are in the update's log.
+ * hand-run setup"), and what the first write changed in each object that
+ * existed (also logged, once, by the update that wrote it).
  */
 export const adoption = {
     certAuthMethod: base.certAuthAdopted.apply((adopted) => (adopted ? `adopted auth/${config.vault.certAuthPath}/ (it existed)` : `enabled auth/${config.vault.certAuthPath}/`)),
     mappingsNotManaged: pulumi
         .all([base.preexistingMappings, pulumi.all(rotations.map((r) => r.mappingName))])
         .apply(([before, managed]) => (before ?? []).filter((m) => !managed.includes(m))),
+    /** The run that first wrote each object logged these; they stay here. */
+    takeoverNotes: pulumi.all([base.takeoverNotes, ...rotations.map((r) => r.takeoverNotes)]).apply((lists) => lists.flat()),
 };
 
 /** One report per app; never a key. */

@@ -116,6 +116,8 @@ export class AppRotation extends pulumi.ComponentResource {
     public readonly hostState: pulumi.Output<string>;
     /** The verified facts of this rotation (stack output). */
     public readonly report: pulumi.Output<RotationReport>;
+    /** What the first write took over in objects that already existed (one line each; [] for none). */
+    public readonly takeoverNotes: pulumi.Output<string[]>;
     public readonly identity: AgentIdentity;
     public readonly leaf: AppLeaf;
 
@@ -147,9 +149,7 @@ export class AppRotation extends pulumi.ComponentResource {
             { kind: "cert-mapping", authPath: args.certAuthPathName, name: names.mapping, want: mappingVaultParams(identityArgs), issuingCaFrom: args.pkiMount },
         ];
         const takeover = new VaultTakeover(`${name}-takeover`, { connection: args.connection, objects }, { parent: this, dependsOn: args.stackReady });
-        takeover.notes.apply((notes) => {
-            for (const note of notes ?? []) void pulumi.log.info(note, takeover);
-        });
+        this.takeoverNotes = takeover.notes.apply((n) => n ?? []);
 
         this.identity = new AgentIdentity(
             `${name}-agent`,

@@ -33,6 +33,8 @@ export class StackBase extends pulumi.ComponentResource {
     /** Whether the cert auth method existed before this stack (adopted), and the mappings it held then. */
     public readonly certAuthAdopted: pulumi.Output<boolean>;
     public readonly preexistingMappings: pulumi.Output<string[]>;
+    /** What the first write took over in stack-level objects (debug-policy). */
+    public readonly takeoverNotes: pulumi.Output<string[]>;
 
     constructor(name: string, args: StackBaseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vault-rotation:components:StackBase", name, {}, opts);
@@ -44,7 +46,14 @@ export class StackBase extends pulumi.ComponentResource {
             { connection: args.connection, path: args.certAuthPath, description: "mTLS login for Vault Agents (managed by vault-rotation)" },
             { parent: this, protect: true },
         );
+        // Stacks made before the method became a CertAuthMount hold it in state as a
+        // vault.AuthBackend of this very name (same parent). Reading it here under that URN,
+        // with the same ID (its path), makes the engine relinquish it (stop managing it)
+        // instead of deleting it, which would disable the method and every agent's login.
+        // On any other stack it is a read of the method, after it exists.
+        vault.AuthBackend.get(`${name}-cert-auth`, certAuth.path, undefined, { parent: this, dependsOn: [certAuth] });
         this.ready = [certAuth];
+        this.takeoverNotes = pulumi.output([]);
         if (args.debugPolicy) {
             const policyName = debugPolicyName(args.namePrefix);
             const takeover = new VaultTakeover(
@@ -52,9 +61,7 @@ export class StackBase extends pulumi.ComponentResource {
                 { connection: args.connection, objects: [{ kind: "policy", name: policyName, policy: renderDebugPolicy() }] },
                 { parent: this },
             );
-            takeover.notes.apply((notes) => {
-                for (const note of notes ?? []) void pulumi.log.info(note, takeover);
-            });
+            this.takeoverNotes = takeover.notes.apply((n) => n ?? []);
             this.ready.push(new vault.Policy(`${name}-debug-policy`, { name: policyName, policy: renderDebugPolicy() }, { parent: this, dependsOn: [takeover] }));
         }
         if (args.kvMount !== undefined) {

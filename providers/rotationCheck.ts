@@ -465,6 +465,12 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
     };
 }
 
+/** Whether the certificate may be used for TLS client authentication (an agent's login). */
+function isClientCert(pem: string): boolean {
+    const usage = new X509Certificate(pem).keyUsage;
+    return Array.isArray(usage) && usage.includes("1.3.6.1.5.5.7.3.2");
+}
+
 /** The OU values of a certificate's subject. */
 function subjectOus(pem: string): string[] {
     return new X509Certificate(pem).subject.split("\n").flatMap((part) => (part.startsWith("OU=") ? [part.slice(3)] : []));
@@ -473,10 +479,12 @@ function subjectOus(pem: string): string[] {
 /**
  * Revokes the agent cert the host held before this run's files step, when it is
  * a hand-issued one (the runbook's `pki/issue`): Vault must hold it under that
- * serial, for this agent's CN, without the OU mark this program's agent certs
- * carry (those are CertRevocation's). The serial comes from a file the app user
- * owns, so nothing else is ever revoked: not another app's cert, not a cert
- * Vault did not issue (that is a warning: it came from elsewhere). Revoked like
+ * serial, for this agent's CN, as a client certificate, without any OU mark of
+ * this program (this stack's agent certs are CertRevocation's; another stack's
+ * on the same mount may share the CN). The serial comes from a file the app user
+ * owns, so nothing else is ever revoked: not another app's or another stack's
+ * cert, not a leaf, not a cert Vault did not issue (that is a warning: it came
+ * from elsewhere). Revoked like
  * a replaced agent cert: the CRL is copied to the cert auth method, and the
  * tokens it obtained are revoked.
  */
@@ -505,8 +513,13 @@ export async function revokeReplacedAgentCert(inputs: RotationCheckInputs): Prom
     if (cn !== current.subjectCN) {
         return { ...none, replacedAgentCertNote: `${app}: the agent cert the host held before (serial ${serial}) names ${cn}, not ${current.subjectCN}; not revoked` };
     }
-    const mark = subjectOus(inputs.agentCertPem);
-    if (mark.length > 0 && subjectOus(stored).some((ou) => mark.includes(ou))) return none;
+    // Any program-issued agent cert carries a `vault-rotation ...` OU mark: this stack's
+    // (CertRevocation revokes it) or another stack's on the same mount, whose apps may share
+    // this CN; a leaf for the name is a server cert. Neither is this host's hand-issued login cert.
+    if (subjectOus(stored).some((ou) => ou.startsWith("vault-rotation "))) return none;
+    if (!isClientCert(stored)) {
+        return { ...none, replacedAgentCertNote: `${app}: the cert the host held before (serial ${serial}) is not a client certificate; not revoked` };
+    }
     if (Number(data.revocation_time ?? 0) > 0) return { ...none, revokedReplacedAgentCert: serial };
     try {
         await client.write(`${inputs.pkiMount}/revoke`, { serial_number: serial });

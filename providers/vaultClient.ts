@@ -255,6 +255,19 @@ function listenerCaFromEnvironment(): string | undefined {
 }
 
 /**
+ * The listener CA file for a connection: the one it names, else VAULT_CACERT.
+ * Also VAULT_CACERT when the named file is gone and the variable is set: a
+ * resource recorded before the stack moved to ESC names a runner path that a
+ * Deployment does not have, and its delete (a revocation) must still reach Vault.
+ */
+function caFileFor(connection: VaultConnection): string | undefined {
+    const fromEnvironment = listenerCaFromEnvironment();
+    if (connection.caCertFile === undefined) return fromEnvironment;
+    if (fromEnvironment !== undefined && !fs.existsSync(connection.caCertFile)) return fromEnvironment;
+    return connection.caCertFile;
+}
+
+/**
  * A client for a provider's connection, with the token resolved now (never an
  * input, never stored). `withToken: false` for unauthenticated endpoints.
  */
@@ -266,7 +279,7 @@ export function clientForConnection(
     return createVaultClient({
         ...rest,
         address: connection.address,
-        caCertFile: connection.caCertFile ?? listenerCaFromEnvironment(),
+        caCertFile: caFileFor(connection),
         namespace: connection.namespace,
         token: withToken ? () => tokenForConnection() : rest.token,
     });

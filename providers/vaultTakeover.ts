@@ -31,6 +31,8 @@ export interface VaultTakeoverInputs {
 export interface VaultTakeoverOutputs extends VaultTakeoverInputs {
     /** One line per object that existed before this program wrote it. */
     notes: string[];
+    /** When the survey ran (ISO 8601): the run that took the objects over. */
+    surveyedAt: string;
 }
 
 /** The Vault path of an object (what a note names). */
@@ -144,7 +146,7 @@ export const vaultTakeoverProvider: pulumi.dynamic.ResourceProvider<VaultTakeove
 
     async create(inputs) {
         const notes = await surveyObjects(clientForConnection(inputs.connection), inputs.objects);
-        return { id: `takeover:${objectPaths(inputs.objects).length}`, outs: { ...inputs, notes } };
+        return { id: `takeover:${objectPaths(inputs.objects).length}`, outs: { ...inputs, notes, surveyedAt: new Date().toISOString() } };
     },
 
     // Nothing of Vault's to undo.
@@ -159,11 +161,24 @@ export interface VaultTakeoverArgs {
 // What each VaultTakeover serializes as its provider: a ~1 KB forwarder, loaded by package name (forward.ts).
 const vaultTakeoverForwarder = forwardingProvider("vaultTakeoverProvider", vaultTakeoverProvider);
 
-/** Notes what the program's first write changes in objects that already exist. */
+/** When this program started: notes of a survey made since then are this run's. */
+const PROGRAM_STARTED_AT = Date.now();
+
+/**
+ * Notes what the program's first write changes in objects that already exist,
+ * one log line each in the update that took them over (and only that one: the
+ * notes stay in its outputs, which later runs carry unchanged).
+ */
 export class VaultTakeover extends pulumi.dynamic.Resource {
     public readonly notes!: pulumi.Output<string[]>;
+    public readonly surveyedAt!: pulumi.Output<string>;
 
     constructor(name: string, args: VaultTakeoverArgs, opts?: pulumi.CustomResourceOptions) {
-        super(vaultTakeoverForwarder, name, { ...args, notes: undefined }, { ...opts }, "vault-rotation", "VaultTakeover");
+        super(vaultTakeoverForwarder, name, { ...args, notes: undefined, surveyedAt: undefined }, { ...opts }, "vault-rotation", "VaultTakeover");
+        pulumi.all([this.notes, this.surveyedAt]).apply(([notes, at]) => {
+            // A survey from an earlier run (same outputs, carried over): already said then.
+            if (!at || Date.parse(at) < PROGRAM_STARTED_AT) return;
+            for (const note of notes ?? []) void pulumi.log.info(note, this);
+        });
     }
 }

@@ -94,6 +94,50 @@ describe("every committed stack passes the CLI's config validation; a config err
     }, 300_000);
 });
 
+describe("upgrading a stack whose state holds the cert auth method as a vault.AuthBackend (before CertAuthMount)", () => {
+    it("relinquishes the old resource instead of deleting it: the method stays enabled and every agent logs in", async () => {
+        const renamed = renamedLocalStack("leg");
+        const vaultConfig = { ...JSON.parse(renamed["vault-rotation:vault"]), certAuthPath: "cert-legacy" };
+        const sandbox = prepareSandbox({ root: path.join(tmp, "legacy"), config: { ...renamed, "vault-rotation:vault": JSON.stringify(vaultConfig) }, vault });
+        try {
+            const config = withEpoch(sandbox.config, "leg-1");
+            const stack = await EngineStack.create({ tools, stack: "legacy", config, vaultToken: vault.token!, root: path.join(tmp, "legacy-engine") });
+            // The old program's shape, as far as the method goes: same project, parent and name.
+            const projectFile = path.join(stack.projectDir, "Pulumi.yaml");
+            const current = fs.readFileSync(projectFile, "utf8");
+            fs.mkdirSync(path.join(stack.projectDir, "legacy"), { recursive: true });
+            fs.writeFileSync(
+                path.join(stack.projectDir, "legacy", "index.js"),
+                [
+                    'const pulumi = require("@pulumi/pulumi");',
+                    'const vault = require("@pulumi/vault");',
+                    "class StackBase extends pulumi.ComponentResource {",
+                    '    constructor() { super("vault-rotation:components:StackBase", "vault-rotation", {}); new vault.AuthBackend("vault-rotation-cert-auth", { type: "cert", path: "cert-legacy", description: "old" }, { parent: this }); this.registerOutputs({}); }',
+                    "}",
+                    "new StackBase();",
+                ].join("\n"),
+            );
+            fs.writeFileSync(projectFile, current.replace(/^main: .*$/m, "main: legacy"));
+            const old = await stack.up();
+            expect(old.steps.map((s) => `${s.action} ${s.type}`)).toContain("create vault:index/authBackend:AuthBackend");
+            fs.writeFileSync(projectFile, current);
+            const upgraded = await stack.up();
+            expect(upgraded.steps.filter((s) => s.action === "delete").map((s) => `${s.type} ${s.name}`)).toEqual([]);
+            const methods = await vaultRequest<{ data?: Record<string, { type: string }> }>(vault, "GET", "sys/auth");
+            expect((methods.body.data ?? (methods.body as Record<string, { type: string }>))["cert-legacy/"]?.type).toBe("cert");
+            for (const app of ["leg-a", "leg-b"]) {
+                const files = sandbox.agentFiles(app);
+                const login = await vaultRequest(vault, "POST", "auth/cert-legacy/login", { name: `agent-${app}` }, { token: null, clientCertPem: files.certPem, clientKeyPem: files.keyPem });
+                expect({ app, login: login.status }).toEqual({ app, login: 200 });
+            }
+            // And the next run is a no-op that keeps it so.
+            expect(changed((await stack.preview({ expectNoChanges: true })).steps)).toEqual([]);
+        } finally {
+            sandbox.close();
+        }
+    }, 900_000);
+});
+
 describe("the local stack, served by nginx behind the edge proxy, under the real engine", () => {
     let sandbox: Sandbox;
     let stack: EngineStack;

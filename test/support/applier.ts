@@ -195,6 +195,7 @@ export class Applier {
     /** The mock's newResource: decide, perform, record. */
     readonly newResource = async (args: MockResourceArgs, registration: Registration): Promise<{ id: string; state: Record<string, unknown> }> => {
         const urn = registration.urn;
+        if (registration.readId !== undefined) return this.read(args, registration);
         this.seen.add(urn);
         const inputs = registration.inputs;
         const trigger = registration.replacementTrigger;
@@ -246,6 +247,20 @@ export class Applier {
         this.steps.push({ urn, type: args.type, name: args.name, action });
         return { id: entry.id, state: entry.outputs };
     };
+
+    /**
+     * A read (`Resource.get`): what the engine reports as `read`, a "same" step that
+     * keeps nothing in state. Only the reads this program makes are modelled.
+     */
+    private async read(args: MockResourceArgs, registration: Registration): Promise<{ id: string; state: Record<string, unknown> }> {
+        const id = String(registration.readId);
+        if (args.type !== "vault:index/authBackend:AuthBackend") throw new Error(`applier: no way to read ${args.type} (${args.name})`);
+        const mounts = await this.vault("GET", "sys/auth");
+        const entry = (mounts[`${id}/`] ?? (mounts.data as Record<string, unknown> | undefined)?.[`${id}/`]) as { type?: string } | undefined;
+        if (!entry) throw new Error(`${args.name}: cannot read auth method ${id}: it does not exist`);
+        this.steps.push({ urn: registration.urn, type: args.type, name: args.name, action: "same" });
+        return { id, state: { path: id, type: entry.type } };
+    }
 
     private async create(type: string, name: string, inputs: Record<string, unknown>): Promise<{ id: string; outputs: Record<string, unknown> }> {
         switch (type) {

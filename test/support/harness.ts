@@ -27,6 +27,8 @@ export interface Registration {
     deleteBeforeReplace: boolean;
     /** The `protect` option: the engine refuses to delete or replace it. */
     protect: boolean;
+    /** A read (`Resource.get`): the ID read; undefined for a registration. */
+    readId?: string;
     /** Inputs the SDK marked secret (top-level property names). */
     secretInputs: string[];
     /** Provider reference (`urn::id`), or "" for the default provider. */
@@ -188,6 +190,8 @@ export async function evaluateProgram(opts: {
             newUrn(parent: string, type: string, name: string): string;
             // eslint-disable-next-line @typescript-eslint/no-explicit-any
             registerResource(req: any, callback: any): Promise<void>;
+            // eslint-disable-next-line @typescript-eslint/no-explicit-any
+            readResource(req: any, callback: any): Promise<void>;
         };
         class RecordingMonitor extends MockMonitorBase {
             // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -223,6 +227,33 @@ export async function evaluateProgram(opts: {
                 registrations.push(registration);
                 pending.set(`${type}::${name}`, registration);
                 return super.registerResource(req, callback);
+            }
+
+            // eslint-disable-next-line @typescript-eslint/no-explicit-any
+            async readResource(req: any, callback: any) {
+                const type = req.getType();
+                const name = req.getName();
+                const parentUrn = req.getParent();
+                const registration: Registration = {
+                    type,
+                    name,
+                    urn: this.newUrn(parentUrn, type, name),
+                    parentUrn,
+                    custom: true,
+                    inputs: rpc.deserializeProperties(req.getProperties(), true) as Record<string, unknown>,
+                    dependencies: req.getDependenciesList(),
+                    propertyDependencies: {},
+                    replacementTrigger: undefined,
+                    additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+                    deleteBeforeReplace: false,
+                    protect: false,
+                    secretInputs: [],
+                    provider: req.getProvider(),
+                    readId: req.getId(),
+                };
+                registrations.push(registration);
+                pending.set(`${type}::${name}`, registration);
+                return super.readResource(req, callback);
             }
         }
 
@@ -261,7 +292,8 @@ export async function evaluateProgram(opts: {
                 exports[k] = await resolveDeep(pulumi, v);
             }
             await settings.waitForRPCs();
-            const byName = new Map(registrations.map((r) => [r.name, r]));
+            // Reads (`Resource.get`) share a name with what they read: by name means the registered one.
+            const byName = new Map(registrations.filter((r) => r.readId === undefined).map((r) => [r.name, r]));
             result = { registrations, exports, byName };
         })();
         finished = Promise.race([work, resourceFailed]);

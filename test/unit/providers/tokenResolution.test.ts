@@ -82,4 +82,10 @@ it("sends the resolved token, and trusts the listener CA named by VAULT_CACERT w
     process.env.VAULT_CACERT = path.join(emptyHome, "no-such-ca.pem");
     expect((await clientForConnection(connection).request("GET", "sys/mounts")).body).toEqual({ seen: "hvs.env" });
     expect(() => clientForConnection(withoutCa)).toThrow(/cannot read the Vault CA bundle .*no-such-ca\.pem/);
+    // A connection recorded before the move to ESC names a runner file a Deployment lacks: VAULT_CACERT then.
+    process.env.VAULT_CACERT = caCertFile;
+    const recorded = { ...withoutCa, caCertFile: path.join(emptyHome, "gone", "ca.pem") };
+    expect((await clientForConnection(recorded).request("GET", "sys/mounts")).body).toEqual({ seen: "hvs.env" });
+    delete process.env.VAULT_CACERT;
+    expect(() => clientForConnection(recorded)).toThrow(/cannot read the Vault CA bundle .*gone\/ca\.pem/);
 });
