@@ -12,6 +12,7 @@ import * as path from "path";
 import { vaultNames } from "../../lib/naming";
 import { parseCertificate } from "../../providers/pem";
 import { certAuthMountProvider } from "../../providers/certAuthMount";
+import { revokeReplacedAgentCert } from "../../providers/rotationCheck";
 import { applyProgram, ApplierState, ApplyResult } from "../support/applier";
 import { withEpoch } from "../support/harness";
 import { runningAsRoot } from "../support/hostUsers";
@@ -89,7 +90,7 @@ afterAll(() => {
 });
 
 it("adopts the enabled cert auth method and lists the old mapping it does not manage", async () => {
-    expect(first.evaluation.exports.adoption).toEqual({ certAuthMethod: `adopted auth/${CERT_PATH}/ (it existed)`, mappingsNotManaged: ["old-agent-ad-a"] });
+    expect(first.evaluation.exports.adoption).toMatchObject({ certAuthMethod: `adopted auth/${CERT_PATH}/ (it existed)`, mappingsNotManaged: ["old-agent-ad-a"] });
     const methods = await must("GET", "sys/auth");
     const entry = ((methods.body as { data: Record<string, { type: string; description: string }> }).data ?? methods.body)[`${CERT_PATH}/`];
     expect(entry.type).toBe("cert");
@@ -97,9 +98,15 @@ it("adopts the enabled cert auth method and lists the old mapping it does not ma
 });
 
 it("notes, per object, what the first write took over", () => {
-    const notes = Object.values(first.state.resources)
-        .filter((r) => r.type === "pulumi-nodejs:dynamic/vault-rotation:VaultTakeover")
-        .flatMap((r) => r.outputs.notes as string[]);
+    const notes = (first.evaluation.exports.adoption as { takeoverNotes: string[] }).takeoverNotes;
+    // The same lines the surveys recorded, one per object that existed: 3 per app here.
+    expect([...notes].sort()).toEqual(
+        Object.values(first.state.resources)
+            .filter((r) => r.type === "pulumi-nodejs:dynamic/vault-rotation:VaultTakeover")
+            .flatMap((r) => r.outputs.notes as string[])
+            .sort(),
+    );
+    expect(notes).toHaveLength(6);
     for (const app of APPS) {
         const names = vaultNames(app);
         const role = notes.find((n) => n.startsWith(`took over existing PKI role ${PKI}/roles/${names.agentRole}: `));
@@ -145,6 +152,37 @@ it("revokes the hand-issued agent cert each host held: it logs in nowhere afterw
     const r = await loginWith("old-agent-ad-a", runbookCerts["ad-a"].certPem, runbookCerts["ad-a"].keyPem);
     expect(r.status).toBeGreaterThanOrEqual(400);
     expect(r.body.auth).toBeUndefined();
+});
+
+it("revokes nothing else an app user's planted serial names: not another stack's agent cert for the same CN, not a leaf, not the live cert", async () => {
+    process.env.VAULT_TOKEN = vault.token;
+    const app = "ad-a";
+    const live = sandbox.agentFiles(app).certPem;
+    const issue = async (role: string, body: Record<string, unknown>) => {
+        await must("POST", `${PKI}/roles/${role}`, { allowed_domains: [agentCn(app)], allow_bare_domains: true, key_type: "ec", key_bits: 256, max_ttl: "2h", ...body });
+        const r = await must("POST", `${PKI}/issue/${role}`, { common_name: agentCn(app), ttl: "1h" });
+        return (r.body as { data: { serial_number: string } }).data.serial_number;
+    };
+    // Another shard on the same mount, same app name: its agent cert carries that stack's mark.
+    const otherStack = await issue("agent-eu2-ad-a", { client_flag: true, server_flag: false, ou: "vault-rotation agent-eu2-ad-a" });
+    // A server cert for the same name.
+    const leaf = await issue("ad-a-leaf-like", { client_flag: false, server_flag: true });
+    const base = {
+        connection: { address: vault.address, caCertFile: vault.caCertFile },
+        app,
+        certAuthPath: CERT_PATH,
+        mappingName: `agent-${app}`,
+        agentCertPem: live,
+        pkiMount: PKI,
+    } as Parameters<typeof revokeReplacedAgentCert>[0];
+    expect(await revokeReplacedAgentCert({ ...base, replacedAgentCertSerial: otherStack.replace(/:/g, "") })).toEqual({ revokedReplacedAgentCert: "", replacedAgentCertNote: "" });
+    expect((await revokeReplacedAgentCert({ ...base, replacedAgentCertSerial: leaf.replace(/:/g, "") })).replacedAgentCertNote).toMatch(/is not a client certificate; not revoked/);
+    expect(await revokeReplacedAgentCert({ ...base, replacedAgentCertSerial: parseCertificate(live).serial })).toEqual({ revokedReplacedAgentCert: "", replacedAgentCertNote: "" });
+    expect((await revokeReplacedAgentCert({ ...base, replacedAgentCertSerial: "0badc0ffee" })).replacedAgentCertNote).toMatch(/was not issued by pki_ad; not revoked/);
+    for (const serial of [otherStack, leaf, parseCertificate(live).serial]) {
+        const stored = (await must("GET", `${PKI}/cert/${serial}`)).body as { data: { revocation_time: number } };
+        expect({ serial, revoked: stored.data.revocation_time > 0 }).toEqual({ serial, revoked: false });
+    }
 });
 
 it("a second run changes nothing and notes nothing again", async () => {
