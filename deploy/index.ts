@@ -110,6 +110,27 @@ if (sshPrivateKey !== undefined && !/^-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----\r
     throw new Error(`${NS}:sshPrivateKey must be a PEM or OpenSSH private key (pulumi config set --secret sshPrivateKey < key); its value is not shown`);
 }
 
+// --- Notifications ------------------------------------------------------------------
+// A failed scheduled update, a failed Deployment and detected drift must reach a person:
+// a broken schedule would otherwise let agent certs lapse silently within their TTL.
+// The URL of an incoming webhook is itself a credential (anyone holding it can post):
+// checked here as text, never echoed, and registered only as a secret.
+const notifyUrl = config.require("notifyUrl");
+if (!/^https:\/\/[^\s/]+(\/\S*)?$/.test(notifyUrl)) {
+    throw new Error(`${NS}:notifyUrl must be an https:// URL the notifications are posted to (pulumi config set --secret notifyUrl <url>); its value is not shown`);
+}
+const WEBHOOK_FORMATS = ["raw", "slack", "ms_teams"] as const;
+const notifyFormat = config.get("notifyFormat") || "raw";
+if (!(WEBHOOK_FORMATS as readonly string[]).includes(notifyFormat)) {
+    throw new Error(`${NS}:notifyFormat must be one of ${WEBHOOK_FORMATS.join(", ")}, got ${JSON.stringify(notifyFormat)}`);
+}
+// Signs raw payloads (Pulumi-Webhook-Signature); a secret, read only to be passed on as one.
+// Pulumi.yaml defaults it to "": none then.
+const notifySecret = config.getSecret("notifySecret")?.apply((v) => (v === "" ? undefined : v));
+if (/placeholder/i.test(notifyUrl)) {
+    void pulumi.log.warn(`${NS}:notifyUrl is still the placeholder: failed runs and drift reach no one until it names a real destination`);
+}
+
 /** The ESC environment definition (YAML) the target stack imports. */
 function environmentDefinition(sshKey: string | undefined): string {
     const pulumiConfig: Record<string, unknown> = { "vault:address": vaultAddress };
@@ -255,7 +276,27 @@ const driftSchedule = new pulumiservice.DriftSchedule(
     { dependsOn: scheduleDependencies },
 );
 
+// What must reach someone, for the target stack: its updates and Deployments failing
+// (the nightly run included) and drift detection finding a difference.
+const webhook = new pulumiservice.Webhook(`${prefix}-notifications`, {
+    organizationName: organization,
+    projectName: project,
+    stackName: stack,
+    displayName: `${prefix}: failed runs and drift`,
+    payloadUrl: pulumi.secret(notifyUrl),
+    format: notifyFormat as (typeof WEBHOOK_FORMATS)[number],
+    active: true,
+    filters: [
+        pulumiservice.WebhookFilters.UpdateFailed,
+        pulumiservice.WebhookFilters.RefreshFailed,
+        pulumiservice.WebhookFilters.DeploymentFailed,
+        pulumiservice.WebhookFilters.DriftDetected,
+    ],
+    ...(notifySecret !== undefined ? { secret: notifySecret } : {}),
+});
+
 export const targetStack = `${organization}/${project}/${stack}`;
+export const notificationWebhook = webhook.displayName;
 /** What the target stack's `environment:` list names. */
 export const escEnvironment = `${project}/${stack}`;
 export const policyGroupName = policyGroup ? policyGroup.name : "(none: policyEnforcement localPack)";

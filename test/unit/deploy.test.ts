@@ -23,6 +23,7 @@ const T = {
     drift: "pulumiservice:index:DriftSchedule",
     environment: "pulumiservice:index:Environment",
     policyGroup: "pulumiservice:index:PolicyGroup",
+    webhook: "pulumiservice:index:Webhook",
 };
 
 // How the SDK marks a secret input (runtime/rpc.ts); the mocks keep the wrapper.
@@ -384,8 +385,18 @@ describe("the schedule keeps the target stack's promise", () => {
 });
 
 describe("deploy/index.ts", () => {
-    it("registers one each of settings, ESC environment, schedule and drift schedule, and no policy group (localPack)", () => {
-        expect(registered.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.schedule, T.drift].sort());
+    it("registers one each of settings, ESC environment, schedule, drift schedule and notification webhook, and no policy group (localPack)", () => {
+        expect(registered.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.schedule, T.drift, T.webhook].sort());
+    });
+
+    it("posts the target stack's failed updates, refreshes and Deployments, and detected drift, to notifyUrl, kept secret", () => {
+        const hook = only(T.webhook).inputs;
+        expect(hook).toMatchObject({ organizationName: "acme-platform", projectName: "vault-rotation", stackName: "prod", active: true, format: "raw" });
+        expect([...(hook.filters as string[])].sort()).toEqual(["deployment_failed", "drift_detected", "refresh_failed", "update_failed"]);
+        expect(isSecretWrapper(hook.payloadUrl)).toBe(true);
+        expect((hook.payloadUrl as { value: unknown }).value).toBe(stackConfig.notifyUrl);
+        expect(hook.secret).toBeUndefined();
+        expect(warnings.some((w) => /vault-rotation-deploy:notifyUrl is still the placeholder/.test(w))).toBe(true);
     });
 
     it("points the DeploymentSettings at the target stack's git source, with `npm ci` as the only pre-run step", () => {
@@ -493,6 +504,7 @@ describe("deploy/index.ts", () => {
             targetStack: "acme-platform/vault-rotation/prod",
             escEnvironment: "vault-rotation/prod",
             policyGroupName: "(none: policyEnforcement localPack)",
+            notificationWebhook: "vault-rotation-prod: failed runs and drift",
             deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
             driftScheduleId: `${only(T.drift).name}-schedule-id`,
         });
@@ -534,7 +546,7 @@ describe("deploy/index.ts in policyGroup mode (Pulumi.prod.yaml's values with PO
     afterAll(() => setConfig(stackConfig));
 
     it("registers one each of settings, ESC environment, policy group, schedule and drift schedule", () => {
-        expect(records.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.policyGroup, T.schedule, T.drift].sort());
+        expect(records.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.policyGroup, T.schedule, T.drift, T.webhook].sort());
     });
 
     it("puts the target stack under the published pack with a preventative, all-mandatory policy group", () => {
@@ -573,6 +585,7 @@ describe("deploy/index.ts in policyGroup mode (Pulumi.prod.yaml's values with PO
             targetStack: "acme-platform/vault-rotation/prod",
             escEnvironment: "vault-rotation/prod",
             policyGroupName: "vault-rotation-prod-guardrails",
+            notificationWebhook: "vault-rotation-prod: failed runs and drift",
             deploymentScheduleId: `${only(T.schedule, records).name}-schedule-id`,
             driftScheduleId: `${only(T.drift, records).name}-schedule-id`,
         });
@@ -674,6 +687,8 @@ describe("deploy/index.ts config checks", () => {
         ["vaultCaCertFile", "no-cert.pem", /vault-rotation-deploy:vaultCaCertFile: no-cert\.pem holds no PEM certificate/],
         ["vaultCaCertFile", "broken-cert.pem", /vault-rotation-deploy:vaultCaCertFile: broken-cert\.pem has a certificate block that does not parse/],
         ["policyEnforcement", "audit", /vault-rotation-deploy:policyEnforcement must be "policyGroup" or "localPack"/],
+        ["notifyUrl", "http://hooks.example.com/x", /vault-rotation-deploy:notifyUrl must be an https:\/\/ URL .*its value is not shown/],
+        ["notifyFormat", "email", /vault-rotation-deploy:notifyFormat must be one of raw, slack, ms_teams/],
     ])("rejects %s = %j before registering anything", (key, value, message) => {
         const before = registered.length;
         expect(() => requireWith({ ...stackConfig, [key]: value })).toThrow(message);
