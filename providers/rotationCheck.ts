@@ -71,8 +71,8 @@ export interface RotationCheckInputs {
      * Serial (hex) of the agent cert the files step replaced on the host, as the
      * host reported it: on the first run against a runbook-built host, the cert
      * `pki/issue` made by hand. Once every item passed it is revoked, when Vault
-     * issued it for this agent's CN and it is not one of this program's (theirs
-     * carry the agent's OU mark and are revoked by CertRevocation).
+     * issued it as a client cert for this agent's CN and it carries no OU mark of
+     * this program (see revokeReplacedAgentCert).
      */
     replacedAgentCertSerial?: string;
 }
@@ -484,9 +484,8 @@ function subjectOus(pem: string): string[] {
  * on the same mount may share the CN). The serial comes from a file the app user
  * owns, so nothing else is ever revoked: not another app's or another stack's
  * cert, not a leaf, not a cert Vault did not issue (that is a warning: it came
- * from elsewhere). Revoked like
- * a replaced agent cert: the CRL is copied to the cert auth method, and the
- * tokens it obtained are revoked.
+ * from elsewhere). Revoked like a replaced agent cert: the CRL is copied to the
+ * cert auth method, and the tokens it obtained are revoked.
  */
 export async function revokeReplacedAgentCert(inputs: RotationCheckInputs): Promise<{ revokedReplacedAgentCert: string; replacedAgentCertNote: string }> {
     const none = { revokedReplacedAgentCert: "", replacedAgentCertNote: "" };
