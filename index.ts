@@ -71,7 +71,10 @@ const edgeTrust = edge
     : undefined;
 const seedData = own.getSecretObject<Record<string, Record<string, string>>>("kvSeedData");
 
-const rotations = config.apps.map((app) => {
+// Each app's epoch: the stack's, joined by the app's own while `apps[i].epoch` is set.
+const appEpochs = config.apps.map((app) => appEpoch(decision.epoch, app));
+
+const rotations = config.apps.map((app, i) => {
     const host = hostTarget(app.host, app.user);
     const args: AppRotationArgs = {
         app: app.name,
@@ -79,7 +82,7 @@ const rotations = config.apps.map((app) => {
         user: app.user,
         home: app.home,
         host,
-        epoch: appEpoch(decision.epoch, app),
+        epoch: appEpochs[i],
         connection,
         agentVaultAddress: config.vault.agentAddress ?? config.vault.address,
         listenerCaPem,
@@ -151,7 +154,7 @@ export const rotationPlan = {
     apps: Object.fromEntries(
         config.apps.map((app, i) => [
             app.name,
-            rotations[i].renewal.apply((r) => ({ ...r, epoch: appEpoch(decision.epoch, app), ...(app.epoch !== undefined ? { appEpoch: app.epoch } : {}) })),
+            rotations[i].renewal.apply((r) => ({ ...r, epoch: appEpochs[i], ...(app.epoch !== undefined ? { appEpoch: app.epoch } : {}) })),
         ]),
     ),
 };

@@ -40,6 +40,20 @@ export function revocationNotNeeded(messages: readonly string[]): boolean {
     return messages.some((m) => /already (been )?revoked|already expired|expired.*refusing|not found/i.test(m));
 }
 
+/**
+ * Revokes `serial` on the PKI mount. Already revoked, already expired or gone
+ * from Vault's store (revocationNotNeeded) counts as done; any other refusal throws.
+ */
+export async function revokeSerial(client: ReturnType<typeof clientForConnection>, pkiMount: string, serial: string): Promise<void> {
+    try {
+        // Already revoked and already expired both come back 200 (the latter with a
+        // warning) from current Vault; older versions answered 400 for some of them.
+        await client.write(`${pkiMount}/revoke`, { serial_number: serial });
+    } catch (e) {
+        if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) throw e;
+    }
+}
+
 /** The name under which a PKI mount's CRL is registered with the cert auth method. */
 export function crlName(pkiMount: string): string {
     return pkiMount.replace(/\//g, "-");
@@ -137,13 +151,7 @@ export const certRevocationProvider: pulumi.dynamic.ResourceProvider<CertRevocat
 
     async delete(_id, props) {
         const client = clientForConnection(props.connection);
-        try {
-            // Already revoked and already expired both come back 200 (the latter with a
-            // warning) from current Vault; older versions answered 400 for some of them.
-            await client.write(`${props.pkiMount}/revoke`, { serial_number: props.serialNumber });
-        } catch (e) {
-            if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) throw e;
-        }
+        await revokeSerial(client, props.pkiMount, props.serialNumber);
         if (props.certAuthPath) {
             await syncCrlToCertAuth(client, props.pkiMount, props.certAuthPath);
             await revokeTokensOfCert(client, props.serialNumber, props.certAuthPath);

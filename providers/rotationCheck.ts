@@ -35,7 +35,7 @@ import {
 import { parseVaultVersion, readServerVersion, versionDrift } from "./versionDrift";
 import { fetchIssuingChain } from "./issuingChain";
 import { checkServed, ProbeOptions, ServeResult } from "./servedCert";
-import { revocationNotNeeded, revokeTokensOfCert, syncCrlToCertAuth } from "./certRevocation";
+import { revokeSerial, revokeTokensOfCert, syncCrlToCertAuth } from "./certRevocation";
 
 export interface RotationCheckInputs {
     connection: VaultConnection;
@@ -440,11 +440,9 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
                 );
             }
             try {
-                await client.write(`${inputs.pkiMount}/revoke`, { serial_number: previousLeafSerial });
+                await revokeSerial(client, inputs.pkiMount, previousLeafSerial);
             } catch (e) {
-                if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) {
-                    throw new Error(`${app}: revoking the previous leaf ${previousLeafSerial}: ${describeFailure(e)}; the new leaf is in service: revoke it by hand (vault write ${inputs.pkiMount}/revoke serial_number=${previousLeafSerial})`);
-                }
+                throw new Error(`${app}: revoking the previous leaf ${previousLeafSerial}: ${describeFailure(e)}; the new leaf is in service: revoke it by hand (vault write ${inputs.pkiMount}/revoke serial_number=${previousLeafSerial})`);
             }
             revokedPreviousLeaf = previousLeafSerial;
         }
@@ -465,11 +463,8 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
     };
 }
 
-/** Whether the certificate may be used for TLS client authentication (an agent's login). */
-function isClientCert(pem: string): boolean {
-    const usage = new X509Certificate(pem).keyUsage;
-    return Array.isArray(usage) && usage.includes("1.3.6.1.5.5.7.3.2");
-}
+/** The extended key usage OID of TLS client authentication (an agent's login). */
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 
 /** The OU values of a certificate's subject. */
 function subjectOus(pem: string): string[] {
@@ -508,7 +503,8 @@ export async function revokeReplacedAgentCert(inputs: RotationCheckInputs): Prom
             replacedAgentCertNote: `${app}: the agent cert the host held before (serial ${serial}) was not issued by ${inputs.pkiMount}; not revoked: if another CA issued it, make sure no mapping of auth/${inputs.certAuthPath} trusts that CA`,
         };
     }
-    const cn = parseCertificate(stored).subjectCN;
+    const storedCert = parseCertificate(stored);
+    const cn = storedCert.subjectCN;
     if (cn !== current.subjectCN) {
         return { ...none, replacedAgentCertNote: `${app}: the agent cert the host held before (serial ${serial}) names ${cn}, not ${current.subjectCN}; not revoked` };
     }
@@ -516,16 +512,14 @@ export async function revokeReplacedAgentCert(inputs: RotationCheckInputs): Prom
     // (CertRevocation revokes it) or another stack's on the same mount, whose apps may share
     // this CN; a leaf for the name is a server cert. Neither is this host's hand-issued login cert.
     if (subjectOus(stored).some((ou) => ou.startsWith("vault-rotation "))) return none;
-    if (!isClientCert(stored)) {
+    if (!storedCert.extKeyUsage.includes(CLIENT_AUTH)) {
         return { ...none, replacedAgentCertNote: `${app}: the cert the host held before (serial ${serial}) is not a client certificate; not revoked` };
     }
     if (Number(data.revocation_time ?? 0) > 0) return { ...none, revokedReplacedAgentCert: serial };
     try {
-        await client.write(`${inputs.pkiMount}/revoke`, { serial_number: serial });
+        await revokeSerial(client, inputs.pkiMount, serial);
     } catch (e) {
-        if (!(e instanceof VaultHttpError && e.status === 400 && revocationNotNeeded(e.errors))) {
-            throw new Error(`${app}: revoking the agent cert the host held before (${serial}): ${describeFailure(e)}; the new one is in service: revoke it by hand (vault write ${inputs.pkiMount}/revoke serial_number=${serial})`);
-        }
+        throw new Error(`${app}: revoking the agent cert the host held before (${serial}): ${describeFailure(e)}; the new one is in service: revoke it by hand (vault write ${inputs.pkiMount}/revoke serial_number=${serial})`);
     }
     await syncCrlToCertAuth(client, inputs.pkiMount, inputs.certAuthPath);
     await revokeTokensOfCert(client, serial, inputs.certAuthPath);

@@ -224,7 +224,8 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         }
 
         log(`[6/8] running again with epoch ${rotatedEpoch}: nothing may change`);
-        const restartCount = () => sb.stack.apps.flatMap((a) => readLines(path.join(sb.systemctlDir(a.name), "calls.log"))).filter((l) => l.includes(" restart ")).length;
+        /** Agent restarts the systemctl shim recorded for these apps (default: every app). */
+        const restartCount = (names = sb.stack.apps.map((a) => a.name)) => names.flatMap((n) => readLines(path.join(sb.systemctlDir(n), "calls.log"))).filter((l) => l.includes(" restart ")).length;
         const restartsBefore = restartCount();
         const again = await apply(rotatedEpoch);
         const restarts = restartCount() - restartsBefore;
@@ -249,8 +250,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         log(`[7/8] one app in an emergency: ${sb.stack.apps[0].name} gets its own epoch, every other app must keep its serials`);
         const target = sb.stack.apps[0];
         const others = sb.stack.apps.slice(1);
-        const appRestarts = (names: string[]) => names.flatMap((n) => readLines(path.join(sb.systemctlDir(n), "calls.log"))).filter((l) => l.includes(" restart ")).length;
-        const othersRestartsBefore = appRestarts(others.map((a) => a.name));
+        const othersRestartsBefore = restartCount(others.map((a) => a.name));
         const emergencyEpoch = "rehearsal-emergency-1";
         const appsWithEpoch = JSON.parse(sb.config["vault-rotation:apps"]) as Record<string, unknown>[];
         appsWithEpoch[0].epoch = emergencyEpoch;
@@ -270,7 +270,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             newLeafServed: servedNow ? servedNow.serial === String(now.leafSerial) : true,
             othersUnchanged: others.filter((a) => emergencyReport[a.name].agentCertSerial === rotatedReport[a.name].agentCertSerial && emergencyReport[a.name].leafSerial === rotatedReport[a.name].leafSerial).map((a) => a.name),
             othersChanged: others.filter((a) => emergencyReport[a.name].agentCertSerial !== rotatedReport[a.name].agentCertSerial || emergencyReport[a.name].leafSerial !== rotatedReport[a.name].leafSerial).map((a) => a.name),
-            otherRestarts: appRestarts(others.map((a) => a.name)) - othersRestartsBefore,
+            otherRestarts: restartCount(others.map((a) => a.name)) - othersRestartsBefore,
         };
         if (now.agentCertSerial === before.agentCertSerial || now.leafSerial === before.leafSerial) failures.push(`${target.name}: emergency: its own epoch did not rotate it (${emergency.agentSerial}; ${emergency.leafSerial})`);
         if (!previousLeafRevoked) failures.push(`${target.name}: emergency: the previous leaf ${String(before.leafSerial)} was not revoked`);

@@ -17,7 +17,7 @@ import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { planServing } from "../support/serving";
 import { renamedLocalStack, writeThreeAppRehearsalStack } from "../support/stacks";
 import { startProber, ProbeTarget } from "../support/tlsProber";
-import { testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
+import { enabledAuthMethods, testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
 import { spawnSync } from "child_process";
 
 const vault = testVaultFromEnv();
@@ -123,8 +123,7 @@ describe("upgrading a stack whose state holds the cert auth method as a vault.Au
             fs.writeFileSync(projectFile, current);
             const upgraded = await stack.up();
             expect(upgraded.steps.filter((s) => s.action === "delete").map((s) => `${s.type} ${s.name}`)).toEqual([]);
-            const methods = await vaultRequest<{ data?: Record<string, { type: string }> }>(vault, "GET", "sys/auth");
-            expect((methods.body.data ?? (methods.body as Record<string, { type: string }>))["cert-legacy/"]?.type).toBe("cert");
+            expect((await enabledAuthMethods(vault))["cert-legacy/"]?.type).toBe("cert");
             for (const app of ["leg-a", "leg-b"]) {
                 const files = sandbox.agentFiles(app);
                 const login = await vaultRequest(vault, "POST", "auth/cert-legacy/login", { name: `agent-${app}` }, { token: null, clientCertPem: files.certPem, clientKeyPem: files.keyPem });
@@ -328,8 +327,7 @@ describe("the local stack, served by nginx behind the edge proxy, under the real
         const r = stack.cli(["destroy", "--yes", "--skip-preview"]);
         expect(r.status).not.toBe(0);
         expect(`${r.stdout}\n${r.stderr}`).toMatch(/vault-rotation-cert-auth.*protect|protected/is);
-        const methods = await vaultRequest<{ data?: Record<string, { type: string }> }>(vault, "GET", "sys/auth");
-        expect((methods.body.data ?? (methods.body as Record<string, { type: string }>))["cert/"]?.type).toBe("cert");
+        expect((await enabledAuthMethods(vault))["cert/"]?.type).toBe("cert");
         await expectAgentsLogIn();
     }, 600_000);
 

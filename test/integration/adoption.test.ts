@@ -18,7 +18,7 @@ import { withEpoch } from "../support/harness";
 import { runningAsRoot } from "../support/hostUsers";
 import { prepareSandbox, Sandbox } from "../support/sandbox";
 import { renamedLocalStack } from "../support/stacks";
-import { setupProductionLikeVault, testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
+import { enabledAuthMethods, setupProductionLikeVault, testVaultFromEnv, vaultRequest } from "../support/vaultAdmin";
 
 const vault = testVaultFromEnv();
 const ROOT = "pki_ad_root";
@@ -91,8 +91,7 @@ afterAll(() => {
 
 it("adopts the enabled cert auth method and lists the old mapping it does not manage", async () => {
     expect(first.evaluation.exports.adoption).toMatchObject({ certAuthMethod: `adopted auth/${CERT_PATH}/ (it existed)`, mappingsNotManaged: ["old-agent-ad-a"] });
-    const methods = await must("GET", "sys/auth");
-    const entry = ((methods.body as { data: Record<string, { type: string; description: string }> }).data ?? methods.body)[`${CERT_PATH}/`];
+    const entry = (await enabledAuthMethods(vault))[`${CERT_PATH}/`];
     expect(entry.type).toBe("cert");
     expect(entry.description).toBe("mTLS login for Vault Agents (managed by vault-rotation)");
 });
@@ -198,8 +197,7 @@ it("refuses a method of another type at vault.certAuthPath, naming the path, and
     await expect(certAuthMountProvider.create({ connection, path: "ad-userpass", description: "mTLS login for Vault Agents (managed by vault-rotation)" })).rejects.toThrow(
         'vault.certAuthPath: auth/ad-userpass/ is already enabled as a "userpass" auth method, not "cert": nothing was changed',
     );
-    const methods = await must("GET", "sys/auth");
-    expect(((methods.body as { data: Record<string, { type: string; description: string }> }).data ?? methods.body)["ad-userpass/"]).toMatchObject({ type: "userpass", description: "someone else's" });
+    expect((await enabledAuthMethods(vault))["ad-userpass/"]).toMatchObject({ type: "userpass", description: "someone else's" });
 });
 
 it("enables the method where none exists, and on delete disables only what it enabled", async () => {
@@ -212,8 +210,7 @@ it("enables the method where none exists, and on delete disables only what it en
     expect(adopted.adopted).toBe(true);
     await certAuthMountProvider.delete!("cert-ad-fresh", made.outs!);
     await certAuthMountProvider.delete!(CERT_PATH, adopted);
-    const methods = await must("GET", "sys/auth");
-    const listed = (methods.body as { data: Record<string, unknown> }).data ?? methods.body;
+    const listed = await enabledAuthMethods(vault);
     expect(listed["cert-ad-fresh/"]).toBeUndefined();
     expect(listed[`${CERT_PATH}/`]).toBeDefined();
 });

@@ -248,6 +248,12 @@ export class Applier {
         return { id: entry.id, state: entry.outputs };
     };
 
+    /** What `sys/auth` lists at `<path>/` (newer Vault nests the list under `data` too), or undefined. */
+    private async authMethod(path: string): Promise<{ type?: string } | undefined> {
+        const mounts = await this.vault("GET", "sys/auth");
+        return (mounts[`${path}/`] ?? (mounts.data as Record<string, unknown> | undefined)?.[`${path}/`]) as { type?: string } | undefined;
+    }
+
     /**
      * A read (`Resource.get`): what the engine reports as `read`, a "same" step that
      * keeps nothing in state. Only the reads this program makes are modelled.
@@ -255,8 +261,7 @@ export class Applier {
     private async read(args: MockResourceArgs, registration: Registration): Promise<{ id: string; state: Record<string, unknown> }> {
         const id = String(registration.readId);
         if (args.type !== "vault:index/authBackend:AuthBackend") throw new Error(`applier: no way to read ${args.type} (${args.name})`);
-        const mounts = await this.vault("GET", "sys/auth");
-        const entry = (mounts[`${id}/`] ?? (mounts.data as Record<string, unknown> | undefined)?.[`${id}/`]) as { type?: string } | undefined;
+        const entry = await this.authMethod(id);
         if (!entry) throw new Error(`${args.name}: cannot read auth method ${id}: it does not exist`);
         this.steps.push({ urn: registration.urn, type: args.type, name: args.name, action: "same" });
         return { id, state: { path: id, type: entry.type } };
@@ -266,8 +271,7 @@ export class Applier {
         switch (type) {
             case "vault:index/authBackend:AuthBackend": {
                 const path = String(inputs.path ?? inputs.type);
-                const mounts = await this.vault("GET", "sys/auth");
-                if (!mounts[`${path}/`] && !(mounts.data as Record<string, unknown> | undefined)?.[`${path}/`]) {
+                if (!(await this.authMethod(path))) {
                     await this.vault("POST", `sys/auth/${path}`, { type: inputs.type, description: inputs.description });
                 }
                 return { id: path, outputs: { ...inputs, path } };

@@ -193,6 +193,13 @@ export interface ProductionLikeVault {
 }
 
 /** Idempotent: mounts and CAs that already exist are kept. */
+/** The auth methods Vault lists (`sys/auth`), keyed `<path>/`; newer Vault nests the list under `data`. */
+export async function enabledAuthMethods(server: VaultConnection): Promise<Record<string, { type: string; description: string }>> {
+    const r = await vaultRequest<Record<string, unknown>>(server, "GET", "sys/auth");
+    if (r.status !== 200) throw new Error(`GET sys/auth: ${r.status}`);
+    return ((r.body.data as Record<string, unknown> | undefined) ?? r.body) as Record<string, { type: string; description: string }>;
+}
+
 export async function setupProductionLikeVault(
     server: VaultConnection,
     opts: ProductionLikeOptions = {},
