@@ -19,6 +19,8 @@ export interface HostState {
     login: string;
     /** First line of `vault version` on the host. */
     agentVersion: string;
+    /** The agent's login certificate on the host (the verify step's; "" from the rotate step). */
+    agentCert: string;
 }
 
 /** Splits the output of the read-host-state script into its sections. */
@@ -37,5 +39,5 @@ export function parseHostState(stdout: string): HostState {
     const text = (k: string) => (sections[k] ?? []).join("\n").trim();
     // One line by contract: anything after the first is not part of the verdict.
     const login = text("login").split("\n")[0].trim();
-    return { fullchain: text("fullchain"), previous: text("previous"), reload: text("reload"), service: text("service"), login, agentVersion: text("agent-version") };
+    return { fullchain: text("fullchain"), previous: text("previous"), reload: text("reload"), service: text("service"), login, agentVersion: text("agent-version"), agentCert: text("agent-cert") };
 }

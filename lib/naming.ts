@@ -70,7 +70,18 @@ export function hostPaths(home: string, app: string) {
         rotationMark: `${home}/vault/render/.rotation-started`,
         /** Present while a rotate unit has moved files aside and not yet finished or put them back. */
         rotationArmed: `${home}/vault/render/.rotation-armed`,
+        /** Touched by the post-hook each time it installed and reloaded with success: its mtime is the last good reload. */
+        reloadOk: `${home}/vault/hooks/reload-tls.ok`,
+        /** The last verification's verdict (`result=ok|failed at=<unix> ok_at=<unix>`), written by the verify and record steps. */
+        verifyStatus: `${home}/vault/verify.status`,
+        /** Held while the metrics textfile is written (the post-hook and a verification may write it at once). */
+        metricsLock: `${home}/vault/.metrics.lock`,
     };
+}
+
+/** Where an app's node_exporter textfile goes when the stack does not say: a directory of its own in the home (0755). */
+export function defaultMetricsTextfile(home: string, app: string): string {
+    return `${home}/metrics/vault-rotation-${app}.prom`;
 }
 
 /**

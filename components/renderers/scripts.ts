@@ -368,6 +368,73 @@ export const AGENT_VERSION_FN = `agent_version() {
 `;
 
 /**
+ * Shell functions that read the public facts a check needs, shared by the rotate
+ * and verify steps: `certs_only` (a file's certificate blocks and nothing else:
+ * the fullchain also holds the key), `login_check` (a cert login as the agent
+ * does it, with the agent files on the host; the token never leaves a private
+ * temp HOME and is revoked at once) and `service_state`. They expect the body's
+ * FULLCHAIN-style paths, VAULT_ADDRESS, CA_PEM, AGENT_CERT, AGENT_KEY,
+ * CERT_AUTH_PATH, MAPPING and SERVICE, and its `fail`.
+ */
+export const HOST_FACTS_FNS = `certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain also holds the key)
+  regular_or_absent "$1"
+  [ -f "$1" ] || return 0
+  blocks=$(awk '
+    /^-----BEGIN CERTIFICATE-----$/ { if (p) exit 3; p = 1; print; next }
+    /^-----END CERTIFICATE-----$/ { if (!p) exit 3; p = 0; print; next }
+    p { if (length($0) > 76 || $0 !~ /^[A-Za-z0-9+\\/=]+$/) exit 3; print }
+    END { if (p) exit 3 }
+  ' "$1") || fail "$1 holds a malformed certificate block; refusing to pass it on"
+  [ -n "$blocks" ] || return 0
+  # Each block must parse as a certificate: base64 of anything else (the key's DER
+  # under a CERTIFICATE header) would otherwise reach state.
+  certdir=$(mktemp -d) || fail "cannot create a temp directory"
+  printf '%s\\n' "$blocks" | awk -v d="$certdir" '/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" sprintf("%05d", n) ".pem") }'
+  # What goes out is openssl's own encoding of each certificate it parsed: bytes after a
+  # certificate's DER inside its block (which openssl x509 ignores) are left behind.
+  out=''
+  for block in "$certdir"/*.pem; do
+    if ! cert=$(openssl x509 -in "$block" 2>/dev/null); then
+      rm -rf -- "$certdir"
+      fail "$1 holds a CERTIFICATE block that is not a certificate; refusing to pass it on"
+    fi
+    out="$out$cert
+"
+  done
+  rm -rf -- "$certdir"
+  printf '%s' "$out"
+}
+# A cert login with the files just written, the way the agent logs in. The
+# CLI keeps the token in .vault-token of a private temp HOME: never on a
+# command line, in an environment or on stdout; it is revoked right after.
+login_check() {
+  command -v vault >/dev/null 2>&1 || { echo "error=no vault binary on PATH"; return 0; }
+  # Each call bounded, so the facts phase cannot outlast the step's time limit.
+  VAULT_CLIENT_TIMEOUT=20s
+  export VAULT_CLIENT_TIMEOUT
+  vhome=$(mktemp -d) || { echo "error=cannot create a temp directory"; return 0; }
+  if out=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault login -method=cert -path="$CERT_AUTH_PATH" \\
+      -client-cert="$AGENT_CERT" -client-key="$AGENT_KEY" name="$MAPPING" 2>&1 >/dev/null); then
+    policies=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault read -field=policies auth/token/lookup-self 2>/dev/null |
+      tr -d '[]' | tr ' ' '\\n' | grep -v '^$' | sort | paste -sd, -) || policies=''
+    HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token revoke -self >/dev/null 2>&1 || true
+    case "$policies" in
+      '' | *[!A-Za-z0-9_.,-]*) echo "error=cannot read the policies of the login token" ;;
+      *) echo "policies=$policies" ;;
+    esac
+  else
+    echo "error=$(printf '%s' "$out" | tr -c '[:print:]' ' ' | tr -s ' ' | cut -c1-300)"
+  fi
+  rm -rf -- "$vhome"
+}
+service_state() {
+  state=$(systemctl --user is-active "$SERVICE" 2>/dev/null) || true
+  case "$state" in '' | *[!a-z-]*) state=unknown ;; esac
+  echo "$state"
+}
+`;
+
+/**
  * The rotation on the host, as one unit run by the app user:
  *
  *  1. copy the served fullchain to `.prev` and move the agent's private render
@@ -489,63 +556,7 @@ rm -f -- "$ARMED"
 took=$(($(date +%s) - started))
 
 # -- public facts for the rotation check (stdout, kept in state)
-certs_only() { # file: its CERTIFICATE blocks and nothing else (the fullchain also holds the key)
-  regular_or_absent "$1"
-  [ -f "$1" ] || return 0
-  blocks=$(awk '
-    /^-----BEGIN CERTIFICATE-----$/ { if (p) exit 3; p = 1; print; next }
-    /^-----END CERTIFICATE-----$/ { if (!p) exit 3; p = 0; print; next }
-    p { if (length($0) > 76 || $0 !~ /^[A-Za-z0-9+\\/=]+$/) exit 3; print }
-    END { if (p) exit 3 }
-  ' "$1") || fail "$1 holds a malformed certificate block; refusing to pass it on"
-  [ -n "$blocks" ] || return 0
-  # Each block must parse as a certificate: base64 of anything else (the key's DER
-  # under a CERTIFICATE header) would otherwise reach state.
-  certdir=$(mktemp -d) || fail "cannot create a temp directory"
-  printf '%s\\n' "$blocks" | awk -v d="$certdir" '/^-----BEGIN CERTIFICATE-----$/ { n++ } { print > (d "/" sprintf("%05d", n) ".pem") }'
-  # What goes out is openssl's own encoding of each certificate it parsed: bytes after a
-  # certificate's DER inside its block (which openssl x509 ignores) are left behind.
-  out=''
-  for block in "$certdir"/*.pem; do
-    if ! cert=$(openssl x509 -in "$block" 2>/dev/null); then
-      rm -rf -- "$certdir"
-      fail "$1 holds a CERTIFICATE block that is not a certificate; refusing to pass it on"
-    fi
-    out="$out$cert
-"
-  done
-  rm -rf -- "$certdir"
-  printf '%s' "$out"
-}
-# A cert login with the files just written, the way the agent logs in. The
-# CLI keeps the token in .vault-token of a private temp HOME: never on a
-# command line, in an environment or on stdout; it is revoked right after.
-login_check() {
-  command -v vault >/dev/null 2>&1 || { echo "error=no vault binary on PATH"; return 0; }
-  # Each call bounded, so the facts phase cannot outlast the step's time limit.
-  VAULT_CLIENT_TIMEOUT=20s
-  export VAULT_CLIENT_TIMEOUT
-  vhome=$(mktemp -d) || { echo "error=cannot create a temp directory"; return 0; }
-  if out=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault login -method=cert -path="$CERT_AUTH_PATH" \\
-      -client-cert="$AGENT_CERT" -client-key="$AGENT_KEY" name="$MAPPING" 2>&1 >/dev/null); then
-    policies=$(HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault read -field=policies auth/token/lookup-self 2>/dev/null |
-      tr -d '[]' | tr ' ' '\\n' | grep -v '^$' | sort | paste -sd, -) || policies=''
-    HOME=$vhome VAULT_ADDR=$VAULT_ADDRESS VAULT_CACERT=$CA_PEM vault token revoke -self >/dev/null 2>&1 || true
-    case "$policies" in
-      '' | *[!A-Za-z0-9_.,-]*) echo "error=cannot read the policies of the login token" ;;
-      *) echo "policies=$policies" ;;
-    esac
-  else
-    echo "error=$(printf '%s' "$out" | tr -c '[:print:]' ' ' | tr -s ' ' | cut -c1-300)"
-  fi
-  rm -rf -- "$vhome"
-}
-service_state() {
-  state=$(systemctl --user is-active "$SERVICE" 2>/dev/null) || true
-  case "$state" in '' | *[!a-z-]*) state=unknown ;; esac
-  echo "$state"
-}
-${AGENT_VERSION_FN}echo '### fullchain'
+${HOST_FACTS_FNS}${AGENT_VERSION_FN}echo '### fullchain'
 certs_only "$FULLCHAIN"
 echo '### previous'
 certs_only "$PREVIOUS"
@@ -573,6 +584,8 @@ export interface ReloadHookInput {
     fullchain: string;
     /** Where the hook reports its last run (read back by the rotate step). */
     statusFile: string;
+    /** The node_exporter textfile the hook rewrites after each run, and what it is composed from. */
+    metrics: MetricsPaths;
 }
 
 /**
@@ -597,7 +610,12 @@ RELOAD_TLS_LABEL=${shQuote(i.label)}
 PROXY_RELOAD=${shQuote(i.proxy ?? "")}
 RELOAD_SIGNAL=${shQuote(i.signal)}
 STATUS_FILE=${shQuote(i.statusFile)}
-log() { printf 'reload-tls: %s: %s\\n' "$APP" "$*"; }
+${metricsVariables(i.metrics)}log() { printf 'reload-tls: %s: %s\\n' "$APP" "$*"; }
+${METRICS_FNS}# Every way out rewrites the metrics textfile (expiry, last render and reload as the files say).
+finish() { # exit status
+  write_metrics || log "could not write the metrics textfile $TEXTFILE"
+  exit "$1"
+}
 failed=0
 reloaded=' '
 failed_names=''
@@ -628,14 +646,14 @@ if ! install_fullchain; then
   log "FAILED to install $FULLCHAIN"
   failed_names="install,"
   report failed
-  exit 1
+  finish 1
 fi
 log "installed $FULLCHAIN"
 if ! names=$(podman ps --filter "label=$RELOAD_TLS_LABEL" --format '{{.Names}}'); then
   log "FAILED to list containers labelled $RELOAD_TLS_LABEL"
   failed_names="podman ps,"
   report failed
-  exit 1
+  finish 1
 fi
 if [ -z "$names" ]; then
   log "no running container labelled $RELOAD_TLS_LABEL"
@@ -654,8 +672,14 @@ case "$PROXY_RELOAD" in
   '') ;;
   *) log "unsupported PROXY_RELOAD=$PROXY_RELOAD"; failed=1; failed_names="$failed_names$PROXY_RELOAD," ;;
 esac
-if [ "$failed" -eq 0 ]; then report ok; else report failed; fi
-exit "$failed"
+if [ "$failed" -eq 0 ]; then
+  report ok
+  # Its mtime is the last good reload (the report above says only how the last run went).
+  : >"$M_RELOAD_OK" || log "cannot touch $M_RELOAD_OK"
+else
+  report failed
+fi
+finish "$failed"
 `;
 }
 
@@ -708,4 +732,258 @@ fi
 say "wrote the issuing chain to $BUNDLE and ${i.trustReload === "restart" ? "restarted" : "reloaded"} $CONTAINER"
 echo changed
 `;
+}
+
+/** The paths the metrics textfile is composed from and written to (all under the app's home). */
+export interface MetricsPaths {
+    /** The node_exporter textfile (`*.prom`), in a directory of its own (0755; the file 0644). */
+    textfile: string;
+    /** Held while the file is written. */
+    lock: string;
+    fullchain: string;
+    renderedFullchain: string;
+    agentCert: string;
+    reloadStatus: string;
+    reloadOk: string;
+    verifyStatus: string;
+}
+
+/** Shell assignments of the metrics paths, for a script that writes the textfile. */
+export function metricsVariables(m: MetricsPaths): string {
+    return `TEXTFILE=${shQuote(m.textfile)}
+METRICS_LOCK=${shQuote(m.lock)}
+M_FULLCHAIN=${shQuote(m.fullchain)}
+M_RENDERED=${shQuote(m.renderedFullchain)}
+M_AGENT_CERT=${shQuote(m.agentCert)}
+M_RELOAD_STATUS=${shQuote(m.reloadStatus)}
+M_RELOAD_OK=${shQuote(m.reloadOk)}
+VERIFY_STATUS=${shQuote(m.verifyStatus)}
+`;
+}
+
+/**
+ * Shell functions that write the app's node_exporter textfile. Every value is
+ * read from the files themselves (the certificates' notAfter, the render's and
+ * the hook's marks, the verification's status line), so each writer (the
+ * post-hook after a render, the verify and record steps) writes the whole file
+ * and none needs another's memory. Written under a lock, to a temp file in the
+ * same directory (not `*.prom`, so the collector never reads it) and renamed:
+ * the collector sees the old file or the new one. The file is 0644 and its
+ * directory 0755: readable by node_exporter, writable by the app user alone.
+ * `write_metrics` returns non-zero when it cannot write; it never exits.
+ */
+export const METRICS_FNS = `cert_not_after() { # file: its first certificate's notAfter in Unix seconds; nothing when absent or unreadable
+  { [ -f "$1" ] && [ ! -L "$1" ]; } || return 0
+  end=$(openssl x509 -in "$1" -noout -enddate 2>/dev/null) || return 0
+  date -u -d "\${end#notAfter=}" +%s 2>/dev/null || true
+}
+mtime_of() { # file: its mtime in Unix seconds; nothing when absent
+  { [ -f "$1" ] && [ ! -L "$1" ]; } || return 0
+  stat -c %Y -- "$1" 2>/dev/null || true
+}
+status_field() { # file key: the value of key=<word> on the file's first line
+  { [ -f "$1" ] && [ ! -L "$1" ]; } || return 0
+  head -c 512 -- "$1" | head -n 1 | tr ' ' '\\n' | sed -n "s/^$2=\\\\([A-Za-z0-9]*\\\\)\$/\\\\1/p" | head -n 1
+}
+metric() { # name labels value: one sample, only for a value that is a number
+  case "$3" in '' | *[!0-9]*) return 0 ;; esac
+  printf '%s{%s} %s\\n' "$1" "$2" "$3"
+}
+help_type() { # name help
+  printf '# HELP %s %s\\n# TYPE %s gauge\\n' "$1" "$2" "$1"
+}
+metrics_text() {
+  a="app=\\"$APP\\""
+  reload_ok=''
+  case "$(status_field "$M_RELOAD_STATUS" result)" in ok) reload_ok=1 ;; failed) reload_ok=0 ;; esac
+  verify_ok=''
+  case "$(status_field "$VERIFY_STATUS" result)" in ok) verify_ok=1 ;; failed) verify_ok=0 ;; esac
+  help_type vault_rotation_cert_not_after_timestamp_seconds "When a certificate on the host expires (Unix seconds): kind=leaf the served fullchain's leaf, kind=agent the Vault Agent's login certificate."
+  metric vault_rotation_cert_not_after_timestamp_seconds "$a,kind=\\"leaf\\"" "$(cert_not_after "$M_FULLCHAIN")"
+  metric vault_rotation_cert_not_after_timestamp_seconds "$a,kind=\\"agent\\"" "$(cert_not_after "$M_AGENT_CERT")"
+  help_type vault_rotation_last_render_timestamp_seconds "When Vault Agent last rendered the fullchain."
+  metric vault_rotation_last_render_timestamp_seconds "$a" "$(mtime_of "$M_RENDERED")"
+  help_type vault_rotation_last_reload_success_timestamp_seconds "When the post-hook last installed the fullchain and reloaded every container with success."
+  metric vault_rotation_last_reload_success_timestamp_seconds "$a" "$(mtime_of "$M_RELOAD_OK")"
+  help_type vault_rotation_last_reload_ok "1 when the post-hook's last run installed and reloaded everything, 0 when it failed."
+  metric vault_rotation_last_reload_ok "$a" "$reload_ok"
+  help_type vault_rotation_last_verification_timestamp_seconds "When the last verification (pulumi up) of this app ran, passed or failed."
+  metric vault_rotation_last_verification_timestamp_seconds "$a" "$(status_field "$VERIFY_STATUS" at)"
+  help_type vault_rotation_last_verification_success_timestamp_seconds "When a verification of every item (host, Vault, served certificate) last passed."
+  metric vault_rotation_last_verification_success_timestamp_seconds "$a" "$(status_field "$VERIFY_STATUS" ok_at)"
+  help_type vault_rotation_last_verification_ok "1 when the last verification passed, 0 when it failed."
+  metric vault_rotation_last_verification_ok "$a" "$verify_ok"
+  help_type vault_rotation_textfile_written_timestamp_seconds "When this file was last written."
+  metric vault_rotation_textfile_written_timestamp_seconds "$a" "$(date +%s)"
+}
+write_metrics() {
+  mdir=\${TEXTFILE%/*}
+  if [ -L "$mdir" ] || { [ -e "$mdir" ] && [ ! -d "$mdir" ]; }; then return 1; fi
+  if [ ! -d "$mdir" ]; then mkdir -m 0755 -- "$mdir" 2>/dev/null || return 1; fi
+  [ -O "$mdir" ] || return 1
+  chmod 0755 -- "$mdir" 2>/dev/null || return 1
+  if [ -L "$TEXTFILE" ] || { [ -e "$TEXTFILE" ] && [ ! -f "$TEXTFILE" ]; }; then return 1; fi
+  (
+    if command -v flock >/dev/null 2>&1; then flock -w 10 9 || exit 1; fi
+    mtmp=$(mktemp "$mdir/.vault-rotation-metrics.XXXXXX") || exit 1
+    if metrics_text >"$mtmp" && chmod 0644 -- "$mtmp" && mv -f -T -- "$mtmp" "$TEXTFILE"; then exit 0; fi
+    rm -f -- "$mtmp"
+    exit 1
+  ) 9>>"$METRICS_LOCK"
+}
+`;
+
+export interface VerifyScriptInput extends HostUser {
+    service: string;
+    /** How the host-side cert login reaches Vault: as the agent does. */
+    login: { vaultAddress: string; certAuthPath: string; mapping: string };
+    /** The login token's policies, exactly (sorted, `default` included). */
+    expectedPolicies: string[];
+    /** The leaf must have at least this much validity left (rotation.leafMinRemaining). */
+    leafMinRemainingSeconds: number;
+    /** The agent cert must outlive the next run: the verification interval plus its margin. */
+    agentMinRemainingSeconds: number;
+    /** The node_exporter textfile. */
+    textfile: string;
+}
+
+/**
+ * A verification between rotations, as the app user, read-only on everything
+ * the rotation manages: it restarts, reloads and moves nothing. It checks the
+ * host's own items (leaf and agent cert present and valid long enough, the
+ * post-hook's last report, the service, a cert login with the agent files on the
+ * host and its token's policies) and fails on any of them, each as one line
+ * `<app>: <item>: expected <x>, found <y>`, so a failed step is not kept in state
+ * and the next run reads the host again. When they pass it prints the same public
+ * facts as the rotate step (plus the agent cert) for the runner's checks. Either
+ * way it writes the metrics textfile; a failure also sets the verification
+ * status to failed (a pass is recorded by the record step, after the runner's checks).
+ */
+export function renderVerifyScript(i: VerifyScriptInput): string {
+    return renderLauncher(i, "verify", renderVerifyBody(i));
+}
+
+/** The body of the verify step. */
+export function renderVerifyBody(i: VerifyScriptInput): string {
+    const p = hostPaths(i.home, i.app);
+    const expected = [...new Set(i.expectedPolicies)].sort().join(",");
+    return `${bodyPreamble(i.app, "verify")}${pathHelpers()}
+FULLCHAIN=${shQuote(p.fullchain)}
+STATUS=${shQuote(p.reloadStatus)}
+SERVICE=${shQuote(i.service)}
+VAULT_ADDRESS=${shQuote(i.login.vaultAddress)}
+CA_PEM=${shQuote(p.caPem)}
+AGENT_CERT=${shQuote(p.agentCert)}
+AGENT_KEY=${shQuote(p.agentKey)}
+CERT_AUTH_PATH=${shQuote(i.login.certAuthPath)}
+MAPPING=${shQuote(i.login.mapping)}
+EXPECTED_POLICIES=${shQuote(expected)}
+LEAF_MIN_SECONDS=${i.leafMinRemainingSeconds}
+AGENT_MIN_SECONDS=${i.agentMinRemainingSeconds}
+${metricsVariables(metricsPaths(i.home, i.app, i.textfile))}for d in ${shQuote(p.vaultDir)} ${shQuote(p.tlsDir)} ${shQuote(p.hooksDir)}; do is_own_dir "$d"; done
+for f in "$FULLCHAIN" "$STATUS" "$VERIFY_STATUS" "$AGENT_CERT"; do regular_or_absent "$f"; done
+command -v openssl >/dev/null 2>&1 || fail "no openssl on PATH: the verification reads the certificates on this host"
+${HOST_FACTS_FNS}${AGENT_VERSION_FN}${METRICS_FNS}
+# Any way out but the end (a failed item, a refused file) records a failed verification.
+completed=0
+record_failed() {
+  [ "$completed" = 0 ] || return 0
+  ok_at=$(status_field "$VERIFY_STATUS" ok_at)
+  printf 'result=failed at=%s ok_at=%s\\n' "$(date +%s)" "\${ok_at:-0}" | write_atomic "$VERIFY_STATUS" 0644 || true
+  write_metrics || say "could not write the metrics textfile $TEXTFILE"
+}
+trap record_failed EXIT
+problems=''
+problem() { problems="$problems$APP: $1
+"; }
+end_of() { printf '%s\\n' "$1" | openssl x509 -noout -enddate 2>/dev/null | sed 's/^notAfter=//'; }
+
+fullchain=$(certs_only "$FULLCHAIN")
+if [ -z "$fullchain" ]; then
+  problem "fullchain present: expected a fullchain at $FULLCHAIN, found none"
+elif ! printf '%s\\n' "$fullchain" | openssl x509 -noout -checkend "$LEAF_MIN_SECONDS" >/dev/null 2>&1; then
+  problem "leaf remaining validity: expected at least \${LEAF_MIN_SECONDS}s, found notAfter $(end_of "$fullchain") (the agent renews the leaf; look at: journalctl --user -u $SERVICE)"
+fi
+agent_cert=$(certs_only "$AGENT_CERT")
+if [ -z "$agent_cert" ]; then
+  problem "agent cert present: expected the agent's certificate at $AGENT_CERT, found none"
+elif ! printf '%s\\n' "$agent_cert" | openssl x509 -noout -checkend "$AGENT_MIN_SECONDS" >/dev/null 2>&1; then
+  problem "agent cert remaining validity: expected at least \${AGENT_MIN_SECONDS}s (until after the next run), found notAfter $(end_of "$agent_cert") (a run with refresh renews it: pulumi up --refresh)"
+fi
+report=''
+if [ -f "$STATUS" ]; then report=$(head -c 512 -- "$STATUS" | head -n 1); fi
+if ! printf '%s\\n' "$report" | grep -Eqx 'result=(ok|failed) reloaded=[A-Za-z0-9_.,-]* failed=[A-Za-z0-9_.,: -]*'; then
+  problem "post-hook reload: expected a report from the post-hook in $STATUS, found $(if [ -z "$report" ]; then echo none; else echo 'something else'; fi)"
+  report=''
+else
+  case "$report" in 'result=ok '*) ;; *) problem "post-hook reload: expected result=ok from its last run, found $report" ;; esac
+fi
+state=$(service_state)
+[ "$state" = active ] || problem "agent service: expected active, found $state (look at: journalctl --user -u $SERVICE)"
+login=$(login_check)
+case "$login" in
+  "policies=$EXPECTED_POLICIES") ;;
+  policies=*) problem "token policies: expected [$EXPECTED_POLICIES], found [\${login#policies=}]" ;;
+  *) problem "cert login: expected a token from auth/$CERT_AUTH_PATH/login with name $MAPPING (as $USER, with the agent files on this host), found \${login#error=}" ;;
+esac
+if [ -n "$problems" ]; then
+  printf '%s' "$problems" >&2
+  fail "the verification failed (nothing was restarted or reloaded); fix the cause above, then re-run pulumi up: the host is read again"
+fi
+
+# -- public facts for the runner's checks (stdout, kept in state)
+echo '### fullchain'
+printf '%s\\n' "$fullchain"
+echo '### reload'
+echo "$report"
+echo '### service'
+echo "$state"
+echo '### login'
+echo "$login"
+echo '### agent-version'
+agent_version
+echo '### agent-cert'
+printf '%s\\n' "$agent_cert"
+echo '### end'
+completed=1
+write_metrics || fail "cannot write the metrics textfile $TEXTFILE (its directory must be a directory of $USER's, not a link)"
+say "every host item passed (nothing restarted or reloaded)"
+`;
+}
+
+export interface RecordVerificationScriptInput extends HostUser {
+    textfile: string;
+}
+
+/** After every check passed (host and runner): records the pass on the host and rewrites the textfile. */
+export function renderRecordVerificationScript(i: RecordVerificationScriptInput): string {
+    return renderLauncher(i, "record-verification", renderRecordVerificationBody(i));
+}
+
+/** The body of the record-verification step. */
+export function renderRecordVerificationBody(i: RecordVerificationScriptInput): string {
+    const p = hostPaths(i.home, i.app);
+    return `${bodyPreamble(i.app, "record-verification")}${pathHelpers()}
+${metricsVariables(metricsPaths(i.home, i.app, i.textfile))}is_own_dir ${shQuote(p.vaultDir)}
+regular_or_absent "$VERIFY_STATUS"
+${METRICS_FNS}now=$(date +%s)
+printf 'result=ok at=%s ok_at=%s\\n' "$now" "$now" | write_atomic "$VERIFY_STATUS" 0644
+write_metrics || fail "cannot write the metrics textfile $TEXTFILE (its directory must be a directory of $USER's, not a link)"
+say "verification passed; recorded in $VERIFY_STATUS and $TEXTFILE"
+`;
+}
+
+/** The metrics paths of an app: the textfile as configured, every other path from hostPaths. */
+export function metricsPaths(home: string, app: string, textfile: string): MetricsPaths {
+    const p = hostPaths(home, app);
+    return {
+        textfile,
+        lock: p.metricsLock,
+        fullchain: p.fullchain,
+        renderedFullchain: p.renderedFullchain,
+        agentCert: p.agentCert,
+        reloadStatus: p.reloadStatus,
+        reloadOk: p.reloadOk,
+        verifyStatus: p.verifyStatus,
+    };
 }

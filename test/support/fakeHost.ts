@@ -8,9 +8,10 @@ import { spawn, spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { hostPaths } from "../../lib/naming";
+import { defaultMetricsTextfile, hostPaths } from "../../lib/naming";
 import {
     DEFAULT_HOST_PATH,
+    metricsPaths,
     HostUser,
     renderAgentConfigScript,
     renderAgentFilesScript,
@@ -142,6 +143,7 @@ export function makeFakeHost(): FakeHost {
         renderedFullchain: paths.renderedFullchain,
         fullchain: paths.fullchain,
         statusFile: paths.reloadStatus,
+        metrics: metricsPaths(home, "app-a", defaultMetricsTextfile(home, "app-a")),
     });
     const rotateScript = (waitSeconds: number, timeoutSeconds?: number) =>
         renderRotateScript({ ...u, timeoutSeconds, service: SERVICE, waitSeconds, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } });

@@ -152,7 +152,9 @@ describe(`files planted before the rotate step (${userMode()})`, () => {
     it("a status file that is not a hook report is not passed on", () => {
         rotatedOnce();
         // The attacker replaces the hook so it 'reports' something else after installing.
-        const hook = fs.readFileSync(host.paths.hook, "utf8").replace(/if \[ "\$failed" -eq 0 \]; then report ok; else report failed; fi/, `cat ${decoyFile} >"$STATUS_FILE" 2>/dev/null || echo 'result=ok reloaded=$(id) failed=' >"$STATUS_FILE"`);
+        const original = fs.readFileSync(host.paths.hook, "utf8");
+        const hook = original.replace(/^  report ok$/m, `  cat ${decoyFile} >"$STATUS_FILE" 2>/dev/null || echo 'result=ok reloaded=$(id) failed=' >"$STATUS_FILE"`);
+        expect(hook).not.toBe(original);
         plant(`cat >${host.paths.hook} <<'EOF'\n${hook}EOF`);
         const r = host.runRotate();
         expect(r.status).not.toBe(0);

@@ -2,16 +2,18 @@
 // podman shim, and shellcheck. The host steps themselves run for real, across
 // the user boundary, in hostSteps.test.ts and hostBoundary.test.ts.
 import { execFileSync, spawnSync } from "child_process";
+import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { hostPaths, vaultNames } from "../../lib/naming";
+import { defaultMetricsTextfile, hostPaths, vaultNames } from "../../lib/naming";
 import { parseHostState } from "../../lib/hostState";
 import { renderAgentConfig, renderFullchainTemplate } from "../../components/renderers/agentHcl";
 import { renderDebugPolicy, renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "../../components/renderers/policies";
 import { hclString, shQuote } from "../../components/renderers/quote";
 import {
     AGENT_VERSION_FN,
+    metricsPaths,
     renderAgentConfigBody,
     renderAgentConfigScript,
     renderAgentFilesBody,
@@ -19,12 +21,18 @@ import {
     renderAgentKeygenScript,
     renderAgentFilesScript,
     renderLauncher,
+    renderRecordVerificationBody,
+    renderRecordVerificationScript,
     renderReloadHook,
     renderRotateBody,
+    renderVerifyBody,
+    renderVerifyScript,
     renderRotateScript,
 } from "../../components/renderers/scripts";
 import { parseVaultVersion } from "../../providers/versionDrift";
 import { REPO_ROOT } from "../support/harness";
+import { readTextfile } from "../support/prometheus";
+import { TestPki } from "../support/tls";
 
 const GOLDEN = path.join(REPO_ROOT, "test", "golden");
 const SHIMS = path.join(REPO_ROOT, "test", "shims");
@@ -103,6 +111,19 @@ describe("golden files", () => {
             "app-a.rotate.sh",
             renderRotateScript({ ...u, service: "vault-agent-app-a", waitSeconds: 120, login: { vaultAddress: "https://vault.prod.internal:8200", certAuthPath: "cert", mapping: "agent-app-a" } }),
         );
+        expectGolden(
+            "app-a.verify.sh",
+            renderVerifyScript({
+                ...u,
+                service: "vault-agent-app-a",
+                login: { vaultAddress: "https://vault.prod.internal:8200", certAuthPath: "cert", mapping: "agent-app-a" },
+                expectedPolicies: ["default", "app-a-issue", "app-a-marker"],
+                leafMinRemainingSeconds: 86400,
+                agentMinRemainingSeconds: 108000,
+                textfile: "/home/app-a/metrics/vault-rotation-app-a.prom",
+            }),
+        );
+        expectGolden("app-a.record-verification.sh", renderRecordVerificationScript({ ...u, textfile: "/home/app-a/metrics/vault-rotation-app-a.prom" }));
     });
 });
 
@@ -149,7 +170,8 @@ describe("renderer properties", () => {
 
     it("parses the host-state sections", () => {
         const s = parseHostState("### fullchain\nA\nB\n### previous\n### reload\nresult=ok reloaded=x failed=\n### service\nactive\n### agent-version\nVault v1.21.1 (abc)\n### end\n");
-        expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", login: "", agentVersion: "Vault v1.21.1 (abc)" });
+        expect(s).toEqual({ fullchain: "A\nB", previous: "", reload: "result=ok reloaded=x failed=", service: "active", login: "", agentVersion: "Vault v1.21.1 (abc)", agentCert: "" });
+        expect(parseHostState("### fullchain\nA\n### agent-cert\nC\n### end\n").agentCert).toBe("C");
     });
 
     // The host reads `vault version`; what it passes on must parse on the runner, whatever form the
@@ -206,7 +228,7 @@ describe("renderer properties", () => {
 
 function hookInput(home: string, app: string, r: { label: string; proxy?: string; signal: string }) {
     const p = hostPaths(home, app);
-    return { app, ...r, renderedFullchain: p.renderedFullchain, fullchain: p.fullchain, statusFile: p.reloadStatus };
+    return { app, ...r, renderedFullchain: p.renderedFullchain, fullchain: p.fullchain, statusFile: p.reloadStatus, metrics: metricsPaths(home, app, defaultMetricsTextfile(home, app)) };
 }
 
 describe("the post-hook, run with a podman shim", () => {
@@ -272,6 +294,64 @@ describe("the post-hook, run with a podman shim", () => {
         expect(r.calls.slice(1)).toEqual(["kill --signal SIGHUP web-1", "kill --signal SIGHUP edge-proxy"]);
     });
 
+    it("writes the metrics textfile after every run: 0644 in a 0755 directory, parsed as Prometheus text, with the certificates' notAfter", () => {
+        const pki = TestPki.create();
+        try {
+            const root = pki.rootCa("Metrics Root");
+            const leaf = pki.issue({ issuer: root, commonName: "app-a.internal", dnsNames: ["app-a.internal"], days: 30 });
+            const agent = pki.issue({ issuer: root, commonName: "app-a-agent.internal", days: 3 });
+            const rendered = `${leaf.certPem}${root.certPem}${leaf.keyPem}`;
+            const ok = runHook({
+                containers: "web-1 tls=true\n",
+                plant: (p) => {
+                    fs.writeFileSync(p.renderedFullchain, rendered);
+                    fs.mkdirSync(p.mtlsDir, { recursive: true });
+                    fs.writeFileSync(p.agentCert, agent.certPem);
+                },
+            });
+            expect(ok.status).toBe(0);
+            const textfile = defaultMetricsTextfile(path.dirname(ok.paths.vaultDir), "app-a");
+            const m = readTextfile(textfile);
+            const app = { app: "app-a" };
+            expect(m.value("vault_rotation_cert_not_after_timestamp_seconds", { ...app, kind: "leaf" })).toBe(Date.parse(new X509Certificate(leaf.certPem).validTo) / 1000);
+            expect(m.value("vault_rotation_cert_not_after_timestamp_seconds", { ...app, kind: "agent" })).toBe(Date.parse(new X509Certificate(agent.certPem).validTo) / 1000);
+            expect(m.value("vault_rotation_last_reload_ok", app)).toBe(1);
+            const lastGood = m.value("vault_rotation_last_reload_success_timestamp_seconds", app)!;
+            expect(Math.abs(lastGood - Date.now() / 1000)).toBeLessThan(60);
+            expect(m.value("vault_rotation_last_render_timestamp_seconds", app)).toBe(Math.floor(fs.statSync(ok.paths.renderedFullchain).mtimeMs / 1000));
+            // No verification yet: no sample rather than a made-up one.
+            expect(m.value("vault_rotation_last_verification_ok", app)).toBeUndefined();
+            expect(m.families.every((f) => f.type === "GAUGE" && f.help !== "")).toBe(true);
+            // Readable by node_exporter, writable by the app user alone; no temp file left beside it.
+            expect(m.mode).toBe(0o644);
+            expect(m.dirMode).toBe(0o755);
+            expect(m.siblings).toEqual([]);
+            // The private key in the render is in no line of it.
+            expect(fs.readFileSync(textfile, "utf8")).not.toContain("PRIVATE");
+        } finally {
+            pki.cleanup();
+        }
+    });
+
+    it("says in the textfile when a reload failed, and keeps the time of the last good one", () => {
+        const r = runHook({ containers: "web-1 tls=true\n", fail: "web-1\n" });
+        expect(r.status).toBe(1);
+        const m = readTextfile(defaultMetricsTextfile(path.dirname(r.paths.vaultDir), "app-a"));
+        expect(m.value("vault_rotation_last_reload_ok", { app: "app-a" })).toBe(0);
+        expect(m.value("vault_rotation_last_reload_success_timestamp_seconds", { app: "app-a" })).toBeUndefined();
+    });
+
+    it("does not write the textfile through a link planted in place of its directory", () => {
+        const decoyDir = tmpdir();
+        const r = runHook({
+            containers: "web-1 tls=true\n",
+            plant: (p) => fs.symlinkSync(decoyDir, path.join(path.dirname(p.vaultDir), "metrics")),
+        });
+        expect(r.status).toBe(0);
+        expect(r.stdout).toContain("could not write the metrics textfile");
+        expect(fs.readdirSync(decoyDir)).toEqual([]);
+    });
+
     it("does nothing harmful when no container matches", () => {
         const r = runHook({ containers: "worker app=a\n" });
         expect(r.status).toBe(0);
@@ -298,6 +378,7 @@ describe("shellcheck", () => {
         const agentFiles = { ...u, agentCertPem: "C", listenerCaPem: "L" };
         const keygen = { ...u, commonName: "app-a-agent.internal" };
         const config = { ...u, agentHclText: "x", templateText: "{{ .Cert }}", hookText: "#!/bin/sh\n" };
+        const verify = { ...rotate, expectedPolicies: ["default", "app-a-issue"], leafMinRemainingSeconds: 60, agentMinRemainingSeconds: 60, textfile: "/home/app-a/metrics/m.prom" };
         // The launchers, and the bodies they carry as one quoted string (which shellcheck cannot see into).
         const scripts: Record<string, string> = {
             "hook.sh": renderReloadHook(hookInput("/home/app-a", "app-a", { label: "tls=true", proxy: "podman:edge-proxy", signal: "SIGHUP" })),
@@ -309,6 +390,8 @@ describe("shellcheck", () => {
             "config-body.sh": renderAgentConfigBody(config),
             "rotate.sh": renderRotateScript(rotate),
             "rotate-body.sh": renderRotateBody(rotate),
+            "verify-body.sh": renderVerifyBody(verify),
+            "record-body.sh": renderRecordVerificationBody({ ...u, textfile: "/home/app-a/metrics/m.prom" }),
         };
         const files = Object.entries(scripts).map(([name, text]) => {
             const file = path.join(dir, name);
