@@ -256,6 +256,12 @@ const appSchema = z
             })
             .strict()
             .optional(),
+        // The node_exporter textfile for this app (default defaultMetricsTextfile()): inside the home,
+        // in a directory of its own that the post-hook and the verification create (0755).
+        metricsTextfile: z
+            .string()
+            .regex(/^\/[A-Za-z0-9._\/-]+\.prom$/, { message: "must be an absolute path of letters, digits and ._/- ending in .prom (node_exporter reads *.prom)" })
+            .optional(),
         reload: z
             .object({
                 label: z.string().regex(LABEL_SELECTOR, { message: "must be key=value without whitespace or quotes" }),
@@ -280,6 +286,15 @@ const appSchema = z
                 message: `must be this app's user ${app.user} (got ${app.host.ssh.user}): the runner logs in as the app user itself, never as another user with sudo; omit it to use ${app.user}`,
             });
         }
+        if (app.metricsTextfile !== undefined) {
+            const f = app.metricsTextfile;
+            const dir = f.slice(0, f.lastIndexOf("/"));
+            if (!dir.startsWith(`${app.home}/`) || f.split("/").some((seg) => seg === ".." || seg === ".")) {
+                ctx.addIssue({ code: "custom", path: ["metricsTextfile"], message: `must be a normalised path in a directory inside home (${app.home}), which the app user owns (got ${f})` });
+            } else if (["/vault", "/tls", "/vault/mtls", "/vault/hooks", "/vault/render", "/vault/ca", "/vault/templates"].some((d) => dir === `${app.home}${d}`)) {
+                ctx.addIssue({ code: "custom", path: ["metricsTextfile"], message: `must be in a directory of its own (made 0755 so node_exporter can read it), not ${dir}, which holds the agent's or the app's files` });
+            }
+        }
         if (app.kv.seed && !app.kv.access) {
             ctx.addIssue({ code: "custom", path: ["kv", "seed"], message: "seeding needs kv.access: true" });
         }
@@ -292,6 +307,9 @@ const stackSchema = z
                 epoch: z.string().regex(EPOCH, { message: "must be 1-64 characters of letters, digits, '.', '_', ':' and '-'" }).optional(),
                 every: duration(3600, 366 * 86400, "rotation.every").optional(),
                 runInterval: duration(600, AGENT_TTL_MAX, "rotation.runInterval"),
+                // How often a run re-verifies every app without rotating (default: runInterval), or
+                // "every-run". A run in a later window than the last verification verifies again.
+                verifyEvery: z.union([z.literal("every-run"), duration(600, AGENT_TTL_MAX, "rotation.verifyEvery")]).optional(),
                 renewBeforeSeconds: z.number().int().min(60).optional(),
                 leafMinRemaining: duration(60, LEAF_TTL_MAX, "rotation.leafMinRemaining").default("24h"),
                 waitSeconds: z.number().int().min(5).max(3600).default(120),
@@ -616,6 +634,34 @@ export function resolveEpoch(rotation: StackConfig["rotation"], now: Date): Epoc
         return { epoch: rotation.epoch, source: "explicit", bucketStart, nextRotation };
     }
     return { epoch: `every-${rotation.every}-${bucketStart}`, source: "schedule", bucketStart, nextRotation };
+}
+
+/** Which verification window a run is in: a run in a later window than an app's last verification verifies it again. */
+export interface VerificationWindow {
+    /** The trigger value: `<window start>/<every>`, or `every-run <now>`. */
+    window: string;
+    /** `rotation.verifyEvery` as configured (default rotation.runInterval), or `every-run`. */
+    every: string;
+    /** Seconds between verifications (0 for every-run). */
+    everySeconds: number;
+    /** Start of the next window (ISO 8601): the first time a run verifies again; "" for every-run. */
+    next: string;
+}
+
+/**
+ * Verification windows are `rotation.verifyEvery` long (default: runInterval)
+ * and aligned to the Unix epoch, like `rotation.every`: each app's verify step
+ * takes the window as a trigger, so the first run in a new window verifies
+ * every app again and later runs in the same window do not (a preview right
+ * after an update stays empty). A run can then find a verification at most one
+ * window old. `every-run` verifies on every update.
+ */
+export function verificationWindow(rotation: StackConfig["rotation"], now: Date): VerificationWindow {
+    const every = rotation.verifyEvery ?? rotation.runInterval;
+    if (every === "every-run") return { window: `every-run ${now.toISOString()}`, every, everySeconds: 0, next: "" };
+    const periodMs = durationSeconds(every) * 1000;
+    const start = Math.floor(now.getTime() / periodMs) * periodMs;
+    return { window: `${new Date(start).toISOString()}/${every}`, every, everySeconds: periodMs / 1000, next: new Date(start + periodMs).toISOString() };
 }
 
 /**

@@ -2,7 +2,18 @@
 // Vault objects and one AppRotation per app, export what operators read.
 import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
-import { appEpoch, durationSeconds, readRawStackInputs, renewBeforeSeconds, resolveEpoch, stepTimeoutSeconds, validateStackInputs } from "./config";
+import {
+    appEpoch,
+    durationSeconds,
+    readRawStackInputs,
+    renewBeforeSeconds,
+    resolveEpoch,
+    runMarginSeconds,
+    stepTimeoutSeconds,
+    validateStackInputs,
+    verificationWindow,
+} from "./config";
+import { defaultMetricsTextfile } from "./lib/naming";
 import { AppRotation, AppRotationArgs } from "./components/appRotation";
 import type { HostTarget } from "./components/hostCommand";
 import { DEFAULT_HOST_PATH } from "./components/renderers/scripts";
@@ -17,7 +28,11 @@ const own = new pulumi.Config("vault-rotation");
 if (process.env.VAULT_ROTATION_SAME_USER_REHEARSAL === "1") {
     void pulumi.log.warn("VAULT_ROTATION_SAME_USER_REHEARSAL=1: apps may share a Unix user (the non-root rehearsal only; never set it for a real stack)");
 }
-const decision = resolveEpoch(config.rotation, new Date());
+const runStartedAt = new Date();
+const decision = resolveEpoch(config.rotation, runStartedAt);
+const verifyWindow = verificationWindow(config.rotation, runStartedAt);
+const runIntervalSeconds = durationSeconds(config.rotation.runInterval);
+const marginSeconds = runMarginSeconds(runIntervalSeconds);
 
 // One Vault identity per run: the vault provider plugin and the dynamic providers
 // both take VAULT_TOKEN (else ~/.vault-token) from the Pulumi process, which in a
@@ -128,6 +143,9 @@ const rotations = config.apps.map((app, i) => {
               }
             : undefined,
         edgeReady: app.serve && edgeTrust ? edgeTrust.bundleWritten : undefined,
+        metricsTextfile: app.metricsTextfile ?? defaultMetricsTextfile(app.home, app.name),
+        // The next run may be runInterval away and somewhat late: the agent cert must outlive it.
+        verification: { window: verifyWindow.window, agentMinRemainingSeconds: runIntervalSeconds + marginSeconds },
     };
     return new AppRotation(app.name, args);
 });
@@ -158,6 +176,26 @@ export const rotationPlan = {
         ]),
     ),
 };
+
+/**
+ * How often apps are verified between rotations, readable in `pulumi preview`:
+ * each app's verify step takes `window` as a trigger, so a run in a later window
+ * than an app's last verification shows that step replaced (old window => new),
+ * and a run in the same window shows nothing. The report's `verification`
+ * says when each app last passed.
+ */
+export const verificationPlan = {
+    every: verifyWindow.every,
+    everySeconds: verifyWindow.everySeconds,
+    window: verifyWindow.window,
+    nextWindow: verifyWindow.next,
+    /** Slack for a late run: alert when a verification is older than everySeconds (or runInterval) + this. */
+    marginSeconds,
+    runIntervalSeconds,
+};
+
+/** Where a read-only look (npm run status) asks Vault: no token is needed for what it reads. */
+export const vaultTarget = { address: config.vault.address, pkiMount: config.vault.pkiMount, certAuthPath: config.vault.certAuthPath };
 
 /**
  * The first run against a Vault the runbook configured: whether the cert auth

@@ -11,7 +11,7 @@ import { restrictedRoleArgs, type RestrictedRoleInput } from "./pkiRole";
 import { hostPaths, vaultNames } from "../lib/naming";
 import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
 import { renderKvPolicy } from "./renderers/policies";
-import { renderAgentConfigScript, renderReloadHook, renderRotateScript } from "./renderers/scripts";
+import { metricsPaths, renderAgentConfigScript, renderReloadHook, renderRotateScript } from "./renderers/scripts";
 
 function sha256(text: string): string {
     return createHash("sha256").update(text).digest("hex");
@@ -75,6 +75,8 @@ export interface AppLeafArgs {
     reloadSignal: string;
     /** Seconds to wait for the agent to render a new fullchain. */
     waitSeconds: number;
+    /** The node_exporter textfile the post-hook rewrites after each render. */
+    metricsTextfile: string;
     /** Reads what already exists before the first write (VaultTakeover): the role and KV policy wait for it. */
     takeover?: pulumi.Resource;
 }
@@ -162,6 +164,7 @@ export class AppLeaf extends pulumi.ComponentResource {
             renderedFullchain: paths.renderedFullchain,
             fullchain: paths.fullchain,
             statusFile: paths.reloadStatus,
+            metrics: metricsPaths(args.home, args.app, args.metricsTextfile),
         });
         const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path, timeoutSeconds: args.host.stepTimeoutSeconds };
 

@@ -2,12 +2,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck, type ServeTarget } from "../providers/rotationCheck";
+import { VerificationCheck } from "../providers/verificationCheck";
 import { VaultTakeover, type TakenOverObject } from "../providers/vaultTakeover";
 import { AgentIdentity, agentRoleInput, mappingVaultParams } from "./agentIdentity";
 import { AppLeaf, leafRoleInput } from "./appLeaf";
 import { restrictedRoleVaultParams } from "./pkiRole";
 import { renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "./renderers/policies";
-import type { HostTarget } from "./hostCommand";
+import { hostCommand, type HostTarget } from "./hostCommand";
+import { renderRecordVerificationScript, renderVerifyScript } from "./renderers/scripts";
 import { expectedTokenPolicies, vaultNames } from "../lib/naming";
 
 export interface AppRotationArgs {
@@ -74,6 +76,32 @@ export interface AppRotationArgs {
     serve?: ServeTarget;
     /** The edge proxy's trust-bundle step: a check through the proxy comes after it. */
     edgeReady?: pulumi.Resource;
+    /** The node_exporter textfile on the host (written by the post-hook and each verification). */
+    metricsTextfile: string;
+    verification: {
+        /** This run's verification window (config.verificationWindow): a new one re-verifies the app. */
+        window: string;
+        /** The agent cert must have this much validity left at a verification: until after the next run. */
+        agentMinRemainingSeconds: number;
+    };
+}
+
+/** The facts of the last verification that passed (stack output): public facts only. */
+export interface VerificationReport {
+    window: string;
+    /** ISO 8601: when every item passed (host, Vault, served certificate). */
+    verifiedAt: string;
+    agentCertSerial: string;
+    agentCertNotAfter: string;
+    agentCertDaysLeft: number;
+    leafSerial: string;
+    leafNotAfter: string;
+    leafDaysLeft: number;
+    servedSerial: string;
+    servedVia: string;
+    serverVersion: string;
+    agentVersion: string;
+    versionWarning: string;
 }
 
 /** The per-app rotation report exported as a stack output: public facts only. */
@@ -98,7 +126,14 @@ export interface RotationReport {
     servedSerial: string;
     /** How serving was checked (direct endpoint, through the edge proxy), or that it was not. */
     servedVia: string;
+    /** When the last rotation's check ran (ISO 8601): the facts above are as of then. */
     checkedAt: string;
+    /** The leaf's name: the SNI a client (and `npm run status`) asks for. */
+    leafCommonName: string;
+    /** `host:port` where the app serves the leaf; "" when serving is not checked. */
+    serveEndpoint: string;
+    /** The last verification between rotations that passed, and when. */
+    verification: VerificationReport;
 }
 
 export class AppRotation extends pulumi.ComponentResource {
@@ -118,6 +153,8 @@ export class AppRotation extends pulumi.ComponentResource {
     public readonly report: pulumi.Output<RotationReport>;
     /** What the first write took over in objects that already existed (one line each; [] for none). */
     public readonly takeoverNotes: pulumi.Output<string[]>;
+    /** The last verification that passed (recorded on the host too). */
+    public readonly verification: pulumi.Output<VerificationReport>;
     public readonly identity: AgentIdentity;
     public readonly leaf: AppLeaf;
 
@@ -202,6 +239,7 @@ export class AppRotation extends pulumi.ComponentResource {
                 reloadProxy: args.reload.proxy,
                 reloadSignal: args.reload.signal,
                 waitSeconds: args.waitSeconds,
+                metricsTextfile: args.metricsTextfile,
                 takeover,
             },
             { parent: this },
@@ -242,6 +280,80 @@ export class AppRotation extends pulumi.ComponentResource {
             if (note) void pulumi.log.warn(note, this);
         });
 
+        // Between rotations: once per verification window (and after every rotation or
+        // renewal), read the host (read-only: nothing restarted or reloaded), check it on
+        // the runner against Vault and what clients are served, then record the pass on
+        // the host. A failed host item fails the verify step and a failed runner item the
+        // check; neither is kept in state, so the next run reads and checks again.
+        const expectedPolicies = this.identity.tokenPolicies.apply(expectedTokenPolicies);
+        const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path, timeoutSeconds: args.host.stepTimeoutSeconds };
+        const verify = hostCommand(
+            `${name}-verify`,
+            args.host,
+            {
+                script: expectedPolicies.apply((policies) =>
+                    renderVerifyScript({
+                        ...hostUser,
+                        service: names.service,
+                        login: { vaultAddress: args.agentVaultAddress, certAuthPath: args.certAuthPathName, mapping: names.mapping },
+                        expectedPolicies: policies,
+                        leafMinRemainingSeconds: args.leafMinRemainingSeconds,
+                        agentMinRemainingSeconds: args.verification.agentMinRemainingSeconds,
+                        textfile: args.metricsTextfile,
+                    }),
+                ),
+                triggers: [args.verification.window, check.leafSerial, this.identity.certSerial],
+            },
+            { parent: this, dependsOn: [check] },
+        );
+        const verification = new VerificationCheck(
+            `${name}-verification`,
+            {
+                connection: args.connection,
+                app: args.app,
+                window: args.verification.window,
+                certAuthPath: args.certAuthPath,
+                mappingName: this.identity.mappingName,
+                expectedPolicies,
+                hostState: verify.stdout,
+                leafCommonName: args.leaf.commonName,
+                allowedDomains: args.leaf.allowedDomains,
+                issuerCommonName: args.issuerCommonName,
+                pkiMount: args.pkiMount,
+                minRemainingSeconds: args.leafMinRemainingSeconds,
+                expectedAgentSerial: this.identity.certSerial,
+                rotationLeafSerial: check.leafSerial,
+                serve: args.serve,
+            },
+            { parent: this, dependsOn: [verify] },
+        );
+        verification.versionWarning.apply((w) => {
+            if (w) void pulumi.log.warn(w, this);
+        });
+        const recorded = hostCommand(
+            `${name}-verified`,
+            args.host,
+            { script: renderRecordVerificationScript({ ...hostUser, textfile: args.metricsTextfile }), triggers: [verification.verifiedAt] },
+            { parent: this, dependsOn: [verification] },
+        );
+        const verificationFacts: pulumi.Input<{ [K in keyof VerificationReport]: pulumi.Input<VerificationReport[K]> }> = {
+            window: args.verification.window,
+            // Reported once the pass is recorded on the host too.
+            verifiedAt: pulumi.all([verification.verifiedAt, recorded.id]).apply(([at]) => at),
+            agentCertSerial: verification.agentCertSerial,
+            agentCertNotAfter: verification.agentCertNotAfter,
+            agentCertDaysLeft: verification.agentCertDaysLeft,
+            leafSerial: verification.leafSerial,
+            leafNotAfter: verification.leafNotAfter,
+            leafDaysLeft: verification.leafDaysLeft,
+            servedSerial: verification.servedSerial,
+            servedVia: verification.servedVia,
+            serverVersion: verification.serverVersion,
+            agentVersion: verification.agentVersion,
+            versionWarning: verification.versionWarning,
+        };
+        this.verification = pulumi.output(verificationFacts) as pulumi.Output<VerificationReport>;
+
         this.agentRoleName = this.identity.roleName;
         this.leafRoleName = this.leaf.roleName;
         this.mappingName = this.identity.mappingName;
@@ -275,6 +387,9 @@ export class AppRotation extends pulumi.ComponentResource {
             servedSerial: check.servedSerial,
             servedVia: check.servedVia,
             checkedAt: check.checkedAt,
+            leafCommonName: args.leaf.commonName,
+            serveEndpoint: args.serve?.endpoint ?? "",
+            verification: this.verification,
         };
         this.report = pulumi.output(report) as pulumi.Output<RotationReport>;
         this.registerOutputs({

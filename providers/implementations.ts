@@ -8,3 +8,4 @@ export { issuingChainProvider } from "./issuingChain";
 export { certAuthMountProvider } from "./certAuthMount";
 export { vaultTakeoverProvider } from "./vaultTakeover";
 export { destroyGuardProvider } from "./destroyGuard";
+export { verificationCheckProvider } from "./verificationCheck";

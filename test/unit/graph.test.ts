@@ -215,7 +215,7 @@ describe("debug-policy and host targets", () => {
 
     it("runs ssh hosts through command.remote as the app user, with the pinned host key and the secret key, and local hosts through command.local", () => {
         const api = three.registrations.filter((r) => isCommand(r) && r.name.startsWith("api-"));
-        expect(api.map((r) => r.name).sort()).toEqual(["api-agent-files", "api-agent-keygen", "api-leaf-agent-config", "api-leaf-rotate"]);
+        expect(api.map((r) => r.name).sort()).toEqual(["api-agent-files", "api-agent-keygen", "api-leaf-agent-config", "api-leaf-rotate", "api-verified", "api-verify"]);
         for (const r of api) {
             expect(r.type).toBe(REMOTE);
             expect(r.inputs.connection).toEqual({ host: "api-host.test.internal", port: 2222, user: "api-svc", hostKey: TEST_HOST_KEY, privateKey: TEST_SSH_PRIVATE_KEY, dialErrorLimit: 10, perDialTimeout: 15 });

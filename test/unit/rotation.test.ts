@@ -26,7 +26,15 @@ function downstreamOfAgentKey(app: string): string[] {
         `${app}-agent-revocation`,
         `${app}-leaf-rotate`,
         `${app}-check`,
+        // A rotation is verified again by the next window's checks too: their triggers carry the new agent serial.
+        `${app}-verify`,
+        `${app}-verification`,
     ];
+}
+
+/** An app's verification between rotations: what a new verification window re-runs, and nothing else. */
+function verificationOf(app: string): string[] {
+    return [`${app}-verify`, `${app}-verification`];
 }
 
 describe("rotation is a replace triggered by the epoch", () => {
@@ -156,7 +164,8 @@ describe("host step order", () => {
         const b = await withDebug([0, 1]);
         // The takeover survey's desired values change too; its diff reports a change only for a new
         // set of objects (test/unit/providers/vaultTakeover.test.ts), so the engine leaves it alone.
-        expect(changedNames(a, b)).toEqual(["app-b-agent-mapping", "app-b-leaf-rotate", "app-b-check", "app-b-takeover"].sort());
+        // The verification follows too: its login must now see the new policies.
+        expect(changedNames(a, b)).toEqual(["app-b-agent-mapping", "app-b-leaf-rotate", "app-b-check", "app-b-takeover", ...verificationOf("app-b")].sort());
     });
 });
 
@@ -176,9 +185,9 @@ describe("scheduled rotation (rotation.every) with an injected clock", () => {
     // 720h buckets start at multiples of 30 days since the Unix epoch; 2026-11-03T00:00Z is one.
     const BUCKET = "2026-11-03T00:00:00.000Z";
 
-    it("gives identical inputs for two runs in the same bucket", async () => {
+    it("gives identical inputs for two runs in the same bucket (and the same day: one verification window of 24h)", async () => {
         const a = await atTime("2026-11-03T01:00:00Z");
-        const b = await atTime("2026-12-02T23:00:00Z");
+        const b = await atTime("2026-11-03T23:00:00Z");
         expect(a.exports.rotationPlan).toMatchObject({ epoch: `every-720h-${BUCKET}`, epochSource: "schedule", nextScheduledRotation: "2026-12-03T00:00:00.000Z" });
         expect(changedNames(a, b)).toEqual([]);
     });
@@ -191,9 +200,64 @@ describe("scheduled rotation (rotation.every) with an injected clock", () => {
 
     it("lets an explicit epoch win over the bucket", async () => {
         const explicit = withEpoch(prodStack(caFile), "incident-1");
-        const a = await atTime("2026-12-02T23:59:00Z", explicit);
-        const b = await atTime("2026-12-03T00:01:00Z", explicit);
+        const a = await atTime("2026-12-02T12:59:00Z", explicit);
+        const b = await atTime("2026-12-02T13:01:00Z", explicit);
         expect(changedNames(a, b)).toEqual([]);
         expect(a.exports.rotationPlan).toMatchObject({ epoch: "incident-1", epochSource: "explicit" });
+    });
+});
+
+describe("verification between rotations (rotation.verifyEvery) with an injected clock", () => {
+    const atTime = async (iso: string, config = prodStack(caFile)) => {
+        jest.useFakeTimers({
+            now: new Date(iso),
+            doNotFake: ["nextTick", "setImmediate", "clearImmediate", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "queueMicrotask", "hrtime", "performance"],
+        });
+        try {
+            return await evaluateProgram({ config, stack: "prod" });
+        } finally {
+            jest.useRealTimers();
+        }
+    };
+    const withRotation = (extra: Record<string, unknown>) => {
+        const config = prodStack(caFile);
+        return { ...config, "vault-rotation:rotation": JSON.stringify({ ...JSON.parse(config["vault-rotation:rotation"]), ...extra }) };
+    };
+
+    it("re-verifies every app, and re-runs nothing else, when a new window (runInterval, 24h) starts", async () => {
+        const a = await atTime("2026-12-01T23:50:00Z");
+        const b = await atTime("2026-12-02T00:10:00Z");
+        expect(changedNames(a, b)).toEqual([...verificationOf("app-a"), ...verificationOf("app-b")].sort());
+        // What the preview shows for it: the window in the verify step's triggers, old => new.
+        expect((a.byName.get("app-a-verify")!.inputs.triggers as unknown[])[0]).toBe("2026-12-01T00:00:00.000Z/24h");
+        expect((b.byName.get("app-a-verify")!.inputs.triggers as unknown[])[0]).toBe("2026-12-02T00:00:00.000Z/24h");
+        expect(b.exports.verificationPlan).toMatchObject({ every: "24h", everySeconds: 86400, window: "2026-12-02T00:00:00.000Z/24h", nextWindow: "2026-12-03T00:00:00.000Z" });
+    });
+
+    it("follows rotation.verifyEvery when it is set, and every-run verifies on every update", async () => {
+        const sixHours = withRotation({ verifyEvery: "6h" });
+        expect(changedNames(await atTime("2026-12-01T06:05:00Z", sixHours), await atTime("2026-12-01T11:55:00Z", sixHours))).toEqual([]);
+        expect(changedNames(await atTime("2026-12-01T11:55:00Z", sixHours), await atTime("2026-12-01T12:05:00Z", sixHours))).toEqual(
+            [...verificationOf("app-a"), ...verificationOf("app-b")].sort(),
+        );
+        const everyRun = withRotation({ verifyEvery: "every-run" });
+        expect(changedNames(await atTime("2026-12-01T06:05:00Z", everyRun), await atTime("2026-12-01T06:05:01Z", everyRun))).toEqual(
+            [...verificationOf("app-a"), ...verificationOf("app-b")].sort(),
+        );
+    });
+
+    it("never restarts, reloads or rotates anything in a verification: its host steps are read-only", async () => {
+        const e = await atTime("2026-12-01T06:05:00Z");
+        for (const app of ["app-a", "app-b"]) {
+            const verify = String(e.byName.get(`${app}-verify`)!.inputs.create);
+            const recorded = String(e.byName.get(`${app}-verified`)!.inputs.create);
+            for (const script of [verify, recorded]) {
+                expect(script).not.toMatch(/systemctl --user (restart|start|stop|reload)|podman (kill|restart|stop)|mv -f -T -- "\$(FULLCHAIN|RENDERED)"/);
+            }
+            // After the rotation's check, and the pass recorded only after the runner's check.
+            expect(e.byName.get(`${app}-verify`)!.dependencies).toContain(e.byName.get(`${app}-check`)!.urn);
+            expect(e.byName.get(`${app}-verification`)!.dependencies).toContain(e.byName.get(`${app}-verify`)!.urn);
+            expect(e.byName.get(`${app}-verified`)!.dependencies).toContain(e.byName.get(`${app}-verification`)!.urn);
+        }
     });
 });
