@@ -34,16 +34,29 @@ function splitEndpoint(endpoint: string): { host: string; port: number } {
     return { host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)) };
 }
 
+/** A served leaf with what a client's verification said about it, verified or not. */
+export interface PeekedLeaf extends ServedLeaf {
+    /** ISO 8601 */
+    notBefore: string;
+    /** ISO 8601 */
+    notAfter: string;
+    /** "" when the served chain verifies against the CA given, else OpenSSL's reason (e.g. CERT_HAS_EXPIRED). */
+    chainProblem: string;
+    /** "" when the leaf is valid for the server name, else why not. */
+    nameProblem: string;
+}
+
 /**
- * One handshake: SNI `serverName`, the chain verified against `caPem` and the
- * name against `serverName`. Resolves with the served leaf, rejects with the
- * reason (connection reset, unknown CA, wrong name, ...).
+ * One TLS handshake (SNI `serverName`) that reports the served leaf whatever the
+ * verification said: the chain against `caPem` and the name against
+ * `serverName` come back as `chainProblem` and `nameProblem`. Rejects only when
+ * there is no certificate to look at (refused, reset, timed out).
  */
-export function handshake(endpoint: string, serverName: string, caPem: string, timeoutMs = 5000): Promise<ServedLeaf> {
+export function peekServed(endpoint: string, serverName: string, caPem: string, timeoutMs = 5000): Promise<PeekedLeaf> {
     const { host, port } = splitEndpoint(endpoint);
     return new Promise((resolve, reject) => {
         const socket = tls.connect({ host, port, servername: serverName, ca: caPem, rejectUnauthorized: false, timeout: timeoutMs });
-        const done = (e?: Error, leaf?: ServedLeaf) => {
+        const done = (e?: Error, leaf?: PeekedLeaf) => {
             socket.destroy();
             if (e) reject(e);
             else resolve(leaf!);
@@ -52,17 +65,37 @@ export function handshake(endpoint: string, serverName: string, caPem: string, t
         socket.once("error", (e) => done(e));
         socket.once("secureConnect", () => {
             const cert = socket.getPeerCertificate();
-            if (!socket.authorized) return done(new Error(`handshake: the served chain does not verify against the PKI's issuing chain (${String(socket.authorizationError)})`));
-            const nameProblem = tls.checkServerIdentity(serverName, cert);
-            if (nameProblem) return done(new Error(`handshake: the served certificate is not valid for ${serverName} (${nameProblem.message})`));
+            if (!cert || !cert.serialNumber) return done(new Error("handshake: the server sent no certificate"));
             const dnsNames = (cert.subjectaltname ?? "")
                 .split(",")
                 .map((s) => s.trim())
                 .filter((s) => s.startsWith("DNS:"))
                 .map((s) => s.slice(4));
-            done(undefined, { serial: normalizeSerial(cert.serialNumber), subjectCN: String(cert.subject?.CN ?? ""), dnsNames });
+            done(undefined, {
+                serial: normalizeSerial(cert.serialNumber),
+                subjectCN: String(cert.subject?.CN ?? ""),
+                dnsNames,
+                notBefore: new Date(cert.valid_from).toISOString(),
+                notAfter: new Date(cert.valid_to).toISOString(),
+                // Node checks the name only once the chain verified, and then reports a wrong
+                // name as the authorization error: that is the name's problem, not the chain's.
+                chainProblem: socket.authorized || String(socket.authorizationError) === "ERR_TLS_CERT_ALTNAME_INVALID" ? "" : String(socket.authorizationError),
+                nameProblem: tls.checkServerIdentity(serverName, cert)?.message ?? "",
+            });
         });
     });
+}
+
+/**
+ * One handshake: SNI `serverName`, the chain verified against `caPem` and the
+ * name against `serverName`. Resolves with the served leaf, rejects with the
+ * reason (connection reset, unknown CA, wrong name, ...).
+ */
+export async function handshake(endpoint: string, serverName: string, caPem: string, timeoutMs = 5000): Promise<ServedLeaf> {
+    const leaf = await peekServed(endpoint, serverName, caPem, timeoutMs);
+    if (leaf.chainProblem) throw new Error(`handshake: the served chain does not verify against the PKI's issuing chain (${leaf.chainProblem})`);
+    if (leaf.nameProblem) throw new Error(`handshake: the served certificate is not valid for ${serverName} (${leaf.nameProblem})`);
+    return { serial: leaf.serial, subjectCN: leaf.subjectCN, dnsNames: leaf.dnsNames };
 }
 
 /** An HTTP answer, as much of it as the check compares: status, size and digest of the body. */

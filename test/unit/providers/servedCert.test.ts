@@ -1,13 +1,14 @@
 // The served-certificate check against real TLS listeners on loopback: the
 // new leaf served, the old one still served, nothing listening, a listener
 // that resets the first connections, and an edge that answers with the app,
-// with a 502, with a 404 or with a page of its own.
+// with a 502, with a 404 or with a page of its own; peekServed on an expired
+// leaf and a wrong name.
 import * as http from "http";
 import * as https from "https";
 import * as net from "net";
 import * as tls from "tls";
 import { parseCertificate } from "../../../providers/pem";
-import { checkServed } from "../../../providers/servedCert";
+import { checkServed, handshake, peekServed } from "../../../providers/servedCert";
 import { unusedLoopbackPort } from "../../support/httpsServer";
 import { TestPki, type TestCert } from "../../support/tls";
 
@@ -136,4 +137,24 @@ it("fails, naming the edge, when the edge answers 200 with a page of its own", a
     const r = await checkServed(expect_(app.endpoint, { edge: { listen: edge, serverName: "edge.internal", host: "app-a.internal" } }), FAST);
     expect(r.problems).toHaveLength(1);
     expect(r.problems[0]).toMatch(/through the edge proxy .*: expected the app's own answer .*found HTTP 200 with 22 bytes \(sha256 [0-9a-f]{12}\) that are not the app's own answer \(6 bytes, sha256 [0-9a-f]{12}\): the edge did not answer with this app after 1 attempt/);
+});
+
+it("peekServed reports an expired leaf and a wrong name with their serial and dates; handshake refuses both", async () => {
+    const notAfter = new Date(Date.now() - 3600_000);
+    const expired = pki.issue({ issuer: certs.intermediate, commonName: "app-a.internal", dnsNames: ["app-a.internal"], notBefore: new Date(Date.now() - 86400_000), notAfter });
+    const app = await tlsListener(expired);
+    const peeked = await peekServed(app.endpoint, "app-a.internal", chain, 2000);
+    expect(peeked.serial).toBe(serialOf(expired));
+    expect(peeked.notAfter).toBe(new Date(Math.floor(notAfter.getTime() / 1000) * 1000).toISOString());
+    expect(peeked.chainProblem).toBe("CERT_HAS_EXPIRED");
+    expect(peeked.nameProblem).toBe("");
+    await expect(handshake(app.endpoint, "app-a.internal", chain, 2000)).rejects.toThrow("the served chain does not verify against the PKI's issuing chain (CERT_HAS_EXPIRED)");
+
+    const good = await tlsListener(certs.newLeaf);
+    const otherName = await peekServed(good.endpoint, "app-b.internal", chain, 2000);
+    expect(otherName.serial).toBe(serialOf(certs.newLeaf));
+    expect(otherName.chainProblem).toBe("");
+    expect(otherName.nameProblem).toContain("app-b.internal");
+    await expect(handshake(good.endpoint, "app-b.internal", chain, 2000)).rejects.toThrow("the served certificate is not valid for app-b.internal");
+    await expect(handshake(good.endpoint, "app-a.internal", chain, 2000)).resolves.toEqual({ serial: serialOf(certs.newLeaf), subjectCN: "app-a.internal", dnsNames: ["app-a.internal"] });
 });
