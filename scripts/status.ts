@@ -136,7 +136,8 @@ export function parseStackOutputs(raw: unknown): StackOutputs {
     }
     const notes: string[] = [];
     const p = asRecord(outputs.verificationPlan);
-    const everySeconds = num(p.everySeconds);
+    // every-run (everySeconds 0): each run verifies, and runs are rotation.runInterval apart.
+    const everySeconds = num(p.everySeconds) === 0 ? num(p.runIntervalSeconds) : num(p.everySeconds);
     let plan: VerificationPlan;
     if (everySeconds !== undefined && everySeconds > 0) {
         const margin = num(p.marginSeconds);

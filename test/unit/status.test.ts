@@ -341,6 +341,16 @@ it("assessApp is pure: the same outputs and look give attention or not by `now` 
     ]);
 });
 
+it("a stack that verifies on every run (verifyEvery every-run) is judged by its run interval", () => {
+    const outputs = parseStackOutputs({
+        apps: { x: { agentCertSerial: "0a", agentCertNotAfter: "2030-01-10T00:00:00Z", leafSerial: "0b", leafNotAfter: "2030-01-20T00:00:00Z", checkedAt: "2030-01-01T00:00:00Z" } },
+        verificationPlan: { every: "every-run", everySeconds: 0, window: "every-run 2030-01-01T00:00:00.000Z", marginSeconds: 3600, runIntervalSeconds: 4 * 3600 },
+        vaultTarget: { address: "https://vault.invalid:8200", pkiMount: "pki", certAuthPath: "cert" },
+    });
+    expect(outputs.plan.everySeconds).toBe(4 * 3600);
+    expect(outputs.notes.join(" ")).not.toContain("older stack");
+});
+
 it("the status is undetermined (exit 2) for bad arguments and unreadable outputs", async () => {
     expect(() => parseArgs([])).toThrow("name at least one --stack or --outputs");
     expect(() => parseArgs(["--stack"])).toThrow("--stack needs a value");
