@@ -72,7 +72,7 @@ export function hostPaths(home: string, app: string) {
         rotationArmed: `${home}/vault/render/.rotation-armed`,
         /** Touched by the post-hook each time it installed and reloaded with success: its mtime is the last good reload. */
         reloadOk: `${home}/vault/hooks/reload-tls.ok`,
-        /** The last verification's verdict (`result=ok|failed at=<unix> ok_at=<unix>`), written by the verify and record steps. */
+        /** The last verification's verdict (`result=ok|failed|pending at=<unix> ok_at=<unix>`), written by the verify and record steps. */
         verifyStatus: `${home}/vault/verify.status`,
         /** Held while the metrics textfile is written (the post-hook and a verification may write it at once). */
         metricsLock: `${home}/vault/.metrics.lock`,

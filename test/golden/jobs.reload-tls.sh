@@ -43,7 +43,7 @@ metrics_text() {
   reload_ok=''
   case "$(status_field "$M_RELOAD_STATUS" result)" in ok) reload_ok=1 ;; failed) reload_ok=0 ;; esac
   verify_ok=''
-  case "$(status_field "$VERIFY_STATUS" result)" in ok) verify_ok=1 ;; failed) verify_ok=0 ;; esac
+  case "$(status_field "$VERIFY_STATUS" result)" in ok) verify_ok=1 ;; failed | pending) verify_ok=0 ;; esac
   help_type vault_rotation_cert_not_after_timestamp_seconds "When a certificate on the host expires (Unix seconds): kind=leaf the served fullchain's leaf, kind=agent the Vault Agent's login certificate."
   metric vault_rotation_cert_not_after_timestamp_seconds "$a,kind=\"leaf\"" "$(cert_not_after "$M_FULLCHAIN")"
   metric vault_rotation_cert_not_after_timestamp_seconds "$a,kind=\"agent\"" "$(cert_not_after "$M_AGENT_CERT")"
@@ -57,7 +57,7 @@ metrics_text() {
   metric vault_rotation_last_verification_timestamp_seconds "$a" "$(status_field "$VERIFY_STATUS" at)"
   help_type vault_rotation_last_verification_success_timestamp_seconds "When a verification of every item (host, Vault, served certificate) last passed."
   metric vault_rotation_last_verification_success_timestamp_seconds "$a" "$(status_field "$VERIFY_STATUS" ok_at)"
-  help_type vault_rotation_last_verification_ok "1 when the last verification passed, 0 when it failed."
+  help_type vault_rotation_last_verification_ok "1 when the last verification passed every item, 0 when it failed (on the host or on the runner)."
   metric vault_rotation_last_verification_ok "$a" "$verify_ok"
   help_type vault_rotation_textfile_written_timestamp_seconds "When this file was last written."
   metric vault_rotation_textfile_written_timestamp_seconds "$a" "$(date +%s)"

@@ -16,8 +16,10 @@ import {
     renderAgentConfigScript,
     renderAgentFilesScript,
     renderAgentKeygenScript,
+    renderRecordVerificationScript,
     renderReloadHook,
     renderRotateScript,
+    renderVerifyScript,
 } from "../../components/renderers/scripts";
 import { REPO_ROOT } from "./harness";
 import { AppUser, createAppUsers, makeOwnedDir, removeAppUsers, runningAsRoot } from "./hostUsers";
@@ -60,6 +62,12 @@ export interface FakeHost {
     runFiles(certPem?: string): SpawnSyncReturns<string>;
     runConfig(): SpawnSyncReturns<string>;
     runRotate(waitSeconds?: number): SpawnSyncReturns<string>;
+    /** The verify step (textfile at `metricsTextfile`), expecting these token policies. */
+    runVerify(opts?: { expectedPolicies?: string[]; leafMinRemainingSeconds?: number; agentMinRemainingSeconds?: number }): SpawnSyncReturns<string>;
+    runRecordVerification(): SpawnSyncReturns<string>;
+    /** From now on the fake vault CLI's cert login works and its token carries `policies`. */
+    allowLogin(policies: string[]): void;
+    metricsTextfile: string;
     /** Starts the rotate step without waiting (for interrupting it), optionally with a time limit of its own. */
     startRotate(waitSeconds?: number, timeoutSeconds?: number): { done: Promise<{ status: number | null; signal: NodeJS.Signals | null; stderr: string }> };
     /** Runs a shell command as the app user (how an attacker plants things). */
@@ -111,9 +119,26 @@ export function makeFakeHost(): FakeHost {
     const bin = path.join(root, "bin");
     fs.mkdirSync(bin, { mode: 0o755 });
     for (const shim of ["systemctl", "podman"]) fs.copyFileSync(path.join(REPO_ROOT, "test", "shims", shim), path.join(bin, shim));
-    // A vault CLI that knows its version and cannot reach any server.
-    fs.writeFileSync(path.join(bin, "vault"), `#!/bin/sh\nif [ "$1" = version ]; then echo 'Vault v1.21.0 (fake)'; exit 0; fi\necho "fake vault: no server here" >&2\nexit 2\n`);
+    // A vault CLI that knows its version and cannot reach any server, unless a test
+    // allows logins (allowLogin): then a login works and its token carries those policies.
+    const loginPolicies = path.join(root, "login-policies");
+    fs.writeFileSync(
+        path.join(bin, "vault"),
+        `#!/bin/sh
+if [ "$1" = version ]; then echo 'Vault v1.21.0 (fake)'; exit 0; fi
+if [ -f ${JSON.stringify(loginPolicies)} ]; then
+  case "$1" in
+    login) exit 0 ;;
+    read) printf '[%s]\\n' "$(cat ${JSON.stringify(loginPolicies)})"; exit 0 ;;
+    token) exit 0 ;;
+  esac
+fi
+echo "fake vault: no server here" >&2
+exit 2
+`,
+    );
     const paths = hostPaths(home, "app-a");
+    const metricsTextfile = defaultMetricsTextfile(home, "app-a");
     const u: HostUser = { app: "app-a", user: user.name, home, hostPath: `${bin}:${DEFAULT_HOST_PATH}` };
     const nextRender = path.join(root, "next-render.pem");
     const noRender = path.join(root, "no-render");
@@ -143,7 +168,7 @@ export function makeFakeHost(): FakeHost {
         renderedFullchain: paths.renderedFullchain,
         fullchain: paths.fullchain,
         statusFile: paths.reloadStatus,
-        metrics: metricsPaths(home, "app-a", defaultMetricsTextfile(home, "app-a")),
+        metrics: metricsPaths(home, "app-a", metricsTextfile),
     });
     const rotateScript = (waitSeconds: number, timeoutSeconds?: number) =>
         renderRotateScript({ ...u, timeoutSeconds, service: SERVICE, waitSeconds, login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" } });
@@ -186,6 +211,21 @@ export function makeFakeHost(): FakeHost {
         },
         runConfig: () => sh(renderAgentConfigScript({ ...u, agentHclText: "# agent.hcl\n", templateText: "{{ .Cert }}\n", hookText })),
         runRotate: (waitSeconds = 5) => sh(rotateScript(waitSeconds)),
+        runVerify: (opts = {}) =>
+            sh(
+                renderVerifyScript({
+                    ...u,
+                    service: SERVICE,
+                    login: { vaultAddress: "https://127.0.0.1:1", certAuthPath: "cert", mapping: "agent-app-a" },
+                    expectedPolicies: opts.expectedPolicies ?? ["app-a-issue", "default"],
+                    leafMinRemainingSeconds: opts.leafMinRemainingSeconds ?? 60,
+                    agentMinRemainingSeconds: opts.agentMinRemainingSeconds ?? 60,
+                    textfile: metricsTextfile,
+                }),
+            ),
+        runRecordVerification: () => sh(renderRecordVerificationScript({ ...u, textfile: metricsTextfile })),
+        allowLogin: (policies) => fs.writeFileSync(loginPolicies, policies.join(" "), { mode: 0o644 }),
+        metricsTextfile,
         startRotate(waitSeconds = 5, timeoutSeconds?: number) {
             const child = spawn("/bin/sh", ["-c", rotateScript(waitSeconds, timeoutSeconds)], { stdio: ["ignore", "pipe", "pipe"], cwd: REPO_ROOT });
             let stderr = "";

@@ -12,6 +12,7 @@ import { parseHostState } from "../../lib/hostState";
 import { AGENT_CN, CERT, FakeHost, findBodyPid, KEY_BLOCK, makeFakeHost } from "../support/fakeHost";
 import { runningAsRoot, userMode } from "../support/hostUsers";
 import { privateKeyNeedles } from "../support/keyNeedles";
+import { readTextfile } from "../support/prometheus";
 
 jest.setTimeout(60_000);
 
@@ -314,6 +315,91 @@ describe(`the rotate unit (${userMode()})`, () => {
         const again = host.runRotate();
         expect(again.stderr).toMatch(/rendered, installed and reloaded/);
         expect(served()).toContain(CERT("NEW"));
+    });
+});
+
+describe(`the verify and record-verification steps (${userMode()})`, () => {
+    /** What the systemctl and podman shims were asked to do, but asking whether the service is active. */
+    const shimCalls = () =>
+        [path.join(host.shimState, "calls.log"), path.join(host.podmanDir, "calls.log")].flatMap((f) =>
+            (fs.existsSync(f) ? fs.readFileSync(f, "utf8").split("\n") : []).filter((l) => l !== "" && !/is-active/.test(l)).map((l) => `${path.basename(path.dirname(f))}: ${l}`),
+        );
+    const verifyStatus = () => fs.readFileSync(host.paths.verifyStatus, "utf8").trim();
+    const stopService = () => expect(host.asAppUser(`PATH=${host.u.hostPath} HOME=${host.u.home} systemctl --user stop vault-agent-app-a`).status).toBe(0);
+
+    it("reads the host's public facts and restarts, reloads and moves nothing; the record step then marks it passed", () => {
+        rotatedOnce();
+        host.allowLogin(["default", "app-a-issue"]);
+        const servedBefore = served();
+        const callsBefore = shimCalls();
+        const r = host.runVerify();
+        expect(r.stderr.trim().split("\n")).toEqual(["vault-rotation: app-a: verify: every host item passed (nothing restarted or reloaded)"]);
+        expect(r.status).toBe(0);
+        const s = parseHostState(r.stdout);
+        expect(s.fullchain).toBe((CERT("OLD") + CERT("CA")).trim());
+        expect(s.reload).toBe("result=ok reloaded=app-a-web,edge-proxy failed=");
+        expect(s.service).toBe("active");
+        expect(s.login).toBe("policies=app-a-issue,default");
+        expect(new X509Certificate(s.agentCert).serialNumber).toBe(new X509Certificate(fs.readFileSync(host.paths.agentCert, "utf8")).serialNumber);
+        expect(r.stdout).not.toContain("PRIVATE KEY");
+        expect(r.stdout).not.toContain("TEST-LEAF-KEY-MATERIAL");
+        // Read-only: no systemctl or podman call but `is-active`, the served file untouched.
+        expect(callsBefore.length).toBeGreaterThan(0);
+        expect(shimCalls()).toEqual(callsBefore);
+        expect(served()).toBe(servedBefore);
+        expect(verifyStatus()).toMatch(/^result=pending at=\d+ ok_at=0$/);
+        let m = readTextfile(host.metricsTextfile);
+        expect(m.value("vault_rotation_last_verification_ok", { app: "app-a" })).toBe(0);
+        expect(m.value("vault_rotation_cert_not_after_timestamp_seconds", { app: "app-a", kind: "leaf" })).toBe(Date.parse(new X509Certificate(CERT("OLD")).validTo) / 1000);
+
+        const rec = host.runRecordVerification();
+        expect(rec.status).toBe(0);
+        expect(verifyStatus()).toMatch(/^result=ok at=(\d+) ok_at=\1$/);
+        m = readTextfile(host.metricsTextfile);
+        expect(m.value("vault_rotation_last_verification_ok", { app: "app-a" })).toBe(1);
+        expect(Math.abs(m.value("vault_rotation_last_verification_success_timestamp_seconds", { app: "app-a" })! - Date.now() / 1000)).toBeLessThan(60);
+        expect(m.mode).toBe(0o644);
+        expect(m.dirMode).toBe(0o755);
+        expect(fs.statSync(host.metricsTextfile).uid).toBe(host.user.uid);
+    });
+
+    it("fails on every host item that is wrong, each in the checklist's format, prints no facts, and records the failure", () => {
+        rotatedOnce();
+        host.allowLogin(["default", "app-a-issue", "debug-policy"]);
+        expect(host.runVerify().status).not.toBe(0); // extra policy alone
+        stopService();
+        host.writeAsAppUser(host.paths.reloadStatus, "result=failed reloaded= failed=app-a-web\n", 0o644);
+        const r = host.runVerify({ agentMinRemainingSeconds: 30 * 86400 });
+        expect(r.status).not.toBe(0);
+        expect(r.stdout).toBe("");
+        const lines = r.stderr.trim().split("\n");
+        expect(lines).toContain("app-a: post-hook reload: expected result=ok from its last run, found result=failed reloaded= failed=app-a-web");
+        expect(lines.some((l) => /^app-a: agent service: expected active, found (inactive|failed)/.test(l))).toBe(true);
+        expect(lines).toContain("app-a: token policies: expected [app-a-issue,default], found [app-a-issue,debug-policy,default]");
+        expect(lines.some((l) => l.startsWith("app-a: agent cert remaining validity: expected at least 2592000s (until after the next run), found notAfter "))).toBe(true);
+        expect(lines[lines.length - 1]).toContain("the verification failed (nothing was restarted or reloaded)");
+        expect(verifyStatus()).toMatch(/^result=failed at=\d+ ok_at=0$/);
+        expect(readTextfile(host.metricsTextfile).value("vault_rotation_last_verification_ok", { app: "app-a" })).toBe(0);
+    });
+
+    it("keeps the time of the last pass through a later failure", () => {
+        rotatedOnce();
+        host.allowLogin(["default", "app-a-issue"]);
+        expect(host.runVerify().status).toBe(0);
+        expect(host.runRecordVerification().status).toBe(0);
+        const okAt = /ok_at=(\d+)/.exec(verifyStatus())![1];
+        stopService();
+        expect(host.runVerify().status).not.toBe(0);
+        expect(verifyStatus()).toMatch(new RegExp(`^result=failed at=\\d+ ok_at=${okAt}$`));
+        expect(readTextfile(host.metricsTextfile).value("vault_rotation_last_verification_success_timestamp_seconds", { app: "app-a" })).toBe(Number(okAt));
+    });
+
+    it("a cert login that fails is a failed item naming the mapping", () => {
+        rotatedOnce();
+        const r = host.runVerify();
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain("app-a: cert login: expected a token from auth/cert/login with name agent-app-a (as ");
+        expect(r.stderr).toContain("found fake vault: no server here");
     });
 });
 
