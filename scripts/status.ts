@@ -641,7 +641,7 @@ export function formatTable(stack: StackAssessment): string {
     lines.push(`== stack ${stack.stack} (${stack.source}) at ${shortTime(stack.checkedAt)}: ${stack.apps.length} app(s), ${attention === 0 ? "all OK" : `${attention} need${attention === 1 ? "s" : ""} attention`}`);
     const plan = stack.plan;
     const target = stack.vaultTarget ? `vault ${stack.vaultTarget.address}, pki ${stack.vaultTarget.pkiMount}` : "vault unknown";
-    if (plan) lines.push(`   ${target}; verified every ${plan.every}, expiry warned ${formatDuration(plan.everySeconds + plan.marginSeconds)} ahead (every + margin), stale after ${formatDuration(2 * plan.everySeconds)}${plan.window ? `; window ${plan.window}` : ""}`);
+    if (plan) lines.push(`   ${target}; verified ${plan.every === "every-run" ? `on every run (runs ${formatDuration(plan.everySeconds)} apart)` : `every ${plan.every}`}, expiry warned ${formatDuration(plan.everySeconds + plan.marginSeconds)} ahead (every + margin), stale after ${formatDuration(2 * plan.everySeconds)}${plan.window ? `; window ${plan.window}` : ""}`);
     const header = ["APP", "AGENT CERT notAfter left", "LEAF notAfter left", "SERVED", "LAST VERIFIED", "VERSIONS", "VERDICT"];
     const rows = stack.apps.map((a) => [
         a.app,

@@ -5,9 +5,12 @@
 // checks, then a rotation and a no-op run. The checklist at the end is verified
 // independently of the program's RotationCheck, in the runbook's words.
 import { spawnSync } from "child_process";
+import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { parseCertificate } from "../../providers/pem";
+import { defaultMetricsTextfile, vaultNames } from "../../lib/naming";
+import { readTextfile } from "../../test/support/prometheus";
 import { loadStackConfig, REPO_ROOT, withEpoch } from "../../test/support/harness";
 import { privateKeyNeedles } from "../../test/support/keyNeedles";
 import { EngineChoice, ProgramRun, programRunner, ProgramRunner } from "../../test/support/runner";
@@ -75,8 +78,21 @@ export interface RehearsalReport {
     noop: { replaced: string[]; changed: string[]; restarts: number };
     /** One app rotated alone (its own `apps[i].epoch`), as in an emergency: what changed for it and for the others. */
     emergency: { app: string; epoch: string; agentSerial: string; leafSerial: string; previousLeafRevoked: boolean; newLeafServed: boolean; othersUnchanged: string[]; othersChanged: string[]; otherRestarts: number };
+    /** Later verification windows with nothing to rotate: what ran, what was restarted, what the textfiles and the status command say. */
+    between: BetweenRotations;
     versionWarnings: string[];
     failures: string[];
+}
+
+export interface BetweenRotations {
+    /** Steps the verification run changed, and agent restarts and container reloads it caused. */
+    verified: { changed: string[]; restarts: number; reloads: number; verifiedAt: Record<string, string> };
+    /** Per app, the textfile as Prometheus parses it: leaf and agent notAfter equal the files', last verification passed. */
+    textfiles: { app: string; ok: boolean; detail: string }[];
+    /** An older leaf put in place (file and server) behind the program's back: the run's failure, then a run once it is back. */
+    swapped?: { app: string; oldSerial: string; currentSerial: string; failure: string; namesBothSerials: boolean; namesEndpoint: boolean; recovered: boolean };
+    /** `npm run status` on the outputs: exit codes while healthy and with an expired leaf served. */
+    status: { healthyExit: number | null; listsEveryApp: boolean; expiredExit?: number | null; expiredNamesApp?: boolean; output: string };
 }
 
 const MARKER = ".vault-rotation-rehearsal";
@@ -121,14 +137,14 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const baseConfig = loadStackConfig(stackFile);
         const vaultConfig = JSON.parse(baseConfig["vault-rotation:vault"] ?? "{}") as { pkiMount?: string; issuerCommonName?: string; kvMount?: string };
 
-        log("[1/7] starting a throwaway Vault dev-TLS server (first run builds Vault: many minutes)");
+        log("[1/10] starting a throwaway Vault dev-TLS server (first run builds Vault: many minutes)");
         freshSandbox(sandboxDir);
         server = await startVaultServer({ log: (l) => log(`      ${l}`) });
         await setupProductionLikeVault(server, { pkiMount: vaultConfig.pkiMount, issuerCommonName: vaultConfig.issuerCommonName, kvV2Mount: vaultConfig.kvMount });
         log(`      Vault ${server.version} at ${server.address}: PKI root + intermediate "${vaultConfig.issuerCommonName}", KV v2 at ${vaultConfig.kvMount}`);
         const vault = { address: server.address, caCertFile: server.caCertFile, token: server.token };
 
-        log(`[2/8] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and, as root, an nginx edge proxy"})`);
+        log(`[2/10] laying out the sandbox ${sandboxDir} (homes, systemctl and podman shims; sshd for ssh hosts${opts.serve === false ? "" : "; nginx per app and, as root, an nginx edge proxy"})`);
         const appNames = (JSON.parse(baseConfig["vault-rotation:apps"]) as { name: string }[]).map((a) => a.name);
         const plan = opts.serve === false ? undefined : await planServing(vault, vaultConfig.pkiMount ?? "pki_int", appNames);
         sandbox = await openSandbox({ root: sandboxDir, config: baseConfig, vault: { ...vault, vaultBin: server.vaultBin }, serve: plan });
@@ -147,7 +163,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         const r = runner;
         const apply = async (epoch: string): Promise<ProgramRun> => r.up(withEpoch(sb.config, epoch));
 
-        log(`[3/8] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
+        log(`[3/10] first run, epoch ${firstEpoch}: every declared Vault object and host step, for ${apps.join(", ")}`);
         const first = await apply(firstEpoch);
         const firstReport = first.exports.apps as Report;
 
@@ -159,7 +175,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             log(`      serving: ${Object.entries(sb.serving.endpoints).map(([a, e]) => `${a} at ${e}`).join(", ")}; edge proxy ${sb.serving.edge ? `at ${sb.serving.edge.listen} as ${sb.serving.edge.user.name}` : "not run (it needs a user of its own: run as root)"}`);
         }
 
-        log("[4/7] checking each app in the runbook's words");
+        log("[4/10] checking each app in the runbook's words");
         const appReports: AppReport[] = [];
         for (const app of sb.stack.apps) {
             const checklist = await checkApp(sb, app, vault, chainFile, String(firstReport[app.name].leafSerial));
@@ -173,7 +189,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             for (const c of checklist) if (!c.ok) failures.push(`${app.name}: ${c.item}: ${c.detail}`);
         }
 
-        log(`[5/8] rotating: epoch ${firstEpoch} -> ${rotatedEpoch}`);
+        log(`[5/10] rotating: epoch ${firstEpoch} -> ${rotatedEpoch}`);
         const oldAgent = Object.fromEntries(
             sb.stack.apps.map((a) => {
                 const files = sb.agentFiles(a.name);
@@ -223,13 +239,15 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             }
         }
 
-        log(`[6/8] running again with epoch ${rotatedEpoch}: nothing may change`);
+        log(`[6/10] running again with epoch ${rotatedEpoch}: nothing may change`);
         /** Agent restarts the systemctl shim recorded for these apps (default: every app). */
         const restartCount = (names = sb.stack.apps.map((a) => a.name)) => names.flatMap((n) => readLines(path.join(sb.systemctlDir(n), "calls.log"))).filter((l) => l.includes(" restart ")).length;
         const restartsBefore = restartCount();
         const again = await apply(rotatedEpoch);
         const restarts = restartCount() - restartsBefore;
-        const changed = again.steps.filter((s) => s.action !== "same");
+        // A run in a later verification window than the last re-verifies (and only that): the rehearsal may straddle one.
+        const windowTurned = (again.exports.verificationPlan as { window?: string } | undefined)?.window !== (rotated.exports.verificationPlan as { window?: string } | undefined)?.window;
+        const changed = again.steps.filter((s) => s.action !== "same" && !(windowTurned && isVerificationStep(s.name)));
         const noop = { replaced: changed.filter((s) => s.action === "replace").map((s) => s.name), changed: changed.map((s) => `${s.action} ${s.name}`), restarts };
         if (changed.length > 0) failures.push(`no-op run changed: ${noop.changed.join(", ")}`);
         if (restarts > 0) failures.push(`no-op run restarted ${restarts} agent(s)`);
@@ -247,7 +265,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         }
         const versionWarnings = versions.map((v) => v.warning).filter((w) => w !== "");
 
-        log(`[7/8] one app in an emergency: ${sb.stack.apps[0].name} gets its own epoch, every other app must keep its serials`);
+        log(`[7/10] one app in an emergency: ${sb.stack.apps[0].name} gets its own epoch, every other app must keep its serials`);
         const target = sb.stack.apps[0];
         const others = sb.stack.apps.slice(1);
         const othersRestartsBefore = restartCount(others.map((a) => a.name));
@@ -278,7 +296,9 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         if (emergency.othersChanged.length > 0) failures.push(`emergency: rotating ${target.name} alone also changed ${emergency.othersChanged.join(", ")}`);
         if (emergency.otherRestarts > 0) failures.push(`emergency: rotating ${target.name} alone restarted ${emergency.otherRestarts} other agent(s)`);
 
-        log("[8/8] done");
+        const between = await betweenRotations(sb, r, vault, chainFile, { ...withEpoch(sb.config, rotatedEpoch), "vault-rotation:apps": JSON.stringify(appsWithEpoch) }, emergencyReport, log, failures);
+
+        log("[10/10] done");
         return {
             ok: failures.length === 0,
             stackFile,
@@ -291,6 +311,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
             apps: appReports,
             noop,
             emergency,
+            between,
             versionWarnings,
             failures,
         };
@@ -302,6 +323,179 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         await server?.stop();
         if (opts.clean) fs.rmSync(sandboxDir, { recursive: true, force: true });
     }
+}
+
+/** The three steps of an app's verification between rotations. */
+function isVerificationStep(name: string): boolean {
+    return /-(verify|verification|verified)$/.test(name);
+}
+
+/** Writes `text` to `file` as the app's user (owner and mode as the host's own writes). */
+function writeAsAppUser(sb: Sandbox, app: string, file: string, text: string): void {
+    fs.writeFileSync(file, text, { mode: 0o600 });
+    const u = sb.user(app);
+    if (process.getuid?.() === 0) fs.chownSync(file, u.uid, u.gid);
+}
+
+/** Reloads the app's server the way its post-hook does (the podman shim's container stands for a real nginx). */
+function reloadAppServer(sb: Sandbox, app: string): void {
+    const r = spawnSync(path.join(REPO_ROOT, "test", "shims", "podman"), ["kill", "--signal", "SIGHUP", `${app}-web`], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", PODMAN_SHIM_DIR: sb.podmanDir(app), HOME: sb.home(app) }, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`reloading ${app}'s server: ${r.stderr}`);
+}
+
+/** podman reloads (`kill`) the shims recorded for every app. */
+function reloadCount(sb: Sandbox): number {
+    return sb.stack.apps.flatMap((a) => readLines(path.join(sb.podmanDir(a.name), "calls.log"))).filter((l) => l.startsWith("kill ")).length;
+}
+
+/** Runs `npm run status` (the script itself) on a stack's outputs; no Vault token in its environment. */
+function runStatus(sb: Sandbox, outputs: Record<string, unknown>, vault: { caCertFile: string }): { exit: number | null; output: string } {
+    const file = path.join(sb.root, "status-outputs.json");
+    fs.writeFileSync(file, JSON.stringify(outputs, null, 2));
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: sb.root, VAULT_CACERT: vault.caCertFile };
+    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "node_modules", "ts-node", "dist", "bin.js"), "--transpile-only", path.join(REPO_ROOT, "scripts", "status.ts"), "--outputs", file], { cwd: REPO_ROOT, env, encoding: "utf8", timeout: 120_000 });
+    return { exit: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
+/**
+ * Between rotations, as a scheduled run sees it: later verification windows with
+ * nothing to rotate (verifyEvery every-run stands in for "a night later").
+ * Every app is verified again with no restart and no reload; the textfiles carry
+ * the certificates' notAfter; an older leaf put back behind the program's back
+ * fails the run naming the endpoint and both serials, and the run after it is
+ * put right passes; `npm run status` exits 0, then 1 once an expired leaf is served.
+ */
+async function betweenRotations(
+    sb: Sandbox,
+    r: ProgramRunner,
+    vault: { address: string; caCertFile: string; token: string },
+    chainFile: string,
+    config: Record<string, string>,
+    lastReport: Report,
+    log: (line: string) => void,
+    failures: string[],
+): Promise<BetweenRotations> {
+    const rotation = JSON.parse(config["vault-rotation:rotation"]) as Record<string, unknown>;
+    const nightly = { ...config, "vault-rotation:rotation": JSON.stringify({ ...rotation, verifyEvery: "every-run" }) };
+    const restartCount = () => sb.stack.apps.flatMap((a) => readLines(path.join(sb.systemctlDir(a.name), "calls.log"))).filter((l) => l.includes(" restart ")).length;
+
+    log("[8/10] a later verification window with nothing to rotate: every app verified again, nothing restarted or reloaded");
+    const restartsBefore = restartCount();
+    const reloadsBefore = reloadCount(sb);
+    const night = await r.up(nightly);
+    const nightReport = night.exports.apps as Report;
+    const changed = night.steps.filter((s) => s.action !== "same");
+    const verified = {
+        changed: changed.map((s) => `${s.action} ${s.name}`),
+        restarts: restartCount() - restartsBefore,
+        reloads: reloadCount(sb) - reloadsBefore,
+        verifiedAt: Object.fromEntries(sb.stack.apps.map((a) => [a.name, String((nightReport[a.name].verification as Record<string, unknown>).verifiedAt)])),
+    };
+    const others = changed.filter((s) => !isVerificationStep(s.name));
+    if (others.length > 0) failures.push(`verification run changed more than the verification: ${others.map((s) => `${s.action} ${s.name}`).join(", ")}`);
+    for (const a of sb.stack.apps) {
+        for (const step of [`${a.name}-verify`, `${a.name}-verification`, `${a.name}-verified`]) {
+            if (!changed.some((s) => s.name === step)) failures.push(`${a.name}: the verification run did not run ${step}`);
+        }
+        const before = String((lastReport[a.name].verification as Record<string, unknown>).verifiedAt);
+        if (!(verified.verifiedAt[a.name] > before)) failures.push(`${a.name}: verification.verifiedAt did not move on (${before} -> ${verified.verifiedAt[a.name]})`);
+    }
+    if (verified.restarts > 0) failures.push(`the verification run restarted ${verified.restarts} agent(s)`);
+    if (verified.reloads > 0) failures.push(`the verification run reloaded ${verified.reloads} container(s)`);
+
+    const textfiles = sb.stack.apps.map((a) => {
+        const file = a.metricsTextfile ?? defaultMetricsTextfile(a.home, a.name);
+        try {
+            const m = readTextfile(file);
+            const leaf = Date.parse(new X509Certificate(fs.readFileSync(path.join(a.home, "tls", `${a.name}.fullchain.pem`))).validTo) / 1000;
+            const agent = Date.parse(new X509Certificate(sb.agentFiles(a.name).certPem).validTo) / 1000;
+            const problems = [
+                m.value("vault_rotation_cert_not_after_timestamp_seconds", { app: a.name, kind: "leaf" }) === leaf ? "" : "leaf notAfter differs from the served file's",
+                m.value("vault_rotation_cert_not_after_timestamp_seconds", { app: a.name, kind: "agent" }) === agent ? "" : "agent notAfter differs from agent.crt's",
+                m.value("vault_rotation_last_verification_ok", { app: a.name }) === 1 ? "" : "last verification not ok",
+                m.mode === 0o644 && m.dirMode === 0o755 ? "" : `modes ${m.mode.toString(8)}/${m.dirMode.toString(8)}, not 644/755`,
+            ].filter((p) => p !== "");
+            return { app: a.name, ok: problems.length === 0, detail: problems.length === 0 ? `${file}: leaf and agent notAfter as on the host, verification ok, 0644 in a 0755 directory` : `${file}: ${problems.join("; ")}` };
+        } catch (e) {
+            return { app: a.name, ok: false, detail: `${file}: ${(e as Error).message}` };
+        }
+    });
+    for (const t of textfiles) if (!t.ok) failures.push(`${t.app}: textfile: ${t.detail}`);
+
+    let swapped: BetweenRotations["swapped"];
+    const target = sb.serving ? sb.stack.apps[sb.stack.apps.length - 1] : undefined;
+    if (target && sb.serving) {
+        log(`[9/10] an older leaf put back behind the program's back on ${target.name}: the verification must fail naming the endpoint and both serials`);
+        const fullchain = path.join(target.home, "tls", `${target.name}.fullchain.pem`);
+        const previous = `${fullchain}.prev`;
+        const current = fs.readFileSync(fullchain, "utf8");
+        const old = fs.readFileSync(previous, "utf8");
+        const oldSerial = parseCertificate(old).serial;
+        const currentSerial = parseCertificate(current).serial;
+        writeAsAppUser(sb, target.name, fullchain, old);
+        reloadAppServer(sb, target.name);
+        let failure = "";
+        try {
+            await r.up(nightly);
+        } catch (e) {
+            failure = (e as Error).message;
+        }
+        writeAsAppUser(sb, target.name, fullchain, current);
+        reloadAppServer(sb, target.name);
+        let recovered = true;
+        try {
+            await r.up(nightly);
+        } catch (e) {
+            recovered = false;
+            failures.push(`${target.name}: the run after the leaf was put right failed: ${(e as Error).message.split("\n").slice(0, 4).join(" | ")}`);
+        }
+        const endpoint = sb.serving.endpoints[target.name];
+        swapped = {
+            app: target.name,
+            oldSerial,
+            currentSerial,
+            failure: failure.split("\n").filter((l) => l.includes(target.name)).slice(0, 6).join("\n"),
+            namesBothSerials: failure.includes(oldSerial) && failure.includes(currentSerial),
+            namesEndpoint: failure.includes(endpoint),
+            recovered,
+        };
+        if (failure === "") failures.push(`${target.name}: the verification passed with an older leaf served`);
+        else if (!swapped.namesBothSerials || !swapped.namesEndpoint) failures.push(`${target.name}: the verification failure does not name ${!swapped.namesEndpoint ? `the endpoint ${endpoint}` : `both serials ${oldSerial} and ${currentSerial}`}: ${swapped.failure}`);
+    }
+
+    const verb = sb.serving ? "; then with an expired leaf served" : "";
+    log(`[10/10] npm run status on the outputs${verb}`);
+    const finalRun = await r.up(nightly);
+    const healthy = runStatus(sb, finalRun.exports, vault);
+    const status: BetweenRotations["status"] = { healthyExit: healthy.exit, listsEveryApp: sb.stack.apps.every((a) => healthy.output.split("\n").some((l) => l.startsWith(`${a.name} `))), output: healthy.output };
+    if (healthy.exit !== 0) failures.push(`npm run status exited ${healthy.exit} on a healthy stack:\n${healthy.output}`);
+    if (!status.listsEveryApp) failures.push(`npm run status does not list every app:\n${healthy.output}`);
+    if (target && sb.serving) {
+        // A leaf from the app's own role that expires in seconds, served once it has.
+        const names = target.leaf.commonName;
+        const issued = await vaultRequest<{ data?: { certificate?: string; private_key?: string; ca_chain?: string[] } }>(vault, "POST", `${sb.stack.vault.pkiMount}/issue/${vaultLeafRole(sb, target.name)}`, { common_name: names, ttl: "3s" });
+        const d = issued.body.data ?? {};
+        const fullchain = path.join(target.home, "tls", `${target.name}.fullchain.pem`);
+        const good = fs.readFileSync(fullchain, "utf8");
+        await new Promise((res) => setTimeout(res, 4000));
+        writeAsAppUser(sb, target.name, fullchain, `${d.certificate}\n${(d.ca_chain ?? []).join("\n")}\n${d.private_key}\n`);
+        reloadAppServer(sb, target.name);
+        const expired = runStatus(sb, finalRun.exports, vault);
+        writeAsAppUser(sb, target.name, fullchain, good);
+        reloadAppServer(sb, target.name);
+        status.expiredExit = expired.exit;
+        status.expiredNamesApp = expired.output.split("\n").some((l) => l.startsWith(`${target.name} `) && l.includes("ATTENTION"));
+        status.output = `${healthy.output}\n--- with an expired leaf served by ${target.name} ---\n${expired.output}`;
+        if (expired.exit !== 1) failures.push(`npm run status exited ${expired.exit} with an expired leaf served by ${target.name}, not 1:\n${expired.output}`);
+        if (!status.expiredNamesApp) failures.push(`npm run status does not flag ${target.name} with an expired leaf served:\n${expired.output}`);
+    }
+    void chainFile;
+    return { verified, textfiles, swapped, status };
+}
+
+/** The app's leaf role as the stack names it (its namePrefix included). */
+function vaultLeafRole(sb: Sandbox, app: string): string {
+    return vaultNames(app, sb.stack.namePrefix).leafRole;
 }
 
 async function login(sb: Sandbox, app: Sandbox["stack"]["apps"][number], vault: { address: string; caCertFile: string; token: string }) {
@@ -434,6 +628,22 @@ export function formatReport(r: RehearsalReport): string {
     lines.push(
         `emergency, ${e.app} alone (apps[0].epoch ${e.epoch}): agent ${e.agentSerial}; leaf ${e.leafSerial}; previous leaf revoked: ${e.previousLeafRevoked ? "yes" : "NO"}; new leaf served: ${e.newLeafServed ? "yes" : "NO"}`,
         `  other apps kept their serials: ${e.othersUnchanged.join(", ") || "(none)"}${e.othersChanged.length > 0 ? `; CHANGED: ${e.othersChanged.join(", ")}` : ""}; their agent restarts: ${e.otherRestarts}`,
+    );
+    const b = r.between;
+    lines.push(
+        `between rotations (verifyEvery every-run): ${b.verified.changed.length} verification steps ran; agent restarts: ${b.verified.restarts}; container reloads: ${b.verified.reloads}`,
+        ...b.textfiles.map((t) => `  - [${t.ok ? "x" : " "}] textfile ${t.app}: ${t.detail}`),
+    );
+    if (b.swapped) {
+        const w = b.swapped;
+        lines.push(
+            `  - [${w.namesBothSerials && w.namesEndpoint ? "x" : " "}] ${w.app} with an older leaf (${w.oldSerial}) put back: the run failed naming the endpoint and both serials`,
+            `  - [${w.recovered ? "x" : " "}] ${w.app} put right: the next run passed`,
+        );
+    }
+    lines.push(
+        `  - [${b.status.healthyExit === 0 && b.status.listsEveryApp ? "x" : " "}] npm run status: every app listed, exit ${b.status.healthyExit}`,
+        ...(b.status.expiredExit !== undefined ? [`  - [${b.status.expiredExit === 1 && b.status.expiredNamesApp ? "x" : " "}] npm run status with an expired leaf served: exit ${b.status.expiredExit}, the app flagged`] : []),
     );
     for (const v of r.versions) {
         lines.push(`versions: ${v.app}: agent ${v.agent || "unknown"}, server ${v.server || "unknown"}: ${v.warning === "" && v.agent !== "" && v.server !== "" ? "no drift" : v.warning || "drift cannot be seen"}`);

@@ -35,6 +35,16 @@ function expectCompleteRotation(report: RehearsalReport, apps: string[]): void {
     // Both versions read (the drift watch item sees something), the same Vault binary on both sides.
     for (const v of report.versions) expect(v).toMatchObject({ agent: report.vaultVersion, server: report.vaultVersion, warning: "" });
     expect(report.versions.map((v) => v.app)).toEqual(apps);
+    // Between rotations: every app verified again (its three steps and nothing else), nothing restarted or reloaded.
+    const b = report.between;
+    expect([...b.verified.changed].sort()).toEqual(apps.flatMap((a) => [`replace ${a}-verification`, `replace ${a}-verified`, `replace ${a}-verify`]).sort());
+    expect(b.verified).toMatchObject({ restarts: 0, reloads: 0 });
+    for (const t of b.textfiles) expect(t).toMatchObject({ ok: true });
+    expect(b.status).toMatchObject({ healthyExit: 0, listsEveryApp: true });
+    if (report.between.swapped) {
+        expect(b.swapped).toMatchObject({ app: apps[apps.length - 1], namesBothSerials: true, namesEndpoint: true, recovered: true });
+        expect(b.status).toMatchObject({ expiredExit: 1, expiredNamesApp: true });
+    }
 }
 
 it("rehearses the committed local stack end to end", async () => {
@@ -50,11 +60,14 @@ it("rehearses the committed ssh-loopback stack: app-b over a real sshd, logged i
     const report = await rehearse({ stackFile: path.join(REPO_ROOT, "test", "stacks", "ssh-loopback.yaml"), sandboxDir, engine: "applier" });
     expectCompleteRotation(report, ["app-a", "app-b"]);
     // sshd's log (kept in the sandbox) shows public-key logins, and only as app-b's user:
-    // four sessions on the first run (keygen, agent files, agent config, rotate), three on the
-    // rotation (keygen, agent files, rotate), none on the no-op.
+    // six sessions on the first run (keygen, agent files, agent config, rotate, verify, record),
+    // five on the rotation (keygen, agent files, rotate, verify, record), none on the no-op or
+    // on app-a's emergency, then the verifications between rotations: two (verify, record) for
+    // the first; one for the run with the older leaf put back (verify; the runner's check fails);
+    // two for the run after it is put right, and two for the run status reads.
     const log = fs.readFileSync(path.join(sandboxDir, "sshd.log"), "utf8");
     const logins = [...log.matchAll(/Accepted publickey for (\S+) from 127\.0\.0\.1/g)].map((m) => m[1]);
-    expect(logins).toHaveLength(7);
+    expect(logins).toHaveLength(6 + 5 + 2 + (report.between.swapped ? 1 + 2 : 0) + 2);
     expect(new Set(logins).size).toBe(1);
     // As root app-b has a user of its own; in same-user mode every app is the current user.
     if (runningAsRoot()) expect(logins[0]).toMatch(/app-b$/);
