@@ -292,7 +292,10 @@ describe("deploy/Pulumi.prod.yaml", () => {
         expect(configKeysRead.size).toBeGreaterThanOrEqual(18);
         for (const key of used) {
             expect(declared.has(key) ? key : `${key} (undeclared)`).toBe(key);
-            expect(declared.get(key)).toMatch(/^ {4}type: (string|boolean|integer)$/m);
+            // `stacks` alone is untyped: its entries are names or objects, and a declared
+            // array type would make the CLI check every item against one type.
+            if (key === "stacks") expect(declared.get(key)).not.toMatch(/^ {4}type:/m);
+            else expect(declared.get(key)).toMatch(/^ {4}type: (string|boolean|integer)$/m);
             expect(declared.get(key)).toMatch(/^ {4}description: \S/m);
         }
         expect(fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8")).toMatch(/^name: vault-rotation-deploy$/m);
@@ -507,6 +510,19 @@ describe("deploy/index.ts", () => {
             notificationWebhook: "vault-rotation-prod: failed runs and drift",
             deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
             driftScheduleId: `${only(T.drift).name}-schedule-id`,
+            stacks: {
+                prod: {
+                    targetStack: "acme-platform/vault-rotation/prod",
+                    escEnvironment: "vault-rotation/prod",
+                    vaultJwtRole: "esc-vault-rotation-prod",
+                    scheduleCron: "0 3 * * *",
+                    driftCron: "0 6 * * *",
+                    policyGroupName: "(none: policyEnforcement localPack)",
+                    notificationWebhook: "vault-rotation-prod: failed runs and drift",
+                    deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
+                    driftScheduleId: `${only(T.drift).name}-schedule-id`,
+                },
+            },
         });
     });
 
@@ -588,6 +604,9 @@ describe("deploy/index.ts in policyGroup mode (Pulumi.prod.yaml's values with PO
             notificationWebhook: "vault-rotation-prod: failed runs and drift",
             deploymentScheduleId: `${only(T.schedule, records).name}-schedule-id`,
             driftScheduleId: `${only(T.drift, records).name}-schedule-id`,
+            stacks: {
+                prod: expect.objectContaining({ policyGroupName: "vault-rotation-prod-guardrails", deploymentScheduleId: `${only(T.schedule, records).name}-schedule-id` }),
+            },
         });
     });
 
