@@ -377,6 +377,7 @@ describe("deploy/Pulumi.prod.yaml", () => {
             const fleet = { ...values, stacks: ["prod-a", { stack: "prod-b", vaultJwtRole: "esc-vault-rotation-prod-b" }], stagger: "20m" };
             fs.writeFileSync(fleetFile, yaml.dump({ config: Object.fromEntries(Object.entries(fleet).map(([k, v]) => [`${PROJECT}:${k}`, v])) }));
             expect(cliConfigVerdict(path.join(DEPLOY_DIR, "Pulumi.yaml"), fleetFile, "fleet")).toBe("");
+            expect(cliConfigVerdict(path.join(DEPLOY_DIR, "Pulumi.yaml"), path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "prod")).toBe("");
             // Declared as an array of objects, the bare name would fail the CLI's check.
             const project = fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8").replace(/(\n {2}vault-rotation-deploy:stacks:\n)/, "$1    type: array\n    items:\n      type: object\n");
             expect(project).toMatch(/stacks:\n {4}type: array\n/);
@@ -930,6 +931,23 @@ describe("deploy/index.ts keeps the one-stack deploy's resources as they are (no
         const after = await comparable(await loadWith(fleetConfig(list, { stagger: "20m" })));
         expect(Object.keys(after).sort()).toEqual([...PROD_URNS].sort());
         expect(after).toEqual(before);
+    });
+
+    it("loads the fleet Pulumi.prod.yaml shows, commented out: prod as stacks[0] as it is, the next stack 20 minutes later", async () => {
+        const lines = fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "utf8").split("\n");
+        const start = lines.findIndex((l) => /^\s*# {3}vault-rotation-deploy:stacks:\s*$/.test(l));
+        expect(start).toBeGreaterThan(0);
+        const block: string[] = [];
+        for (let i = start; i < lines.length && /^\s*# {3}/.test(lines[i]); i++) block.push(lines[i].replace(/^\s*# {3}/, ""));
+        const example = yaml.load(block.join("\n")) as Record<string, unknown>;
+        expect(Object.keys(example)).toEqual([`${PROJECT}:stacks`, `${PROJECT}:stagger`]);
+        const list = example[`${PROJECT}:stacks`] as unknown[];
+        const before = await comparable(await loadWith(stackConfig));
+        const fresh = await loadWith(fleetConfig(list, { stagger: String(example[`${PROJECT}:stagger`]) }));
+        const after = await comparable(fresh);
+        expect(Object.keys(after)).toEqual(expect.arrayContaining(PROD_URNS));
+        for (const urn of PROD_URNS) expect(after[urn]).toEqual(before[urn]);
+        expect(cronsOf(fresh)).toEqual({ prod: ["0 3 * * *", "0 6 * * *"], "prod-b": ["20 3 * * *", "20 6 * * *"] });
     });
 
     it("keeps prod's resources as they are when prod becomes stacks[0] of a fleet", async () => {
