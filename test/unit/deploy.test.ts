@@ -4,14 +4,17 @@
 // the target stack imports; the schedules), their inputs and dependencies, its outputs,
 // and that no input holds a Vault token or a JWT (the token exists only when ESC opens
 // the environment). The policy-group mode, for when the pack is publishable, is loaded
-// with config overrides (POLICY_GROUP).
+// with config overrides (POLICY_GROUP), and so is a sharded fleet (`stacks`, staggered
+// or not), against the names a one-stack deploy has always had.
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import * as pulumi from "@pulumi/pulumi";
 import { durationSeconds } from "../../config";
 import { loadStackConfig } from "../support/harness";
+import { cliConfigVerdict } from "../support/projectSchema";
 
 const DEPLOY_DIR = path.join(__dirname, "..", "..", "deploy");
 const REPO_DIR = path.join(DEPLOY_DIR, "..");
@@ -259,6 +262,60 @@ async function loadWith(values: Record<string, string>): Promise<Registered[]> {
     return (await loadModuleWith(values)).records;
 }
 
+/** Pulumi.prod.yaml's values for a fleet: `stacks` (and any overrides) instead of `stack`. */
+function fleetConfig(stacks: unknown, extra: Record<string, string> = {}): Record<string, string> {
+    const values: Record<string, string> = { ...stackConfig, stacks: JSON.stringify(stacks), ...extra };
+    delete values.stack;
+    return values;
+}
+
+/** The target stack a registered resource is for, whatever the resource type calls it. */
+function stackOf(r: Registered): string {
+    const inputs = r.inputs as { stack?: string; name?: string; stackName?: string; stacks?: { name: string }[] };
+    if (r.type === T.environment) return inputs.name!;
+    if (r.type === T.webhook) return inputs.stackName!;
+    if (r.type === T.policyGroup) return inputs.stacks![0].name;
+    return inputs.stack!;
+}
+
+/** The one record of `type` for target stack `stack`. */
+function onlyFor(type: string, stack: string, records: Registered[]): Registered {
+    const found = records.filter((r) => r.type === type && stackOf(r) === stack);
+    expect(found).toHaveLength(1);
+    return found[0];
+}
+
+/** Scheduled-update and drift crons per target stack, as registered. */
+function cronsOf(records: Registered[]): Record<string, [string, string]> {
+    const out: Record<string, [string, string]> = {};
+    for (const r of records.filter((x) => x.type === T.schedule)) out[stackOf(r)] = [r.inputs.scheduleCron as string, ""];
+    for (const r of records.filter((x) => x.type === T.drift)) out[stackOf(r)][1] = r.inputs.scheduleCron as string;
+    return out;
+}
+
+/** What an upgrade compares: URN, inputs (the environment's YAML as text) and dependencies, by URN. */
+async function comparable(records: Registered[]): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const r of records) {
+        const inputs: Record<string, unknown> = { ...r.inputs };
+        if (r.type === T.environment) inputs.yaml = await environmentYaml(r.inputs);
+        out[r.urn!] = { inputs: JSON.parse(JSON.stringify(inputs)) as unknown, dependencies: [...r.dependencies].sort() };
+    }
+    return out;
+}
+
+// The URNs of the one-stack (prod) deploy as they are in its state: spelled out, not
+// derived from the program, so that a rename (which would delete and recreate the live
+// schedule, environment and webhook) fails here.
+const PROD_URNS = [
+    "urn:pulumi:prod::vault-rotation-deploy::pulumiservice:index:DeploymentSettings::vault-rotation-prod-deployment-settings",
+    "urn:pulumi:prod::vault-rotation-deploy::pulumiservice:index:Environment::vault-rotation-prod-environment",
+    "urn:pulumi:prod::vault-rotation-deploy::pulumiservice:index:DeploymentSchedule::vault-rotation-prod-scheduled-update",
+    "urn:pulumi:prod::vault-rotation-deploy::pulumiservice:index:DriftSchedule::vault-rotation-prod-drift-detection",
+    "urn:pulumi:prod::vault-rotation-deploy::pulumiservice:index:Webhook::vault-rotation-prod-notifications",
+];
+const PROD_POLICY_GROUP_URN = "urn:pulumi:prod::vault-rotation-deploy::pulumiservice:index:PolicyGroup::vault-rotation-prod-policy-group";
+
 describe("deploy/Pulumi.prod.yaml", () => {
     it("holds the production example values", () => {
         expect(stackConfig).toMatchObject({
@@ -292,7 +349,10 @@ describe("deploy/Pulumi.prod.yaml", () => {
         expect(configKeysRead.size).toBeGreaterThanOrEqual(18);
         for (const key of used) {
             expect(declared.has(key) ? key : `${key} (undeclared)`).toBe(key);
-            expect(declared.get(key)).toMatch(/^ {4}type: (string|boolean|integer)$/m);
+            // `stacks` alone is untyped: its entries are names or objects, and a declared
+            // array type would make the CLI check every item against one type.
+            if (key === "stacks") expect(declared.get(key)).not.toMatch(/^ {4}type:/m);
+            else expect(declared.get(key)).toMatch(/^ {4}type: (string|boolean|integer)$/m);
             expect(declared.get(key)).toMatch(/^ {4}description: \S/m);
         }
         expect(fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8")).toMatch(/^name: vault-rotation-deploy$/m);
@@ -300,11 +360,31 @@ describe("deploy/Pulumi.prod.yaml", () => {
 
     it("gives every optional key a default, so the CLI does not demand it", () => {
         const declared = readDeclaredConfig(path.join(DEPLOY_DIR, "Pulumi.yaml"));
-        for (const key of ["repoDir", "driftAutoRemediate", "agentPoolId", "executorImage", "vaultLoginAddress", "vaultJwtMount", "sshPrivateKey", "policyEnforcement", "policyPackName", "policyPackVersion"]) {
+        for (const key of ["stack", "stacks", "stagger", "repoDir", "driftAutoRemediate", "agentPoolId", "executorImage", "vaultLoginAddress", "vaultJwtMount", "sshPrivateKey", "policyEnforcement", "policyPackName", "policyPackVersion"]) {
             expect(`${key}: ${declared.get(key)}`).toMatch(/^ {4}default: /m);
         }
         for (const key of ["vaultAddress", "vaultJwtRole", "vaultCaCertFile"]) {
             expect(`${key}: ${declared.get(key)}`).not.toMatch(/^ {4}default: /m);
+        }
+    });
+
+    it("lets the CLI's config validation pass a stacks list of names and objects (the key is declared untyped)", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vr-deploy-"));
+        try {
+            const values: Record<string, unknown> = { ...stackConfig };
+            delete values.stack;
+            const fleetFile = path.join(dir, "Pulumi.fleet.yaml");
+            const fleet = { ...values, stacks: ["prod-a", { stack: "prod-b", vaultJwtRole: "esc-vault-rotation-prod-b" }], stagger: "20m" };
+            fs.writeFileSync(fleetFile, yaml.dump({ config: Object.fromEntries(Object.entries(fleet).map(([k, v]) => [`${PROJECT}:${k}`, v])) }));
+            expect(cliConfigVerdict(path.join(DEPLOY_DIR, "Pulumi.yaml"), fleetFile, "fleet")).toBe("");
+            expect(cliConfigVerdict(path.join(DEPLOY_DIR, "Pulumi.yaml"), path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "prod")).toBe("");
+            // Declared as an array of objects, the bare name would fail the CLI's check.
+            const project = fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.yaml"), "utf8").replace(/(\n {2}vault-rotation-deploy:stacks:\n)/, "$1    type: array\n    items:\n      type: object\n");
+            expect(project).toMatch(/stacks:\n {4}type: array\n/);
+            fs.writeFileSync(path.join(dir, "Pulumi.yaml"), project);
+            expect(cliConfigVerdict(path.join(dir, "Pulumi.yaml"), fleetFile, "fleet")).toBe("Stack 'fleet' with configuration key 'vault-rotation-deploy:stacks' must be of type 'array'");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
         }
     });
 
@@ -323,16 +403,28 @@ describe("deploy/Pulumi.prod.yaml", () => {
         expect(commented).toEqual(POLICY_GROUP);
     });
 
-    it("agrees with the target stack file: the same vault:address, and nothing that would shadow the environment once it is imported", () => {
-        const targetFile = path.join(REPO_DIR, "Pulumi.prod.yaml");
-        const target = loadStackConfig(targetFile);
-        // Explicit stack config wins over an imported environment's pulumiConfig.
-        if (target["vault:address"] !== undefined) expect(target["vault:address"]).toBe(stackConfig.vaultAddress);
-        const doc = yaml.load(fs.readFileSync(targetFile, "utf8")) as { environment?: string[] };
-        if ((doc.environment ?? []).includes(outputs.escEnvironment as string)) {
-            // The CA file then comes from VAULT_CACERT; a vault:caCertFile would win over it.
-            expect(target).not.toHaveProperty("vault:caCertFile");
+    it("agrees with each listed stack's file in the repository: the same vault:address, no other stack's environment, and nothing that would shadow its own", () => {
+        const perStack = outputs.stacks as Record<string, { escEnvironment: string }>;
+        const found: string[] = [];
+        for (const [stack, declared] of Object.entries(perStack)) {
+            const targetFile = path.join(REPO_DIR, `Pulumi.${stack}.yaml`);
+            if (!fs.existsSync(targetFile)) continue;
+            found.push(stack);
+            const target = loadStackConfig(targetFile);
+            // Explicit stack config wins over an imported environment's pulumiConfig.
+            if (target["vault:address"] !== undefined) expect(target["vault:address"]).toBe(stackConfig.vaultAddress);
+            const doc = yaml.load(fs.readFileSync(targetFile, "utf8")) as { environment?: string[] };
+            // The environment declared for it is `<project>/<stack>` (README.md); a shard that
+            // imported another's would log in with that stack's role.
+            const imported = (doc.environment ?? []).filter((e) => e.startsWith(`${stackConfig.project}/`));
+            expect(imported.filter((e) => e !== declared.escEnvironment)).toEqual([]);
+            if (imported.includes(declared.escEnvironment)) {
+                // The CA file then comes from VAULT_CACERT; a vault:caCertFile would win over it.
+                expect(target).not.toHaveProperty("vault:caCertFile");
+            }
         }
+        expect(found).toContain("prod");
+        expect((yaml.load(fs.readFileSync(path.join(REPO_DIR, "Pulumi.prod.yaml"), "utf8")) as { environment?: string[] }).environment).toContain("vault-rotation/prod");
     });
 });
 
@@ -376,11 +468,28 @@ describe("the schedule keeps the target stack's promise", () => {
         expect(longestCronGapSeconds("0 3 * * 1-5")).toBe(3 * 86400);
     });
 
-    it("runs at least as often as Pulumi.prod.yaml's rotation.runInterval (agent certs cannot lapse between runs)", () => {
-        const target = loadStackConfig(path.join(REPO_DIR, "Pulumi.prod.yaml"));
-        const runInterval = JSON.parse(target["vault-rotation:rotation"]).runInterval as string;
-        expect(runInterval).toBe("24h");
-        expect(longestCronGapSeconds(stackConfig.scheduleCron)).toBeLessThanOrEqual(durationSeconds(runInterval));
+    it("runs every listed stack whose file is in the repository at least as often as its rotation.runInterval (agent certs cannot lapse between runs)", () => {
+        const perStack = outputs.stacks as Record<string, { scheduleCron: string }>;
+        const checkedStacks: string[] = [];
+        for (const [stack, declared] of Object.entries(perStack)) {
+            const file = path.join(REPO_DIR, `Pulumi.${stack}.yaml`);
+            if (!fs.existsSync(file)) continue;
+            const runInterval = JSON.parse(loadStackConfig(file)["vault-rotation:rotation"]).runInterval as string;
+            expect(longestCronGapSeconds(declared.scheduleCron)).toBeLessThanOrEqual(durationSeconds(runInterval));
+            checkedStacks.push(`${stack}: ${runInterval}`);
+        }
+        expect(checkedStacks).toEqual(["prod: 24h"]);
+        expect(perStack.prod.scheduleCron).toBe(stackConfig.scheduleCron);
+    });
+
+    it("keeps a cron's gaps when it is staggered, across midnight too", () => {
+        for (const [base, shifted] of [
+            ["50 23 * * *", "10 0 * * *"],
+            ["0 3 * * *", "40 3 * * *"],
+            ["50 * * * *", "10 * * * *"],
+        ]) {
+            expect(longestCronGapSeconds(shifted)).toBe(longestCronGapSeconds(base));
+        }
     });
 });
 
@@ -507,6 +616,19 @@ describe("deploy/index.ts", () => {
             notificationWebhook: "vault-rotation-prod: failed runs and drift",
             deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
             driftScheduleId: `${only(T.drift).name}-schedule-id`,
+            stacks: {
+                prod: {
+                    targetStack: "acme-platform/vault-rotation/prod",
+                    escEnvironment: "vault-rotation/prod",
+                    vaultJwtRole: "esc-vault-rotation-prod",
+                    scheduleCron: "0 3 * * *",
+                    driftCron: "0 6 * * *",
+                    policyGroupName: "(none: policyEnforcement localPack)",
+                    notificationWebhook: "vault-rotation-prod: failed runs and drift",
+                    deploymentScheduleId: `${only(T.schedule).name}-schedule-id`,
+                    driftScheduleId: `${only(T.drift).name}-schedule-id`,
+                },
+            },
         });
     });
 
@@ -588,6 +710,9 @@ describe("deploy/index.ts in policyGroup mode (Pulumi.prod.yaml's values with PO
             notificationWebhook: "vault-rotation-prod: failed runs and drift",
             deploymentScheduleId: `${only(T.schedule, records).name}-schedule-id`,
             driftScheduleId: `${only(T.drift, records).name}-schedule-id`,
+            stacks: {
+                prod: expect.objectContaining({ policyGroupName: "vault-rotation-prod-guardrails", deploymentScheduleId: `${only(T.schedule, records).name}-schedule-id` }),
+            },
         });
     });
 
@@ -640,6 +765,202 @@ describe("deploy/index.ts with an ssh key, and in localPack mode", () => {
     });
 });
 
+// Three shards: one with its own role, one with its own role and ssh key, and a bare name
+// (the top-level vaultJwtRole, esc-vault-rotation-prod, which no other entry uses).
+const FLEET = [
+    { stack: "prod-a", vaultJwtRole: "esc-vault-rotation-prod-a" },
+    { stack: "prod-b", vaultJwtRole: "esc-vault-rotation-prod-b", sshPrivateKey: FAKE_SSH_KEY },
+    "prod-c",
+];
+const FLEET_STACKS = ["prod-a", "prod-b", "prod-c"];
+
+describe("deploy/index.ts for a sharded fleet (stacks, stagger 20m)", () => {
+    let records: Registered[] = [];
+    let fleetOutputs: Record<string, unknown> = {};
+    beforeAll(async () => {
+        ({ records, outputs: fleetOutputs } = await loadModuleWith(fleetConfig(FLEET, { stagger: "20m" })));
+    });
+    afterAll(() => setConfig(stackConfig));
+
+    it("registers settings, environment, both schedules and the webhook for each stack, under names of its own", () => {
+        expect(records).toHaveLength(5 * FLEET_STACKS.length);
+        for (const stack of FLEET_STACKS) {
+            const mine = records.filter((r) => stackOf(r) === stack);
+            expect(mine.map((r) => r.name).sort()).toEqual(
+                ["deployment-settings", "drift-detection", "environment", "notifications", "scheduled-update"].map((n) => `vault-rotation-${stack}-${n}`),
+            );
+            expect(mine.map((r) => r.type).sort()).toEqual([T.settings, T.environment, T.schedule, T.drift, T.webhook].sort());
+        }
+        expect(new Set(records.map((r) => r.urn)).size).toBe(records.length);
+    });
+
+    it("points each stack's settings, schedules and webhook at that stack of the target project", () => {
+        for (const stack of FLEET_STACKS) {
+            for (const type of [T.settings, T.schedule, T.drift]) {
+                expect(onlyFor(type, stack, records).inputs).toMatchObject({ organization: "acme-platform", project: "vault-rotation", stack });
+            }
+            const settings = onlyFor(T.settings, stack, records).inputs as { sourceContext: unknown; operationContext: { environmentVariables: Record<string, string> } };
+            expect(settings.sourceContext).toEqual({ git: { repoUrl: stackConfig.repoUrl, branch: "main", repoDir: "." } });
+            expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_OPTION_POLICY_PACK: "policy" });
+            expect(onlyFor(T.schedule, stack, records).inputs.pulumiOperation).toBe("update");
+            expect(onlyFor(T.drift, stack, records).inputs.autoRemediate).toBe(false);
+        }
+    });
+
+    it("makes each stack's schedules wait for its own settings and environment, not another stack's", () => {
+        for (const stack of FLEET_STACKS) {
+            const own = [onlyFor(T.settings, stack, records).urn, onlyFor(T.environment, stack, records).urn].sort();
+            for (const type of [T.schedule, T.drift]) expect([...onlyFor(type, stack, records).dependencies].sort()).toEqual(own);
+        }
+    });
+
+    it("staggers the shared crons by 20 minutes per stack, in list order", () => {
+        expect(cronsOf(records)).toEqual({
+            "prod-a": ["0 3 * * *", "0 6 * * *"],
+            "prod-b": ["20 3 * * *", "20 6 * * *"],
+            "prod-c": ["40 3 * * *", "40 6 * * *"],
+        });
+    });
+
+    it("declares the ESC environment <project>/<stack> for each, logging in with that stack's JWT role", async () => {
+        const roles: Record<string, string> = {};
+        for (const stack of FLEET_STACKS) {
+            const env = onlyFor(T.environment, stack, records).inputs;
+            expect({ organization: env.organization, project: env.project, name: env.name }).toEqual({ organization: "acme-platform", project: "vault-rotation", name: stack });
+            const values = await environmentValues(env);
+            roles[stack] = values.vault.login["fn::open::vault-login"].jwt.role as string;
+            expect(values.environmentVariables).toEqual({ VAULT_ADDR: stackConfig.vaultAddress, VAULT_TOKEN: "${vault.login.token}" });
+        }
+        expect(roles).toEqual({ "prod-a": "esc-vault-rotation-prod-a", "prod-b": "esc-vault-rotation-prod-b", "prod-c": "esc-vault-rotation-prod" });
+    });
+
+    it("hands prod-b's own ssh key to prod-b's environment only, which alone is then a secret", async () => {
+        const secret: Record<string, boolean> = {};
+        for (const stack of FLEET_STACKS) secret[stack] = (await environmentYaml(onlyFor(T.environment, stack, records).inputs)).secret;
+        expect(secret).toEqual({ "prod-a": false, "prod-b": true, "prod-c": false });
+        expect((await environmentValues(onlyFor(T.environment, "prod-b", records).inputs)).pulumiConfig["vault-rotation:sshPrivateKey"]).toEqual({ "fn::secret": FAKE_SSH_KEY });
+        for (const stack of ["prod-a", "prod-c"]) expect((await environmentValues(onlyFor(T.environment, stack, records).inputs)).pulumiConfig).toEqual({ "vault:address": stackConfig.vaultAddress });
+        expect(JSON.stringify(records.filter((r) => r.type !== T.environment).map((r) => r.inputs))).not.toContain("PRIVATE KEY");
+        expect(await scanInputs(records)).toEqual([]);
+    });
+
+    it("posts each stack's failed runs and drift to the one notifyUrl, kept secret", () => {
+        for (const stack of FLEET_STACKS) {
+            const hook = onlyFor(T.webhook, stack, records).inputs;
+            expect(hook).toMatchObject({ organizationName: "acme-platform", projectName: "vault-rotation", stackName: stack, displayName: `vault-rotation-${stack}: failed runs and drift`, active: true, format: "raw" });
+            expect([...(hook.filters as string[])].sort()).toEqual(["deployment_failed", "drift_detected", "refresh_failed", "update_failed"]);
+            expect(isSecretWrapper(hook.payloadUrl) && hook.payloadUrl.value).toBe(stackConfig.notifyUrl);
+        }
+    });
+
+    it("exports each stack under `stacks`, and no one-stack outputs", () => {
+        for (const key of ["targetStack", "escEnvironment", "policyGroupName", "notificationWebhook", "deploymentScheduleId", "driftScheduleId"]) expect(fleetOutputs[key]).toBeUndefined();
+        const perStack = fleetOutputs.stacks as Record<string, Record<string, unknown>>;
+        expect(Object.keys(perStack)).toEqual(FLEET_STACKS);
+        expect(perStack["prod-c"]).toEqual({
+            targetStack: "acme-platform/vault-rotation/prod-c",
+            escEnvironment: "vault-rotation/prod-c",
+            vaultJwtRole: "esc-vault-rotation-prod",
+            scheduleCron: "40 3 * * *",
+            driftCron: "40 6 * * *",
+            policyGroupName: "(none: policyEnforcement localPack)",
+            notificationWebhook: "vault-rotation-prod-c: failed runs and drift",
+            deploymentScheduleId: "vault-rotation-prod-c-scheduled-update-schedule-id",
+            driftScheduleId: "vault-rotation-prod-c-drift-detection-schedule-id",
+        });
+    });
+
+    it("runs every stack at the same time without a stagger (0, or unset)", async () => {
+        for (const stagger of ["0", undefined]) {
+            const values = fleetConfig(FLEET, stagger === undefined ? {} : { stagger });
+            const crons = cronsOf(await loadWith(values));
+            for (const stack of FLEET_STACKS) expect(crons[stack]).toEqual(["0 3 * * *", "0 6 * * *"]);
+        }
+    });
+
+    it.each([
+        ["a shift past midnight", "50 23 * * *", "55 23 * * *", "20m", [["50 23 * * *", "55 23 * * *"], ["10 0 * * *", "15 0 * * *"], ["30 0 * * *", "35 0 * * *"]]],
+        ["minutes carrying into the hour", "45 2 * * *", "0 6 * * 1-5", "25m", [["45 2 * * *", "0 6 * * 1-5"], ["10 3 * * *", "25 6 * * 1-5"], ["35 3 * * *", "50 6 * * 1-5"]]],
+        ["hours and minutes", "0 3 * * *", "30 22 * * *", "1h30m", [["0 3 * * *", "30 22 * * *"], ["30 4 * * *", "0 0 * * *"], ["0 6 * * *", "30 1 * * *"]]],
+        ["an hourly cron", "50 * * * *", "5 */6 * * *", "15m", [["50 * * * *", "5 */6 * * *"], ["5 * * * *", "5 */6 * * *"], ["20 * * * *", "5 */6 * * *"]]],
+    ])("shifts %s right (%s / %s, stagger %s)", async (_what, scheduleCron, driftCron, stagger, expected) => {
+        // The hourly case: each stack keeps the drift cron it names itself (not staggered).
+        const own = driftCron.includes("/") ? FLEET.map((e) => ({ ...(typeof e === "string" ? { stack: e } : e), driftCron })) : FLEET;
+        const crons = cronsOf(await loadWith(fleetConfig(own, { scheduleCron, driftCron, stagger })));
+        expect(FLEET_STACKS.map((s) => crons[s])).toEqual(expected);
+    });
+
+    it("uses an entry's own crons as they are, and staggers the others by their place in the list", async () => {
+        const entries = [FLEET[0], { stack: "prod-b", vaultJwtRole: "esc-vault-rotation-prod-b", scheduleCron: "15 1 * * *" }, FLEET[2]];
+        expect(cronsOf(await loadWith(fleetConfig(entries, { stagger: "20m" })))).toEqual({
+            "prod-a": ["0 3 * * *", "0 6 * * *"],
+            "prod-b": ["15 1 * * *", "20 6 * * *"],
+            "prod-c": ["40 3 * * *", "40 6 * * *"],
+        });
+    });
+
+    it("gives each stack its own policy group in policyGroup mode, and its schedules wait for it", async () => {
+        const fresh = await loadWith(fleetConfig(FLEET, { ...POLICY_GROUP, stagger: "20m" }));
+        for (const stack of FLEET_STACKS) {
+            const group = onlyFor(T.policyGroup, stack, fresh);
+            expect(group.name).toBe(`vault-rotation-${stack}-policy-group`);
+            expect(group.inputs).toMatchObject({ name: `vault-rotation-${stack}-guardrails`, stacks: [{ name: stack, routingProject: "vault-rotation" }] });
+            for (const type of [T.schedule, T.drift]) expect(onlyFor(type, stack, fresh).dependencies).toContain(group.urn);
+        }
+    });
+});
+
+describe("deploy/index.ts keeps the one-stack deploy's resources as they are (no delete and recreate on upgrade)", () => {
+    afterAll(() => setConfig(stackConfig));
+
+    it("registers exactly the URNs the prod deploy has always had, from `stack: prod`", () => {
+        expect(registered.slice(0, 5).map((r) => r.urn).sort()).toEqual([...PROD_URNS].sort());
+    });
+
+    it("and in policyGroup mode, the same plus the policy group's", async () => {
+        const fresh = await loadWith({ ...stackConfig, ...POLICY_GROUP });
+        expect(fresh.map((r) => r.urn).sort()).toEqual([...PROD_URNS, PROD_POLICY_GROUP_URN].sort());
+    });
+
+    it.each([
+        ["stacks: [prod]", ["prod"]],
+        ["stacks: [{stack: prod}]", [{ stack: "prod" }]],
+        ["stacks: [{stack: prod, vaultJwtRole: <the top-level one>}], stagger 20m", [{ stack: "prod", vaultJwtRole: "esc-vault-rotation-prod" }]],
+    ])("%s registers the same URNs, inputs and dependencies as stack: prod", async (_what, list) => {
+        const before = await comparable(await loadWith(stackConfig));
+        const after = await comparable(await loadWith(fleetConfig(list, { stagger: "20m" })));
+        expect(Object.keys(after).sort()).toEqual([...PROD_URNS].sort());
+        expect(after).toEqual(before);
+    });
+
+    it("loads the fleet Pulumi.prod.yaml shows, commented out: prod as stacks[0] as it is, the next stack 20 minutes later", async () => {
+        const lines = fs.readFileSync(path.join(DEPLOY_DIR, "Pulumi.prod.yaml"), "utf8").split("\n");
+        const start = lines.findIndex((l) => /^\s*# {3}vault-rotation-deploy:stacks:\s*$/.test(l));
+        expect(start).toBeGreaterThan(0);
+        const block: string[] = [];
+        for (let i = start; i < lines.length && /^\s*# {3}/.test(lines[i]); i++) block.push(lines[i].replace(/^\s*# {3}/, ""));
+        const example = yaml.load(block.join("\n")) as Record<string, unknown>;
+        expect(Object.keys(example)).toEqual([`${PROJECT}:stacks`, `${PROJECT}:stagger`]);
+        const list = example[`${PROJECT}:stacks`] as unknown[];
+        const before = await comparable(await loadWith(stackConfig));
+        const fresh = await loadWith(fleetConfig(list, { stagger: String(example[`${PROJECT}:stagger`]) }));
+        const after = await comparable(fresh);
+        expect(Object.keys(after)).toEqual(expect.arrayContaining(PROD_URNS));
+        for (const urn of PROD_URNS) expect(after[urn]).toEqual(before[urn]);
+        expect(cronsOf(fresh)).toEqual({ prod: ["0 3 * * *", "0 6 * * *"], "prod-b": ["20 3 * * *", "20 6 * * *"] });
+    });
+
+    it("keeps prod's resources as they are when prod becomes stacks[0] of a fleet", async () => {
+        const before = await comparable(await loadWith(stackConfig));
+        const fleet = await loadWith(fleetConfig(["prod", { stack: "prod-b", vaultJwtRole: "esc-vault-rotation-prod-b" }], { stagger: "20m" }));
+        const after = await comparable(fleet);
+        expect(Object.keys(after)).toEqual(expect.arrayContaining(PROD_URNS));
+        for (const urn of PROD_URNS) expect(after[urn]).toEqual(before[urn]);
+        expect(fleet.filter((r) => stackOf(r) === "prod-b")).toHaveLength(5);
+        expect(cronsOf(fleet)["prod-b"]).toEqual(["20 3 * * *", "20 6 * * *"]);
+    });
+});
+
 describe("deploy/index.ts config checks", () => {
     afterAll(() => setConfig(stackConfig));
 
@@ -649,6 +970,8 @@ describe("deploy/index.ts config checks", () => {
         "with-key.pem": fs.readFileSync(path.join(DEPLOY_DIR, "vault-listener-ca.pem"), "utf8") + FAKE_SSH_KEY,
         "no-cert.pem": "# nothing here\n",
         "broken-cert.pem": "-----BEGIN CERTIFICATE-----\nTUlJQm5vdGFjZXJ0\n-----END CERTIFICATE-----\n",
+        // A target stack file in the repository root that promises runs at most 30 minutes apart.
+        "../Pulumi.prod-h1.yaml": "config:\n  vault-rotation:rotation:\n    runInterval: 30m\n",
     };
 
     function requireWith(values: Record<string, string>): void {
@@ -776,5 +1099,136 @@ describe("deploy/index.ts config checks", () => {
         const rest: Record<string, string> = { ...stackConfig };
         delete rest[key];
         expect(() => requireWith(rest)).toThrow(new RegExp(`vault-rotation-deploy:${key}`));
+    });
+
+    it("fails naming both keys when a stack file sets stack and stacks", () => {
+        const before = registered.length;
+        expect(() => requireWith({ ...stackConfig, stacks: JSON.stringify(["prod-a"]) })).toThrow(
+            /^vault-rotation-deploy:stack and vault-rotation-deploy:stacks are both set: set stack for one target stack or stacks for a sharded fleet, not both$/,
+        );
+        expect(registered.length).toBe(before);
+    });
+
+    it("fails naming both keys when a stack file sets neither (stacks [] is Pulumi.yaml's default)", () => {
+        const rest: Record<string, string> = { ...stackConfig };
+        delete rest.stack;
+        for (const values of [rest, { ...rest, stacks: "[]" }, { ...rest, stack: "" }]) {
+            const before = registered.length;
+            expect(() => requireWith(values)).toThrow(/^vault-rotation-deploy:stack or vault-rotation-deploy:stacks must be set/);
+            expect(registered.length).toBe(before);
+        }
+    });
+
+    it("takes stacks at its Pulumi.yaml default ([]) as unset next to stack", async () => {
+        const fresh = await loadWith({ ...stackConfig, stacks: "[]", stagger: "0" });
+        expect(fresh.map((r) => r.urn).sort()).toEqual([...PROD_URNS].sort());
+    });
+
+    it("rejects a stack listed twice, naming the entry and the first one", () => {
+        const before = registered.length;
+        const list = ["prod-a", { stack: "prod-b", vaultJwtRole: "esc-b" }, { stack: "prod-a", vaultJwtRole: "esc-c" }];
+        expect(() => requireWith(fleetConfig(list))).toThrow(/^vault-rotation-deploy:stacks\[2\]\.stack: "prod-a" is listed twice \(also stacks\[0\]\); each target stack appears once$/);
+        expect(() => requireWith(fleetConfig([{ stack: "prod-a", vaultJwtRole: "esc-a" }, "prod-a"]))).toThrow(/^vault-rotation-deploy:stacks\[1\]: "prod-a" is listed twice \(also stacks\[0\]\.stack\)/);
+        expect(registered.length).toBe(before);
+    });
+
+    it("rejects two stacks with one Vault JWT role, the top-level default included", () => {
+        const before = registered.length;
+        expect(() => requireWith(fleetConfig(["prod-a", "prod-b"]))).toThrow(
+            /^vault-rotation-deploy:stacks\[1\]\.vaultJwtRole: prod-b would log in with the Vault JWT role "esc-vault-rotation-prod" of prod-a \(stacks\[0\], which names no vaultJwtRole/,
+        );
+        expect(() => requireWith(fleetConfig(["prod-a", { stack: "prod-b", vaultJwtRole: "esc-vault-rotation-prod" }]))).toThrow(/stacks\[1\]\.vaultJwtRole: .*here stacks\[1\]\.vaultJwtRole\): each stack's environment needs its own role$/);
+        expect(registered.length).toBe(before);
+    });
+
+    it.each([
+        ["a number entry", ["prod-a", 42], /^vault-rotation-deploy:stacks\[1\] must be a stack name or an object \{stack: <name>, \.\.\.\}, got a number$/],
+        ["a null entry", ["prod-a", null], /^vault-rotation-deploy:stacks\[1\] must be a stack name or an object .*, got null$/],
+        ["a nested list", [["prod-a"]], /^vault-rotation-deploy:stacks\[0\] must be a stack name or an object .*, got a list$/],
+        ["a bad bare name", ["prod-a", "prod b"], /^vault-rotation-deploy:stacks\[1\] must be a stack name, got "prod b"$/],
+        ["an object without stack", [{ vaultJwtRole: "esc-a" }], /^vault-rotation-deploy:stacks\[0\]\.stack is required: the name of the target stack$/],
+        ["a bad stack name", ["prod-a", "prod-b", { stack: "prod/c" }], /^vault-rotation-deploy:stacks\[2\]\.stack must be a stack name, got "prod\/c"$/],
+        ["a stack name that is not a string", [{ stack: 3 }], /^vault-rotation-deploy:stacks\[0\]\.stack must be a string, got a number$/],
+        ["a shared setting in an entry", ["prod-a", { stack: "prod-b", notifyUrl: "https://hooks.example.com/b" }], /^vault-rotation-deploy:stacks\[1\]\.notifyUrl is not a per-stack setting: an entry of stacks may set stack, vaultJwtRole, sshPrivateKey, scheduleCron, driftCron/],
+        ["a bad role", [{ stack: "prod-a", vaultJwtRole: "role with spaces" }], /^vault-rotation-deploy:stacks\[0\]\.vaultJwtRole must be a Vault JWT role name/],
+        ["a role that is not a string", [{ stack: "prod-a", vaultJwtRole: ["esc-a"] }], /^vault-rotation-deploy:stacks\[0\]\.vaultJwtRole must be a string, got a list$/],
+        ["a bad cron", [{ stack: "prod-a", scheduleCron: "weekly" }], /^vault-rotation-deploy:stacks\[0\]\.scheduleCron must be a 5-field cron expression, got "weekly"$/],
+        ["a bad drift cron", ["prod-a", { stack: "prod-b", vaultJwtRole: "esc-b", driftCron: "0 6 * *" }], /^vault-rotation-deploy:stacks\[1\]\.driftCron must be a 5-field cron expression/],
+    ])("rejects %s in stacks before registering anything", (_what, list, message) => {
+        const before = registered.length;
+        expect(() => requireWith(fleetConfig(list))).toThrow(message);
+        expect(registered.length).toBe(before);
+    });
+
+    it.each([
+        ["a YAML scalar", "prod-a"],
+        ["an object", JSON.stringify({ stack: "prod-a", sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----" })],
+    ])("rejects a stacks value that is not a list (%s), without showing it", (_what, value) => {
+        const rest: Record<string, string> = { ...stackConfig, stacks: value };
+        delete rest.stack;
+        let error: Error | undefined;
+        try {
+            requireWith(rest);
+        } catch (e) {
+            error = e as Error;
+        }
+        expect(error?.message).toMatch(/^vault-rotation-deploy:stacks must be a list \(a YAML sequence\) of stack names or \{stack: <name>, \.\.\.\} objects; its value is not shown/);
+        expect(error?.message).not.toMatch(/prod-a|PRIVATE KEY/);
+    });
+
+    it("rejects an entry's ssh key that is not a private key, naming the entry and not echoing it", () => {
+        const notAKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN29kHvLENzQZExy63KmefwWBqBlM97gxsizErEUJeX3 a public key";
+        const before = registered.length;
+        let error: Error | undefined;
+        try {
+            requireWith(fleetConfig([{ stack: "prod-a", vaultJwtRole: "esc-a", sshPrivateKey: notAKey }]));
+        } catch (e) {
+            error = e as Error;
+        }
+        expect(error?.message).toBe("vault-rotation-deploy:stacks[0].sshPrivateKey must be a PEM or OpenSSH private key (pulumi config set --secret --path 'stacks[0].sshPrivateKey' < key); its value is not shown");
+        expect(registered.length).toBe(before);
+        // Only a string may be there; its type is named, not its value.
+        expect(() => requireWith(fleetConfig([{ stack: "prod-a", sshPrivateKey: { secure: "v1:abc" } }]))).toThrow(/^vault-rotation-deploy:stacks\[0\]\.sshPrivateKey must be a string, got an object$/);
+    });
+
+    it("lets an entry say \"\" for no ssh key, whatever the top-level one", async () => {
+        const fresh = await loadWith(fleetConfig([{ stack: "prod-a", vaultJwtRole: "esc-a", sshPrivateKey: "" }, { stack: "prod-b", vaultJwtRole: "esc-b" }], { sshPrivateKey: FAKE_SSH_KEY }));
+        expect((await environmentYaml(onlyFor(T.environment, "prod-a", fresh).inputs)).secret).toBe(false);
+        expect((await environmentValues(onlyFor(T.environment, "prod-a", fresh).inputs)).pulumiConfig).not.toHaveProperty("vault-rotation:sshPrivateKey");
+        expect((await environmentValues(onlyFor(T.environment, "prod-b", fresh).inputs)).pulumiConfig["vault-rotation:sshPrivateKey"]).toEqual({ "fn::secret": FAKE_SSH_KEY });
+    });
+
+    it.each(["20", "30s", "-20m", "1d", "20 m", "1h 30m", "m", "twenty minutes"])("rejects stagger %j before registering anything", (stagger) => {
+        const before = registered.length;
+        expect(() => requireWith(fleetConfig(FLEET, { stagger }))).toThrow(
+            new RegExp(`^vault-rotation-deploy:stagger must be a duration in whole minutes, e\\.g\\. 20m, 1h or 1h30m \\(0: every stack at the same time\\), got ${JSON.stringify(stagger).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`),
+        );
+        expect(registered.length).toBe(before);
+    });
+
+    it.each([
+        ["a spread of a whole day", {}, "12h", /^vault-rotation-deploy:stagger 12h puts stacks\[2\] \(prod-c\) 24h after stacks\[0\], not less than the 24h between two runs of scheduleCron "0 3 \* \* \*"/],
+        ["a spread of an hourly cron's hour", { scheduleCron: "0 * * * *" }, "30m", /^vault-rotation-deploy:stagger 30m puts stacks\[2\] \(prod-c\) 1h after stacks\[0\], not less than the 1h between two runs of scheduleCron "0 \* \* \* \*"/],
+        ["a list in the hour", { scheduleCron: "0 3,15 * * *" }, "20m", /^vault-rotation-deploy:scheduleCron "0 3,15 \* \* \*" cannot be staggered \(stagger 20m\): its hour field must be one number, 0-23, or \*/],
+        ["a range in the hour", { scheduleCron: "0 1-5 * * *" }, "20m", /^vault-rotation-deploy:scheduleCron "0 1-5 \* \* \*" cannot be staggered .*its hour field must be one number/],
+        ["a step in the minute", { scheduleCron: "*/10 3 * * *" }, "20m", /^vault-rotation-deploy:scheduleCron "\*\/10 3 \* \* \*" cannot be staggered .*its minute field must be one number, 0-59/],
+        ["a step in the drift hour", { driftCron: "0 */6 * * *" }, "20m", /^vault-rotation-deploy:driftCron "0 \*\/6 \* \* \*" cannot be staggered .*its hour field/],
+        ["a restricted day crossed at midnight", { scheduleCron: "50 23 * * 1-5" }, "20m", /^vault-rotation-deploy:scheduleCron "50 23 \* \* 1-5" cannot be staggered for stacks\[1\] \(20m later\): that moves runs past midnight into the next day, and its day fields are not all \*/],
+        ["an hourly cron on weekdays, crossed at the hour", { scheduleCron: "50 * * * 1-5" }, "5m", /^vault-rotation-deploy:scheduleCron "50 \* \* \* 1-5" cannot be staggered for stacks\[2\] \(10m later\)/],
+    ])("rejects %s (%j, stagger %s)", (_what, extra: Record<string, string>, stagger, message) => {
+        const before = registered.length;
+        expect(() => requireWith(fleetConfig(FLEET, { ...extra, stagger }))).toThrow(message);
+        expect(registered.length).toBe(before);
+    });
+
+    it("rejects a spread past a target stack's promised rotation.runInterval, where its stack file is in the repository", () => {
+        const before = registered.length;
+        const list = [{ stack: "prod-h1", vaultJwtRole: "esc-h1" }, "prod-b", { stack: "prod-c", vaultJwtRole: "esc-c" }];
+        expect(() => requireWith(fleetConfig(list, { scheduleCron: "0 * * * *", stagger: "20m" }))).toThrow(
+            /^vault-rotation-deploy:stagger 20m spreads the scheduled updates over 40m, more than the rotation.runInterval 30m that Pulumi.prod-h1.yaml \(stacks\[0\]\) promises$/,
+        );
+        expect(registered.length).toBe(before);
+        // 15 minutes apart, the spread (30m) keeps the promise.
+        expect(() => requireWith(fleetConfig(list, { scheduleCron: "0 * * * *", stagger: "15m" }))).not.toThrow();
     });
 });
