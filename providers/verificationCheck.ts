@@ -150,6 +150,8 @@ export async function runVerification(inputs: VerificationCheckInputs, options: 
             return undefined;
         }
     };
+    // What a client must be served: the host's leaf, unless it is older than the rotation's (then that one, or newer).
+    let expectedServed = leaf?.serial ?? "";
     if (leaf) {
         const stored = await vaultLook("leaf not revoked", leaf.serial);
         if (stored && stored.revokedAt > 0) {
@@ -167,6 +169,7 @@ export async function runVerification(inputs: VerificationCheckInputs, options: 
                         `serial ${leaf.serial}, issued ${leaf.notBefore.toISOString()}: an older certificate was put in place`,
                     ),
                 );
+                expectedServed = rotated;
             }
         }
     }
@@ -188,8 +191,9 @@ export async function runVerification(inputs: VerificationCheckInputs, options: 
     lines.push(...checkReload(app, host.reload));
     lines.push(...checkAgentService(app, host.service));
 
+    // Served whatever else failed: what clients get is the first thing an operator asks.
     let served = { servedSerial: "", servedVia: "not checked (no serve.endpoint)" };
-    if (inputs.serve && leaf && lines.length === 0) {
+    if (inputs.serve && expectedServed !== "") {
         let chain: string | undefined;
         try {
             chain = await fetchIssuingChain(inputs.connection, inputs.pkiMount);
@@ -198,7 +202,7 @@ export async function runVerification(inputs: VerificationCheckInputs, options: 
         }
         if (chain !== undefined) {
             const s = inputs.serve;
-            const result = await checkServed({ app, endpoint: s.endpoint, commonName: inputs.leafCommonName, expectedSerial: leaf.serial, caPem: chain, path: s.path, edge: s.edge }, options.probe);
+            const result = await checkServed({ app, endpoint: s.endpoint, commonName: inputs.leafCommonName, expectedSerial: expectedServed, caPem: chain, path: s.path, edge: s.edge }, options.probe);
             lines.push(...result.problems);
             served = { servedSerial: result.servedSerial, servedVia: result.servedVia };
         }

@@ -391,5 +391,15 @@ describe("the rehearsal under the engine", () => {
         expect(checkpoint).not.toMatch(/OPENSSH PRIVATE KEY-----(\\n|\n)[A-Za-z0-9+/]{16}/);
         expect(report.noop).toEqual({ replaced: [], changed: [], restarts: 0 });
         expect(report.emergency).toMatchObject({ previousLeafRevoked: true, newLeafServed: true, othersChanged: [], otherRestarts: 0 });
+        // Between rotations, under the engine: every app's verification ran and nothing else, no restart, no reload.
+        const apps = report.apps.map((a) => a.app);
+        expect([...report.between.verified.changed].sort()).toEqual(apps.flatMap((a) => [`replace ${a}-verification`, `replace ${a}-verified`, `replace ${a}-verify`]).sort());
+        expect(report.between.verified).toMatchObject({ restarts: 0, reloads: 0 });
+        for (const t of report.between.textfiles) expect(t).toMatchObject({ ok: true });
+        expect(report.between.status).toMatchObject({ healthyExit: 0, listsEveryApp: true });
+        if (report.between.swapped) {
+            expect(report.between.swapped).toMatchObject({ namesBothSerials: true, namesEndpoint: true, recovered: true });
+            expect(report.between.status).toMatchObject({ expiredExit: 1, expiredNamesApp: true });
+        }
     }, 1_200_000);
 });

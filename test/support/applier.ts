@@ -32,6 +32,7 @@ import { issuingChainProvider } from "../../providers/issuingChain";
 import { certAuthMountProvider } from "../../providers/certAuthMount";
 import { vaultTakeoverProvider } from "../../providers/vaultTakeover";
 import { destroyGuardProvider } from "../../providers/destroyGuard";
+import { verificationCheckProvider } from "../../providers/verificationCheck";
 import { evaluateProgram, Evaluation, MockResourceArgs, Registration } from "./harness";
 import { runningAsRoot } from "./hostUsers";
 import { RemoteConnection, runRemote } from "./sshExec";
@@ -93,6 +94,7 @@ const DYNAMIC_PROVIDERS: Record<string, pulumi.dynamic.ResourceProvider> = {
     "pulumi-nodejs:dynamic/vault-rotation:CertAuthMount": certAuthMountProvider,
     "pulumi-nodejs:dynamic/vault-rotation:VaultTakeover": vaultTakeoverProvider,
     "pulumi-nodejs:dynamic/vault-rotation:DestroyGuard": destroyGuardProvider,
+    "pulumi-nodejs:dynamic/vault-rotation:VerificationCheck": verificationCheckProvider,
 };
 
 /** `allowBareDomains` -> `allow_bare_domains`, with the few names Vault spells differently. */

@@ -15,7 +15,6 @@ export interface MetricFamily {
 }
 
 // The package ships no types.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const parsePrometheusTextFormat = require("parse-prometheus-text-format") as (text: string) => MetricFamily[];
 
 export interface Textfile {
