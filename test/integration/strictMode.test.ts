@@ -115,7 +115,10 @@ describe("after switching to strict mode (debugPolicy: false)", () => {
         const changed = strict.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`);
         expect(changed).toContain(`update ${APP}-agent-mapping`);
         // The rotate step re-runs so that the agent's token loses debug-policy now, not at its expiry.
-        expect(changed.filter((c) => c.startsWith("replace ")).sort()).toEqual([`replace ${APP}-check`, `replace ${APP}-leaf-rotate`]);
+        // And the verification follows: its login must now get the policies without debug-policy.
+        expect(changed.filter((c) => c.startsWith("replace ")).sort()).toEqual(
+            [`replace ${APP}-check`, `replace ${APP}-leaf-rotate`, `replace ${APP}-verification`, `replace ${APP}-verified`, `replace ${APP}-verify`].sort(),
+        );
         expect(strict.steps.filter((s) => /-agent-(key|csr|cert)$/.test(s.name)).every((s) => s.action === "same")).toBe(true);
     });
 
