@@ -1,0 +1,219 @@
+// Where a checkpoint's bytes go: the file backend's `.pulumi/stacks/<project>/<stack>.json`
+// split by resource type, by side (`inputs`, `outputs`, the rest of the resource
+// entry: urn, dependencies, propertyDependencies, ...) and by top-level property,
+// each divided by the stack's app count. Pure: text or parsed JSON in, figures out.
+//
+// Bytes are the UTF-8 length of JSON.stringify(value) (compact, as a value sits
+// in the engine's serialized deployment; the file on disk is indented, so its
+// size is larger). Shares are of JSON.stringify(the whole checkpoint).
+//
+// Dynamic resources of this program carry their own type
+// (`pulumi-nodejs:dynamic/vault-rotation:KvSeed`); a plain
+// `pulumi-nodejs:dynamic:Resource` is told apart, where it can be, by the
+// implementation its serialized forwarder names (`exportName: "..."` in
+// `__provider`), as `pulumi-nodejs:dynamic:Resource (<name>)`.
+
+export type Side = "inputs" | "outputs" | "other";
+
+export interface PropertyBytes {
+    property: string;
+    bytes: number;
+    /** bytes / apps */
+    perApp: number;
+    /** bytes / the whole checkpoint's bytes */
+    share: number;
+}
+
+export interface SideBytes {
+    bytes: number;
+    perApp: number;
+    share: number;
+    /** Every top-level property of this side over all resources of the type, largest first. */
+    properties: PropertyBytes[];
+}
+
+export interface TypeBreakdown {
+    /** The resource type, dynamic ones split by implementation where it can be told. */
+    type: string;
+    resources: number;
+    /** resources / apps */
+    resourcesPerApp: number;
+    bytes: number;
+    perApp: number;
+    share: number;
+    sides: Record<Side, SideBytes>;
+}
+
+export interface LargestValue {
+    /** The resource's name (the URN's last part). */
+    resource: string;
+    type: string;
+    side: Side;
+    property: string;
+    bytes: number;
+}
+
+export interface CheckpointBreakdown {
+    apps: number;
+    /** JSON.stringify(the whole checkpoint), UTF-8 bytes. */
+    totalBytes: number;
+    /** Resources in `checkpoint.latest.resources`. */
+    resources: number;
+    /** Every resource type, largest first. */
+    types: TypeBreakdown[];
+    /** One side's property over every type (`outputs.stdout`), largest first. */
+    properties: (PropertyBytes & { side: Side })[];
+    /** What is not a resource entry (manifest, secrets provider, the wrapping keys), in bytes. */
+    outsideResources: number;
+    /** The largest single values in the checkpoint (inputs and outputs properties, the entries' other fields), largest first. */
+    largest: LargestValue[];
+}
+
+interface CheckpointResource {
+    urn?: string;
+    type?: string;
+    inputs?: Record<string, unknown>;
+    outputs?: Record<string, unknown>;
+    [field: string]: unknown;
+}
+
+function byteLength(value: unknown): number {
+    const text = JSON.stringify(value);
+    return text === undefined ? 0 : Buffer.byteLength(text, "utf8");
+}
+
+const DYNAMIC = "pulumi-nodejs:dynamic:Resource";
+
+/** The type as the tables show it (a plain dynamic resource with the implementation its forwarder names). */
+export function typeLabel(r: CheckpointResource): string {
+    const type = typeof r.type === "string" ? r.type : "(no type)";
+    if (type !== DYNAMIC) return type;
+    const provider = r.outputs?.__provider ?? r.inputs?.__provider;
+    const text = typeof provider === "string" ? provider : JSON.stringify(provider ?? "");
+    const named = /exportName\s*[:=]\s*\\?"([A-Za-z0-9_$]+)\\?"/.exec(text);
+    return named ? `${DYNAMIC} (${named[1]})` : type;
+}
+
+function resourcesOf(checkpoint: unknown): CheckpointResource[] {
+    const c = checkpoint as { checkpoint?: { latest?: { resources?: unknown } }; latest?: { resources?: unknown } } | null;
+    // The file backend wraps the deployment as {version, checkpoint: {stack, latest}}; `pulumi stack export` gives {version, deployment}.
+    const latest = c?.checkpoint?.latest ?? c?.latest ?? (c as { deployment?: { resources?: unknown } } | null)?.deployment;
+    const resources = (latest as { resources?: unknown } | undefined)?.resources;
+    if (!Array.isArray(resources)) throw new Error("not a checkpoint: no checkpoint.latest.resources array");
+    return resources as CheckpointResource[];
+}
+
+/**
+ * The breakdown of a checkpoint (its file's text, or the parsed JSON) of a
+ * stack of `apps` apps. `largest` keeps the top `topValues` values (default 10).
+ */
+export function checkpointBreakdown(checkpointJson: string | object, apps: number, opts: { topValues?: number } = {}): CheckpointBreakdown {
+    if (!Number.isInteger(apps) || apps < 1) throw new Error(`apps must be a positive integer (got ${apps})`);
+    const parsed: unknown = typeof checkpointJson === "string" ? JSON.parse(checkpointJson) : checkpointJson;
+    const resources = resourcesOf(parsed);
+    const totalBytes = byteLength(parsed);
+    const share = (bytes: number) => (totalBytes === 0 ? 0 : bytes / totalBytes);
+
+    type Acc = { resources: number; sides: Record<Side, Map<string, number>> };
+    const acc = new Map<string, Acc>();
+    const overall = new Map<string, { side: Side; property: string; bytes: number }>();
+    const values: LargestValue[] = [];
+    let resourceBytes = 0;
+
+    for (const r of resources) {
+        const type = typeLabel(r);
+        let a = acc.get(type);
+        if (!a) {
+            a = { resources: 0, sides: { inputs: new Map(), outputs: new Map(), other: new Map() } };
+            acc.set(type, a);
+        }
+        a.resources++;
+        resourceBytes += byteLength(r);
+        const name = typeof r.urn === "string" ? (r.urn.split("::").pop() ?? r.urn) : "(no urn)";
+        const add = (side: Side, property: string, bytes: number) => {
+            a.sides[side].set(property, (a.sides[side].get(property) ?? 0) + bytes);
+            const key = `${side}.${property}`;
+            const o = overall.get(key) ?? { side, property, bytes: 0 };
+            o.bytes += bytes;
+            overall.set(key, o);
+            values.push({ resource: name, type, side, property, bytes });
+        };
+        for (const side of ["inputs", "outputs"] as const) {
+            const props = r[side];
+            if (props === undefined || props === null || typeof props !== "object") continue;
+            for (const [property, value] of Object.entries(props)) add(side, property, byteLength(value));
+        }
+        for (const [field, value] of Object.entries(r)) {
+            if (field === "inputs" || field === "outputs") continue;
+            add("other", field, byteLength(value));
+        }
+    }
+
+    const sideOf = (m: Map<string, number>): SideBytes => {
+        const properties = [...m.entries()]
+            .map(([property, bytes]) => ({ property, bytes, perApp: bytes / apps, share: share(bytes) }))
+            .sort((x, y) => y.bytes - x.bytes || x.property.localeCompare(y.property));
+        const bytes = properties.reduce((n, p) => n + p.bytes, 0);
+        return { bytes, perApp: bytes / apps, share: share(bytes), properties };
+    };
+    const types: TypeBreakdown[] = [...acc.entries()]
+        .map(([type, a]) => {
+            const sides = { inputs: sideOf(a.sides.inputs), outputs: sideOf(a.sides.outputs), other: sideOf(a.sides.other) };
+            const bytes = sides.inputs.bytes + sides.outputs.bytes + sides.other.bytes;
+            return { type, resources: a.resources, resourcesPerApp: a.resources / apps, bytes, perApp: bytes / apps, share: share(bytes), sides };
+        })
+        .sort((x, y) => y.bytes - x.bytes || x.type.localeCompare(y.type));
+    const properties = [...overall.values()]
+        .map((p) => ({ ...p, perApp: p.bytes / apps, share: share(p.bytes) }))
+        .sort((x, y) => y.bytes - x.bytes || `${x.side}.${x.property}`.localeCompare(`${y.side}.${y.property}`));
+    const largest = values
+        .sort((x, y) => y.bytes - x.bytes || `${x.resource}.${x.side}.${x.property}`.localeCompare(`${y.resource}.${y.side}.${y.property}`))
+        .slice(0, opts.topValues ?? 10);
+
+    // Entries' bytes without the commas that separate them in the array: what the rest of the file is.
+    const separators = Math.max(0, resources.length - 1);
+    return { apps, totalBytes, resources: resources.length, types, properties, outsideResources: totalBytes - resourceBytes - separators, largest };
+}
+
+const int = (n: number) => Math.round(n).toLocaleString("en-US");
+const pct = (s: number) => `${(s * 100).toFixed(1)} %`;
+
+/**
+ * The breakdown as markdown tables: types (largest first) with their inputs,
+ * outputs and other fields and each side's top `perSide` properties; every
+ * side's property over all types; the largest single values.
+ */
+export function formatBreakdown(b: CheckpointBreakdown, opts: { perSide?: number; properties?: number } = {}): string {
+    const perSide = opts.perSide ?? 5;
+    const lines: string[] = [];
+    lines.push(`checkpoint: ${int(b.totalBytes)} bytes as compact JSON, ${b.resources} resources, ${b.apps} apps; bytes per app = bytes / ${b.apps}`);
+    lines.push("");
+    lines.push("| resource type / side / property | resources per app | bytes per app | share of checkpoint |");
+    lines.push("|---|---|---|---|");
+    for (const t of b.types) {
+        lines.push(`| **${t.type}** | ${t.resourcesPerApp.toFixed(2)} | **${int(t.perApp)}** | ${pct(t.share)} |`);
+        const sides = (["inputs", "outputs", "other"] as const).filter((s) => t.sides[s].bytes > 0).sort((x, y) => t.sides[y].bytes - t.sides[x].bytes);
+        for (const side of sides) {
+            const s = t.sides[side];
+            lines.push(`| &nbsp;&nbsp;${side} | | ${int(s.perApp)} | ${pct(s.share)} |`);
+            for (const p of s.properties.slice(0, perSide)) lines.push(`| &nbsp;&nbsp;&nbsp;&nbsp;${side}.${p.property} | | ${int(p.perApp)} | ${pct(p.share)} |`);
+            const rest = s.properties.slice(perSide);
+            if (rest.length > 0) {
+                const bytes = rest.reduce((n, p) => n + p.bytes, 0);
+                lines.push(`| &nbsp;&nbsp;&nbsp;&nbsp;(${rest.length} more ${side} properties) | | ${int(bytes / b.apps)} | ${pct(bytes / b.totalBytes)} |`);
+            }
+        }
+    }
+    lines.push(`| (outside the resource entries: manifest, secrets provider) | | ${int(b.outsideResources / b.apps)} | ${pct(b.outsideResources / b.totalBytes)} |`);
+    lines.push("");
+    lines.push("| property over all resource types | bytes per app | share of checkpoint |");
+    lines.push("|---|---|---|");
+    for (const p of b.properties.slice(0, opts.properties ?? 15)) lines.push(`| ${p.side}.${p.property} | ${int(p.perApp)} | ${pct(p.share)} |`);
+    lines.push("");
+    lines.push(`largest single values (top ${b.largest.length}):`);
+    lines.push("");
+    lines.push("| resource | type | property | bytes |");
+    lines.push("|---|---|---|---|");
+    for (const v of b.largest) lines.push(`| ${v.resource} | ${v.type} | ${v.side}.${v.property} | ${int(v.bytes)} |`);
+    return lines.join("\n");
+}
