@@ -3,9 +3,9 @@
 // entry: urn, dependencies, propertyDependencies, ...) and by top-level property,
 // each divided by the stack's app count. Pure: text or parsed JSON in, figures out.
 //
-// Bytes are the UTF-8 length of JSON.stringify(value) (compact, as a value sits
-// in the engine's serialized deployment; the file on disk is indented, so its
-// size is larger). Shares are of JSON.stringify(the whole checkpoint).
+// Bytes are the UTF-8 length of JSON.stringify(value), compact, as the file
+// backend writes it (so the whole checkpoint's figure is the file's size).
+// Shares are of JSON.stringify(the whole checkpoint).
 //
 // Dynamic resources of this program carry their own type
 // (`pulumi-nodejs:dynamic/vault-rotation:KvSeed`); a plain
@@ -179,36 +179,43 @@ const int = (n: number) => Math.round(n).toLocaleString("en-US");
 const pct = (s: number) => `${(s * 100).toFixed(1)} %`;
 
 /**
- * The breakdown as markdown tables: types (largest first) with their inputs,
- * outputs and other fields and each side's top `perSide` properties; every
- * side's property over all types; the largest single values.
+ * The breakdown as markdown tables: the resource types (largest first) with their
+ * inputs, outputs and other fields and their `perType` largest properties; the
+ * largest `rows` (type, property) pairs; every property over all types; the
+ * largest single values.
  */
-export function formatBreakdown(b: CheckpointBreakdown, opts: { perSide?: number; properties?: number } = {}): string {
-    const perSide = opts.perSide ?? 5;
+export function formatBreakdown(b: CheckpointBreakdown, opts: { perType?: number; rows?: number; properties?: number } = {}): string {
+    const perType = opts.perType ?? 3;
     const lines: string[] = [];
-    lines.push(`checkpoint: ${int(b.totalBytes)} bytes as compact JSON, ${b.resources} resources, ${b.apps} apps; bytes per app = bytes / ${b.apps}`);
+    lines.push(`checkpoint: ${int(b.totalBytes)} bytes (compact JSON), ${b.resources} resources, ${b.apps} apps; every figure is bytes / ${b.apps} (per app)`);
     lines.push("");
-    lines.push("| resource type / side / property | resources per app | bytes per app | share of checkpoint |");
-    lines.push("|---|---|---|---|");
+    lines.push("| resource type | resources per app | inputs | outputs | other fields | total | share | largest properties |");
+    lines.push("|---|---|---|---|---|---|---|---|");
+    const pairs: { type: string; side: Side; p: PropertyBytes }[] = [];
     for (const t of b.types) {
-        lines.push(`| **${t.type}** | ${t.resourcesPerApp.toFixed(2)} | **${int(t.perApp)}** | ${pct(t.share)} |`);
-        const sides = (["inputs", "outputs", "other"] as const).filter((s) => t.sides[s].bytes > 0).sort((x, y) => t.sides[y].bytes - t.sides[x].bytes);
-        for (const side of sides) {
-            const s = t.sides[side];
-            lines.push(`| &nbsp;&nbsp;${side} | | ${int(s.perApp)} | ${pct(s.share)} |`);
-            for (const p of s.properties.slice(0, perSide)) lines.push(`| &nbsp;&nbsp;&nbsp;&nbsp;${side}.${p.property} | | ${int(p.perApp)} | ${pct(p.share)} |`);
-            const rest = s.properties.slice(perSide);
-            if (rest.length > 0) {
-                const bytes = rest.reduce((n, p) => n + p.bytes, 0);
-                lines.push(`| &nbsp;&nbsp;&nbsp;&nbsp;(${rest.length} more ${side} properties) | | ${int(bytes / b.apps)} | ${pct(bytes / b.totalBytes)} |`);
-            }
-        }
+        const props = (["inputs", "outputs", "other"] as const).flatMap((side) => t.sides[side].properties.map((p) => ({ type: t.type, side, p })));
+        pairs.push(...props);
+        const top = props
+            .sort((x, y) => y.p.bytes - x.p.bytes)
+            .slice(0, perType)
+            .map((x) => `${x.side}.${x.p.property} ${int(x.p.perApp)}`)
+            .join(", ");
+        lines.push(`| ${t.type} | ${t.resourcesPerApp.toFixed(2)} | ${int(t.sides.inputs.perApp)} | ${int(t.sides.outputs.perApp)} | ${int(t.sides.other.perApp)} | ${int(t.perApp)} | ${pct(t.share)} | ${top} |`);
     }
-    lines.push(`| (outside the resource entries: manifest, secrets provider) | | ${int(b.outsideResources / b.apps)} | ${pct(b.outsideResources / b.totalBytes)} |`);
+    lines.push(`| (outside the resource entries: manifest, secrets provider) | | | | | ${int(b.outsideResources / b.apps)} | ${pct(b.outsideResources / b.totalBytes)} | |`);
     lines.push("");
-    lines.push("| property over all resource types | bytes per app | share of checkpoint |");
+    const rows = opts.rows ?? 20;
+    lines.push(`by resource type and property (the largest ${Math.min(rows, pairs.length)} of ${pairs.length}):`);
+    lines.push("");
+    lines.push("| resource type | property | bytes per app | share |");
+    lines.push("|---|---|---|---|");
+    for (const x of pairs.sort((x, y) => y.p.bytes - x.p.bytes || `${x.type} ${x.side}.${x.p.property}`.localeCompare(`${y.type} ${y.side}.${y.p.property}`)).slice(0, rows)) {
+        lines.push(`| ${x.type} | ${x.side}.${x.p.property} | ${int(x.p.perApp)} | ${pct(x.p.share)} |`);
+    }
+    lines.push("");
+    lines.push("| property, over all resource types | bytes per app | share |");
     lines.push("|---|---|---|");
-    for (const p of b.properties.slice(0, opts.properties ?? 15)) lines.push(`| ${p.side}.${p.property} | ${int(p.perApp)} | ${pct(p.share)} |`);
+    for (const p of b.properties.slice(0, opts.properties ?? 12)) lines.push(`| ${p.side}.${p.property} | ${int(p.perApp)} | ${pct(p.share)} |`);
     lines.push("");
     lines.push(`largest single values (top ${b.largest.length}):`);
     lines.push("");

@@ -102,11 +102,16 @@ describe("checkpointBreakdown", () => {
         expect(checkpointBreakdown(checkpoint, 2, { topValues: 3 }).largest).toHaveLength(3);
     });
 
-    it("formats the tables with bytes per app and shares", () => {
+    it("formats the tables with bytes per app, shares and each type's largest properties", () => {
         const text = formatBreakdown(b);
-        expect(text).toContain("| **command:local:Command** | 1.00 |");
-        expect(text).toContain(`| &nbsp;&nbsp;&nbsp;&nbsp;outputs.stdout | | 402 | ${(((302 + 502) / b.totalBytes) * 100).toFixed(1)} % |`);
+        const share = (bytes: number) => `${((bytes / b.totalBytes) * 100).toFixed(1)} %`;
+        const command = b.types[0];
+        expect(text).toContain(
+            `| command:local:Command | 1.00 | ${command.sides.inputs.perApp} | ${command.sides.outputs.perApp} | ${Math.round(command.sides.other.perApp)} | ${Math.round(command.perApp)} | ${share(command.bytes)} | outputs.stdout 402, inputs.create 102, outputs.create 102 |`,
+        );
+        expect(text).toContain(`| command:local:Command | outputs.stdout | 402 | ${share(804)} |`);
         expect(text).toContain("| app-2-rotate | command:local:Command | outputs.stdout | 502 |");
+        expect(formatBreakdown(b, { rows: 2 })).toContain("by resource type and property (the largest 2 of ");
     });
 
     it("refuses what is not a checkpoint, and a non-positive app count", () => {
