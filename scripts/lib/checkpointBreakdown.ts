@@ -44,13 +44,22 @@ export interface TypeBreakdown {
     sides: Record<Side, SideBytes>;
 }
 
+/**
+ * One size of single value: copies of the same property with the same byte count in
+ * resources of one type (the inputs and outputs copy of a command's script, the same
+ * step of every app) fold into one entry.
+ */
 export interface LargestValue {
-    /** The resource's name (the URN's last part). */
-    resource: string;
     type: string;
-    side: Side;
     property: string;
+    /** The sides it is on (`inputs` and `outputs` for a copied input). */
+    sides: Side[];
+    /** The resources holding a copy (URN names), in checkpoint order. */
+    resources: string[];
+    /** Bytes of one copy. */
     bytes: number;
+    /** How many values were folded into this entry (one per resource and side). */
+    copies: number;
 }
 
 export interface CheckpointBreakdown {
@@ -65,7 +74,7 @@ export interface CheckpointBreakdown {
     properties: (PropertyBytes & { side: Side })[];
     /** What is not a resource entry (manifest, secrets provider, the wrapping keys), in bytes. */
     outsideResources: number;
-    /** The largest single values in the checkpoint (inputs and outputs properties, the entries' other fields), largest first. */
+    /** The largest single values (inputs and outputs properties, the entries' other fields), same-size copies folded, largest first. */
     largest: LargestValue[];
 }
 
@@ -105,7 +114,7 @@ function resourcesOf(checkpoint: unknown): CheckpointResource[] {
 
 /**
  * The breakdown of a checkpoint (its file's text, or the parsed JSON) of a
- * stack of `apps` apps. `largest` keeps the top `topValues` values (default 10).
+ * stack of `apps` apps. `largest` keeps the top `topValues` values, copies folded (default 10).
  */
 export function checkpointBreakdown(checkpointJson: string | object, apps: number, opts: { topValues?: number } = {}): CheckpointBreakdown {
     if (!Number.isInteger(apps) || apps < 1) throw new Error(`apps must be a positive integer (got ${apps})`);
@@ -117,7 +126,7 @@ export function checkpointBreakdown(checkpointJson: string | object, apps: numbe
     type Acc = { resources: number; sides: Record<Side, Map<string, number>> };
     const acc = new Map<string, Acc>();
     const overall = new Map<string, { side: Side; property: string; bytes: number }>();
-    const values: LargestValue[] = [];
+    const values = new Map<string, LargestValue>();
     let resourceBytes = 0;
 
     for (const r of resources) {
@@ -136,7 +145,12 @@ export function checkpointBreakdown(checkpointJson: string | object, apps: numbe
             const o = overall.get(key) ?? { side, property, bytes: 0 };
             o.bytes += bytes;
             overall.set(key, o);
-            values.push({ resource: name, type, side, property, bytes });
+            const sized = JSON.stringify([type, property, bytes]);
+            const v = values.get(sized) ?? { type, property, sides: [], resources: [], bytes, copies: 0 };
+            if (!v.sides.includes(side)) v.sides.push(side);
+            if (!v.resources.includes(name)) v.resources.push(name);
+            v.copies++;
+            values.set(sized, v);
         };
         for (const side of ["inputs", "outputs"] as const) {
             const props = r[side];
@@ -166,8 +180,8 @@ export function checkpointBreakdown(checkpointJson: string | object, apps: numbe
     const properties = [...overall.values()]
         .map((p) => ({ ...p, perApp: p.bytes / apps, share: share(p.bytes) }))
         .sort((x, y) => y.bytes - x.bytes || `${x.side}.${x.property}`.localeCompare(`${y.side}.${y.property}`));
-    const largest = values
-        .sort((x, y) => y.bytes - x.bytes || `${x.resource}.${x.side}.${x.property}`.localeCompare(`${y.resource}.${y.side}.${y.property}`))
+    const largest = [...values.values()]
+        .sort((x, y) => y.bytes - x.bytes || y.copies - x.copies || `${x.type} ${x.property}`.localeCompare(`${y.type} ${y.property}`))
         .slice(0, opts.topValues ?? 10);
 
     // Entries' bytes without the commas that separate them in the array: what the rest of the file is.
@@ -217,10 +231,13 @@ export function formatBreakdown(b: CheckpointBreakdown, opts: { perType?: number
     lines.push("|---|---|---|");
     for (const p of b.properties.slice(0, opts.properties ?? 12)) lines.push(`| ${p.side}.${p.property} | ${int(p.perApp)} | ${pct(p.share)} |`);
     lines.push("");
-    lines.push(`largest single values (top ${b.largest.length}):`);
+    lines.push(`largest single values (top ${b.largest.length}; copies of the same size in resources of one type folded):`);
     lines.push("");
-    lines.push("| resource | type | property | bytes |");
-    lines.push("|---|---|---|---|");
-    for (const v of b.largest) lines.push(`| ${v.resource} | ${v.type} | ${v.side}.${v.property} | ${int(v.bytes)} |`);
+    lines.push("| property | type | bytes of one copy | copies | held by |");
+    lines.push("|---|---|---|---|---|");
+    for (const v of b.largest) {
+        const held = v.resources.length > 3 ? `${v.resources.slice(0, 3).join(", ")} and ${v.resources.length - 3} more` : v.resources.join(", ");
+        lines.push(`| ${v.sides.map((side) => `${side}.${v.property}`).join(", ")} | ${v.type} | ${int(v.bytes)} | ${v.copies} | ${held} |`);
+    }
     return lines.join("\n");
 }

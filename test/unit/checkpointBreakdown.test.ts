@@ -92,13 +92,14 @@ describe("checkpointBreakdown", () => {
             ["inputs.__provider", q(forwarder) + q("p".repeat(40))],
             ["outputs.__provider", q(forwarder) + q("p".repeat(40))],
         ]);
-        expect(b.largest).toHaveLength(10);
-        expect(b.largest.slice(0, 4).map((v) => `${v.resource} ${v.side}.${v.property} ${v.bytes}`)).toEqual([
-            `app-2-rotate outputs.stdout 502`,
-            `app-1-rotate outputs.stdout 302`,
-            `app-1-check inputs.__provider ${q(forwarder)}`,
-            `app-1-check outputs.__provider ${q(forwarder)}`,
+        // Copies of one size in one type fold: a command's script in inputs and outputs, the same step of both apps.
+        expect(b.largest.slice(0, 4).map((v) => `${v.sides.map((side) => `${side}.${v.property}`).join("+")} ${v.bytes} x${v.copies} ${v.resources.join(",")}`)).toEqual([
+            "outputs.stdout 502 x1 app-2-rotate",
+            "outputs.stdout 302 x1 app-1-rotate",
+            `inputs.__provider+outputs.__provider ${q(forwarder)} x2 app-1-check`,
+            "inputs.create+outputs.create 102 x4 app-1-rotate,app-2-rotate",
         ]);
+        expect(b.largest).toHaveLength(10);
         expect(checkpointBreakdown(checkpoint, 2, { topValues: 3 }).largest).toHaveLength(3);
     });
 
@@ -110,7 +111,8 @@ describe("checkpointBreakdown", () => {
             `| command:local:Command | 1.00 | ${command.sides.inputs.perApp} | ${command.sides.outputs.perApp} | ${Math.round(command.sides.other.perApp)} | ${Math.round(command.perApp)} | ${share(command.bytes)} | outputs.stdout 402, inputs.create 102, outputs.create 102 |`,
         );
         expect(text).toContain(`| command:local:Command | outputs.stdout | 402 | ${share(804)} |`);
-        expect(text).toContain("| app-2-rotate | command:local:Command | outputs.stdout | 502 |");
+        expect(text).toContain("| outputs.stdout | command:local:Command | 502 | 1 | app-2-rotate |");
+        expect(text).toContain("| inputs.create, outputs.create | command:local:Command | 102 | 4 | app-1-rotate, app-2-rotate |");
         expect(formatBreakdown(b, { rows: 2 })).toContain("by resource type and property (the largest 2 of ");
     });
 
