@@ -280,8 +280,7 @@ export class AppRotation extends pulumi.ComponentResource {
             if (note) void pulumi.log.warn(note, this);
         });
 
-        // Between rotations: once per verification window (and after every rotation or
-        // renewal), read the host (read-only: nothing restarted or reloaded), check it on
+        // Between rotations: once per verification window, read the host (read-only: nothing restarted or reloaded), check it on
         // the runner against Vault and what clients are served, then record the pass on
         // the host. A failed host item fails the verify step and a failed runner item the
         // check; neither is kept in state, so the next run reads and checks again.
@@ -302,7 +301,9 @@ export class AppRotation extends pulumi.ComponentResource {
                         textfile: args.metricsTextfile,
                     }),
                 ),
-                triggers: [args.verification.window, check.leafSerial, this.identity.certSerial],
+                // The window alone: a rotation or renewal is checked by its own RotationCheck, and the
+                // next window verifies it with the rest (re-verifying it here would double a rotation's steps).
+                triggers: [args.verification.window],
             },
             { parent: this, dependsOn: [check] },
         );

@@ -245,9 +245,12 @@ export const verificationCheckProvider: pulumi.dynamic.ResourceProvider<Verifica
         return { inputs: news, failures };
     },
 
-    // A verification is an event: any new input (a new window above all) is a new one.
+    // A verification is an event, run once for each reading of the host (the verify step's output
+    // carries the time it was read) or for a changed expectation. What the last rotation installed
+    // and signed is not one: a rotation is checked by its RotationCheck, and this check compares
+    // against it the next time the host is read, not on stale facts now.
     async diff(_id, olds, news) {
-        const replaces = changedKeys(olds, news, INPUT_KEYS);
+        const replaces = changedKeys(olds, news, INPUT_KEYS.filter((k) => k !== "rotationLeafSerial" && k !== "expectedAgentSerial"));
         return { changes: replaces.length > 0, replaces };
     },
 

@@ -297,6 +297,9 @@ echo '\''### agent-version'\''
 agent_version
 echo '\''### agent-cert'\''
 printf '\''%s\n'\'' "$agent_cert"
+# When the host was read: each reading is a new verification on the runner, even of unchanged facts.
+echo '\''### read-at'\''
+date +%s
 echo '\''### end'\''
 completed=1
 # Pending until the record step says every item passed: a check that fails on the runner leaves it so.

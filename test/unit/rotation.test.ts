@@ -26,8 +26,8 @@ function downstreamOfAgentKey(app: string): string[] {
         `${app}-agent-revocation`,
         `${app}-leaf-rotate`,
         `${app}-check`,
-        // A rotation is verified again by the next window's checks too: their triggers carry the new agent serial.
-        `${app}-verify`,
+        // The verification's inputs name the new agent cert and leaf; its provider does not re-run it for
+        // that (the host is read again only in the next window: verify's trigger is the window alone).
         `${app}-verification`,
     ];
 }
@@ -195,7 +195,8 @@ describe("scheduled rotation (rotation.every) with an injected clock", () => {
     it("replaces the agent keys and what depends on them, and nothing else, when the bucket turns", async () => {
         const a = await atTime("2026-12-02T23:59:00Z");
         const b = await atTime("2026-12-03T00:01:00Z");
-        expect(changedNames(a, b)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b")].sort());
+        // Midnight UTC also starts a new 24h verification window: each app's host is read again too.
+        expect(changedNames(a, b)).toEqual([...downstreamOfAgentKey("app-a"), ...downstreamOfAgentKey("app-b"), "app-a-verify", "app-b-verify"].sort());
     });
 
     it("lets an explicit epoch win over the bucket", async () => {
