@@ -296,7 +296,7 @@ export async function rehearse(opts: RehearsalOptions = {}): Promise<RehearsalRe
         if (emergency.othersChanged.length > 0) failures.push(`emergency: rotating ${target.name} alone also changed ${emergency.othersChanged.join(", ")}`);
         if (emergency.otherRestarts > 0) failures.push(`emergency: rotating ${target.name} alone restarted ${emergency.otherRestarts} other agent(s)`);
 
-        const between = await betweenRotations(sb, r, vault, chainFile, { ...withEpoch(sb.config, rotatedEpoch), "vault-rotation:apps": JSON.stringify(appsWithEpoch) }, emergencyReport, log, failures);
+        const between = await betweenRotations(sb, r, vault, { ...withEpoch(sb.config, rotatedEpoch), "vault-rotation:apps": JSON.stringify(appsWithEpoch) }, emergencyReport, log, failures);
 
         log("[10/10] done");
         return {
@@ -369,7 +369,6 @@ async function betweenRotations(
     sb: Sandbox,
     r: ProgramRunner,
     vault: { address: string; caCertFile: string; token: string },
-    chainFile: string,
     config: Record<string, string>,
     lastReport: Report,
     log: (line: string) => void,
@@ -489,7 +488,6 @@ async function betweenRotations(
         if (expired.exit !== 1) failures.push(`npm run status exited ${expired.exit} with an expired leaf served by ${target.name}, not 1:\n${expired.output}`);
         if (!status.expiredNamesApp) failures.push(`npm run status does not flag ${target.name} with an expired leaf served:\n${expired.output}`);
     }
-    void chainFile;
     return { verified, textfiles, swapped, status };
 }
 
