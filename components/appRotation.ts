@@ -1,4 +1,5 @@
 // One app's whole rotation: agent identity, then the app leaf, then verification.
+import { createHash } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck, type ServeTarget } from "../providers/rotationCheck";
@@ -11,6 +12,8 @@ import { renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "./rendere
 import { hostCommand, type HostTarget } from "./hostCommand";
 import { renderRecordVerificationScript, renderVerifyScript } from "./renderers/scripts";
 import { expectedTokenPolicies, vaultNames } from "../lib/naming";
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 export interface AppRotationArgs {
     /** App name (`[a-z][a-z0-9-]*`), unique in the stack. */
@@ -285,6 +288,15 @@ export class AppRotation extends pulumi.ComponentResource {
         // the host. A failed host item fails the verify step and a failed runner item the
         // check; neither is kept in state, so the next run reads and checks again.
         const expectedPolicies = this.identity.tokenPolicies.apply(expectedTokenPolicies);
+        const expectations = {
+            address: args.connection.address,
+            leafCommonName: args.leaf.commonName,
+            allowedDomains: args.leaf.allowedDomains,
+            issuerCommonName: args.issuerCommonName,
+            pkiMount: args.pkiMount,
+            minRemainingSeconds: args.leafMinRemainingSeconds,
+            serve: args.serve ?? null,
+        };
         const hostUser = { app: args.app, user: args.user, home: args.home, hostPath: args.host.path, timeoutSeconds: args.host.stepTimeoutSeconds };
         const verify = hostCommand(
             `${name}-verify`,
@@ -301,9 +313,10 @@ export class AppRotation extends pulumi.ComponentResource {
                         textfile: args.metricsTextfile,
                     }),
                 ),
-                // The window alone: a rotation or renewal is checked by its own RotationCheck, and the
-                // next window verifies it with the rest (re-verifying it here would double a rotation's steps).
-                triggers: [args.verification.window],
+                // The window and the check's expectations: a rotation or renewal is checked by its own
+                // RotationCheck, and the next window verifies it with the rest (re-verifying it here would
+                // double a rotation's steps); a changed expectation reads the host again before it is checked.
+                triggers: [args.verification.window, expectedPolicies.apply((policies) => sha256(JSON.stringify({ ...expectations, policies })))],
             },
             { parent: this, dependsOn: [check] },
         );

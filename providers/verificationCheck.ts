@@ -245,13 +245,19 @@ export const verificationCheckProvider: pulumi.dynamic.ResourceProvider<Verifica
         return { inputs: news, failures };
     },
 
-    // A verification is an event, run once for each reading of the host (the verify step's output
-    // carries the time it was read) or for a changed expectation. What the last rotation installed
-    // and signed is not one: a rotation is checked by its RotationCheck, and this check compares
-    // against it the next time the host is read, not on stale facts now.
+    // A verification is an event, run once for each reading of the host: the verify step's output
+    // carries the time it was read, and its triggers carry the window and every expectation here
+    // (a changed expectation reads the host again). Any other change (what the last rotation
+    // installed and signed, above all) is an update that records the new expectation without
+    // checking: facts read before a rotation must not be judged against it.
     async diff(_id, olds, news) {
-        const replaces = changedKeys(olds, news, INPUT_KEYS.filter((k) => k !== "rotationLeafSerial" && k !== "expectedAgentSerial"));
-        return { changes: replaces.length > 0, replaces };
+        const changed = changedKeys(olds, news, INPUT_KEYS);
+        const replaces = changed.filter((k) => k === "hostState" || k === "window");
+        return { changes: changed.length > 0, replaces };
+    },
+
+    async update(_id, olds, news) {
+        return { outs: { ...olds, ...Object.fromEntries(INPUT_KEYS.filter((k) => news[k] !== undefined).map((k) => [k, news[k]])) } as VerificationCheckOutputs };
     },
 
     async create(inputs) {

@@ -254,9 +254,14 @@ export function prepareSandbox(opts: SandboxOptions & { sshd?: SshdFixture }): S
         }
     }
 
+    // The longest verification window (14d) unless the stack sets one: a test's runs compare "nothing
+    // changed" across minutes, and a window that turned between two of them (a 12h or 24h one at
+    // midnight) would re-verify every app. Verification itself is exercised with `every-run`.
+    const rotation = JSON.parse(opts.config["vault-rotation:rotation"] ?? "{}") as Record<string, unknown>;
     const config = {
         ...opts.config,
         ...edgeConfig,
+        "vault-rotation:rotation": JSON.stringify({ verifyEvery: "14d", ...rotation }),
         "vault:address": opts.vault.address,
         "vault:caCertFile": opts.vault.caCertFile,
         "vault-rotation:apps": JSON.stringify(

@@ -21,14 +21,19 @@ const base: VerificationCheckInputs = {
 };
 const diff = (news: Partial<VerificationCheckInputs>) => verificationCheckProvider.diff!("id", base as never, { ...base, ...news });
 
-it("does not run again for a rotation alone (a new leaf and agent cert in its inputs)", async () => {
-    expect(await diff({ rotationLeafSerial: "0b:02", expectedAgentSerial: "0a:02" })).toEqual({ changes: false, replaces: [] });
+it("does not check again for a rotation alone, or any other input but a reading of the host: it records the new expectation", async () => {
+    expect(await diff({ rotationLeafSerial: "0b:02", expectedAgentSerial: "0a:02" })).toEqual({ changes: true, replaces: [] });
+    // A changed expectation reaches the check through a new reading (the verify step's triggers carry it).
+    expect(await diff({ serve: { endpoint: "10.0.0.1:8443" } })).toEqual({ changes: true, replaces: [] });
+    expect(await diff({})).toEqual({ changes: false, replaces: [] });
+    const olds = { ...base, verifiedAt: "2026-12-01T03:00:00.000Z", leafSerial: "0b:01" };
+    const updated = await verificationCheckProvider.update!("id", olds as never, { ...base, rotationLeafSerial: "0b:02" });
+    expect(updated.outs).toMatchObject({ verifiedAt: "2026-12-01T03:00:00.000Z", leafSerial: "0b:01", rotationLeafSerial: "0b:02" });
 });
 
-it("runs again for a new reading of the host, a new window or a changed expectation", async () => {
+it("checks again for a new reading of the host or a new window", async () => {
     expect(await diff({ hostState: base.hostState.replace("1796164477", "1796250877") })).toEqual({ changes: true, replaces: ["hostState"] });
     expect(await diff({ window: "2026-12-02T00:00:00.000Z/24h" })).toEqual({ changes: true, replaces: ["window"] });
-    expect(await diff({ expectedPolicies: ["app-a-issue", "debug-policy", "default"] })).toEqual({ changes: true, replaces: ["expectedPolicies"] });
 });
 
 it("says nothing was restarted and what to do, one line per failed item", () => {
