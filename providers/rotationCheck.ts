@@ -370,20 +370,38 @@ async function checkServedLeaf(inputs: RotationCheckInputs, leafSerial: string, 
     return checkServed({ app: inputs.app, endpoint: serve.endpoint, commonName: inputs.leafCommonName, expectedSerial: leafSerial, caPem, path: serve.path, edge: serve.edge }, probe);
 }
 
-/** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */
-export async function runRotationCheck(inputs: RotationCheckInputs, options: { now?: Date; probe?: ProbeOptions } = {}): Promise<RotationCheckResult & VersionReport> {
+/** What both checklists (a rotation's and a verification's) take from the host's report and Vault. */
+export interface HostFactsInputs {
+    connection: VaultConnection;
+    app: string;
+    certAuthPath: string;
+    mappingName: string;
+    expectedPolicies: string[];
+    hostState: string;
+    leafCommonName: string;
+    allowedDomains: string[];
+    issuerCommonName: string;
+    pkiMount: string;
+    minRemainingSeconds: number;
+}
+
+/**
+ * The items both checklists share: the host's cert login and its policies, the
+ * agent/server versions, and the fullchain against the PKI's issuing CA. Returns
+ * the failure lines so far, the parsed report and the leaf, and the verdict's time.
+ */
+export async function checkHostFacts(inputs: HostFactsInputs, nowOverride?: Date) {
     const { app } = inputs;
     const lines: string[] = [];
     const host = parseHostState(inputs.hostState);
 
     const login = checkLogin(app, inputs, host.login);
     lines.push(...login.lines);
-    const tokenPolicies = login.tokenPolicies;
 
     const versions = await measureVersions(inputs.connection, app, host.agentVersion);
     const ca = await fetchIssuingCa(inputs.connection, inputs.pkiMount);
     // The verdict's time: after the network calls, which may have taken a while.
-    const now = options.now ?? new Date();
+    const now = nowOverride ?? new Date();
     const fullchain = checkFullchain(
         app,
         host.fullchain,
@@ -399,6 +417,13 @@ export async function runRotationCheck(inputs: RotationCheckInputs, options: { n
         now,
     );
     lines.push(...fullchain.lines);
+    return { lines, host, tokenPolicies: login.tokenPolicies, versions, now, fullchain };
+}
+
+/** Runs the whole checklist; throws one Error listing every failure (and the version warning, as a note). */
+export async function runRotationCheck(inputs: RotationCheckInputs, options: { now?: Date; probe?: ProbeOptions } = {}): Promise<RotationCheckResult & VersionReport> {
+    const { app } = inputs;
+    const { lines, host, tokenPolicies, versions, now, fullchain } = await checkHostFacts(inputs, options.now);
     let previousLeafSerial = "";
     if (fullchain.leaf) {
         const serial = checkSerialChanged(app, fullchain.leaf.serial, host.previous);

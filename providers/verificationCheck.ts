@@ -13,19 +13,15 @@
 // Pulumi runs this provider through a forwarder (forward.ts), like RotationCheck.
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
-import { parseHostState } from "../lib/hostState";
 import { vaultNames } from "../lib/naming";
 import type { VaultConnection } from "./connection";
 import { normalizeSerial, parseCertificate, splitPemCertificates, type ParsedCertificate } from "./pem";
 import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
 import {
     checkAgentService,
-    checkFullchain,
-    checkLogin,
+    checkHostFacts,
     checkReload,
     failureLine,
-    fetchIssuingCa,
-    measureVersions,
     type ServeTarget,
     type VersionReport,
 } from "./rotationCheck";
@@ -119,28 +115,7 @@ const days = (until: Date, now: Date) => Math.round(((until.getTime() - now.getT
 /** Runs every runner-side item; throws one Error listing every failure. */
 export async function runVerification(inputs: VerificationCheckInputs, options: { now?: Date; probe?: ProbeOptions } = {}): Promise<VerificationResult & VersionReport> {
     const { app } = inputs;
-    const lines: string[] = [];
-    const host = parseHostState(inputs.hostState);
-
-    lines.push(...checkLogin(app, inputs, host.login).lines);
-    const versions = await measureVersions(inputs.connection, app, host.agentVersion);
-    const ca = await fetchIssuingCa(inputs.connection, inputs.pkiMount);
-    const now = options.now ?? new Date();
-    const fullchain = checkFullchain(
-        app,
-        host.fullchain,
-        {
-            leafCommonName: inputs.leafCommonName,
-            allowedDomains: inputs.allowedDomains,
-            issuerCommonName: inputs.issuerCommonName,
-            pkiMount: inputs.pkiMount,
-            minRemainingSeconds: inputs.minRemainingSeconds,
-            issuingCaPem: "pem" in ca ? ca.pem : undefined,
-            issuingCaProblem: "problem" in ca ? ca.problem : undefined,
-        },
-        now,
-    );
-    lines.push(...fullchain.lines);
+    const { lines, host, versions, now, fullchain } = await checkHostFacts(inputs, options.now);
     const leaf = fullchain.leaf;
     const vaultLook = async (what: string, serial: string) => {
         try {

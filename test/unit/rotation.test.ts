@@ -169,19 +169,20 @@ describe("host step order", () => {
     });
 });
 
+/** The prod program evaluated at `iso`. Only Date is faked: the SDK's timers and promises keep running for real. */
+async function atTime(iso: string, config = prodStack(caFile)): Promise<Evaluation> {
+    jest.useFakeTimers({
+        now: new Date(iso),
+        doNotFake: ["nextTick", "setImmediate", "clearImmediate", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "queueMicrotask", "hrtime", "performance"],
+    });
+    try {
+        return await evaluateProgram({ config, stack: "prod" });
+    } finally {
+        jest.useRealTimers();
+    }
+}
+
 describe("scheduled rotation (rotation.every) with an injected clock", () => {
-    // Only Date is faked: the SDK's timers and promises keep running for real.
-    const atTime = async (iso: string, config = prodStack(caFile)) => {
-        jest.useFakeTimers({
-            now: new Date(iso),
-            doNotFake: ["nextTick", "setImmediate", "clearImmediate", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "queueMicrotask", "hrtime", "performance"],
-        });
-        try {
-            return await evaluateProgram({ config, stack: "prod" });
-        } finally {
-            jest.useRealTimers();
-        }
-    };
     // 720h buckets start at multiples of 30 days since the Unix epoch; 2026-11-03T00:00Z is one.
     const BUCKET = "2026-11-03T00:00:00.000Z";
 
@@ -209,17 +210,6 @@ describe("scheduled rotation (rotation.every) with an injected clock", () => {
 });
 
 describe("verification between rotations (rotation.verifyEvery) with an injected clock", () => {
-    const atTime = async (iso: string, config = prodStack(caFile)) => {
-        jest.useFakeTimers({
-            now: new Date(iso),
-            doNotFake: ["nextTick", "setImmediate", "clearImmediate", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "queueMicrotask", "hrtime", "performance"],
-        });
-        try {
-            return await evaluateProgram({ config, stack: "prod" });
-        } finally {
-            jest.useRealTimers();
-        }
-    };
     const withRotation = (extra: Record<string, unknown>) => {
         const config = prodStack(caFile);
         return { ...config, "vault-rotation:rotation": JSON.stringify({ ...JSON.parse(config["vault-rotation:rotation"]), ...extra }) };
