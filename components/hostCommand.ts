@@ -1,10 +1,13 @@
 // One way to run a rendered script on an app's host: `command.local` on the
 // Pulumi runner or `command.remote` over SSH. The script text is the same for
 // both, and no step takes standard input: nothing secret travels to a host (the
-// agent key is generated there).
+// agent key is generated there). On the runner the script is kept in a file named
+// by its digest and `create` is a stub that checks and runs it (stepScripts.ts):
+// the checkpoint holds a few hundred bytes per step instead of the script twice.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { STEP_KILL_GRACE_SECONDS } from "./renderers/scripts";
+import { renderStepStub, stepDirectory, storeStepScript } from "./stepScripts";
 
 /** Where an app's host commands run. */
 export type HostTarget =
@@ -59,10 +62,17 @@ export function hostCommand(
     const bound = target.stepTimeoutSeconds + 2 * STEP_KILL_GRACE_SECONDS + 60 + 30;
     opts = { ...opts, customTimeouts: { create: `${bound}s`, update: `${bound}s` } };
     if (target.kind === "local") {
+        const dir = stepDirectory();
+        // Written whenever the script is known, previews included: the file a stub
+        // names exists before the engine can run the stub, and what a preview
+        // planned can be read on the runner.
+        const create = pulumi.output(args.script).apply((script) => {
+            return renderStepStub(script, storeStepScript(dir, script).digest);
+        });
         return new command.local.Command(
             name,
             {
-                create: args.script,
+                create,
                 interpreter: ["/bin/sh", "-c"],
                 triggers: args.triggers,
                 logging: "stderr",

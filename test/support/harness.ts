@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
+import { resolveStepScript } from "../../components/stepScripts";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 export const PROJECT = "vault-rotation";
@@ -368,7 +369,7 @@ export const defaultNewResource: NewResource = async (args) => {
         case "command:remote:Command": {
             // A run's output reflects what it ran: the keygen step prints a CSR, the rotate step the new certificate.
             const ran = digest(JSON.stringify([inputs.create, inputs.triggers]));
-            const stdout = String(inputs.create).includes("STEP='agent-keygen'")
+            const stdout = resolveStepScript(String(inputs.create)).includes("STEP='agent-keygen'")
                 ? `-----BEGIN CERTIFICATE REQUEST-----\nMOCK${ran}\n-----END CERTIFICATE REQUEST-----`
                 : `### fullchain\nMOCK-OUTPUT-${ran}\n### end\n`;
             return { id, state: { ...inputs, stdout, stderr: "" } };

@@ -4,6 +4,7 @@
 import { evaluateProgram, Evaluation } from "../support/harness";
 import { fakeListenerCaFile, threeAppStackObject } from "../support/stacks";
 import { flattenConfig } from "../support/harness";
+import { resolveStepScript } from "../../components/stepScripts";
 
 const caFile = fakeListenerCaFile();
 let e: Evaluation;
@@ -31,7 +32,7 @@ it("reads the issuing chain once per stack and writes the bundle as the edge use
     expect(chain.inputs.pkiMount).toBe("pki/int");
     const bundle = e.byName.get("edge-trust-bundle")!;
     expect(bundle.type).toBe("command:local:Command");
-    const script = String(bundle.inputs.create);
+    const script = resolveStepScript(String(bundle.inputs.create));
     expect(script).toContain("APP_USER='edge'");
     expect(script).toContain("MOCKINTERMEDIATE");
     expect(script).toContain("MOCKROOT");

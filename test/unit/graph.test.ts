@@ -2,6 +2,7 @@
 // and resource options, for the prod stack and a three-app stack of our own.
 import { defaultNewResource, evaluateProgram, Evaluation, Registration } from "../support/harness";
 import { fakeListenerCaFile, prodStack, TEST_HOST_KEY, TEST_LISTENER_CA_PEM, TEST_SSH_PRIVATE_KEY, threeAppStack } from "../support/stacks";
+import { resolveStepScript } from "../../components/stepScripts";
 
 const ROLE = "vault:pkiSecret/secretBackendRole:SecretBackendRole";
 const POLICY = "vault:index/policy:Policy";
@@ -128,8 +129,8 @@ describe.each([
             // The epoch, and the OU mark the mapping requires (a cert without it must be replaced).
             expect(keygen.inputs.triggers).toEqual([epoch, `vault-rotation agent-${app}`]);
             expect(keygen.inputs.stdin).toBeUndefined();
-            expect(String(keygen.inputs.create)).toContain("STEP='agent-keygen'");
-            expect(String(keygen.inputs.create)).toContain("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+            expect(resolveStepScript(String(keygen.inputs.create))).toContain("STEP='agent-keygen'");
+            expect(resolveStepScript(String(keygen.inputs.create))).toContain("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256");
             const sign = named(e, `${app}-agent-cert`);
             expect(sign.type).toBe(SIGN);
             expect(sign.inputs.name).toBe(`agent-${app}`);
@@ -178,7 +179,7 @@ describe.each([
         const e = get();
         for (const app of apps) {
             const files = named(e, `${app}-agent-files`);
-            const script = String(files.inputs.create);
+            const script = resolveStepScript(String(files.inputs.create));
             // The key matching the cert moves into place by rename; nothing writes key material.
             expect(script).toMatch(/^NEXT_KEY='\\''[^']*\/vault\/mtls\/agent\.key\.next'\\''$/m);
             expect(script).toContain(`chmod 0600 -- "$NEXT_KEY" && mv -f -T -- "$NEXT_KEY" "$KEY"`);
@@ -336,7 +337,7 @@ describe("one Vault identity per run", () => {
             for (const r of e.registrations) expect({ name: r.name, ca: JSON.stringify(r.inputs).includes(caFile) }).toEqual({ name: r.name, ca: false });
             expect(named(e, "app-a-check").inputs.connection).toEqual({ address: "https://vault.prod.internal:8200" });
             // The CA still reaches the hosts (its text, in the files step).
-            expect(String(named(e, "app-a-agent-files").inputs.create)).toContain(TEST_LISTENER_CA_PEM.trim().split("\n")[1]);
+            expect(resolveStepScript(String(named(e, "app-a-agent-files").inputs.create))).toContain(TEST_LISTENER_CA_PEM.trim().split("\n")[1]);
         } finally {
             if (savedCa === undefined) delete process.env.VAULT_CACERT;
             else process.env.VAULT_CACERT = savedCa;

@@ -3,6 +3,7 @@
 // the documented order.
 import { evaluateProgram, Evaluation, Registration, withEpoch } from "../support/harness";
 import { fakeListenerCaFile, prodStack, threeAppStack } from "../support/stacks";
+import { resolveStepScript } from "../../components/stepScripts";
 
 const caFile = fakeListenerCaFile();
 
@@ -132,7 +133,7 @@ describe("host step order", () => {
     });
 
     it("moves the agent's render aside, then restarts vault-agent-<app>, as the app user, in one unit", () => {
-        const rotate = String(e.byName.get("app-b-leaf-rotate")!.inputs.create);
+        const rotate = resolveStepScript(String(e.byName.get("app-b-leaf-rotate")!.inputs.create));
         expect(rotate).toContain("APP_USER='app-b'");
         expect(rotate).toContain('setpriv --reuid="$uid" --regid="$gid" --init-groups --');
         expect(rotate).toContain("SERVICE='\\''vault-agent-app-b'\\''");
@@ -240,8 +241,8 @@ describe("verification between rotations (rotation.verifyEvery) with an injected
     it("never restarts, reloads or rotates anything in a verification: its host steps are read-only", async () => {
         const e = await atTime("2026-12-01T06:05:00Z");
         for (const app of ["app-a", "app-b"]) {
-            const verify = String(e.byName.get(`${app}-verify`)!.inputs.create);
-            const recorded = String(e.byName.get(`${app}-verified`)!.inputs.create);
+            const verify = resolveStepScript(String(e.byName.get(`${app}-verify`)!.inputs.create));
+            const recorded = resolveStepScript(String(e.byName.get(`${app}-verified`)!.inputs.create));
             for (const script of [verify, recorded]) {
                 expect(script).not.toMatch(/systemctl --user (restart|start|stop|reload)|podman (kill|restart|stop)|mv -f -T -- "\$(FULLCHAIN|RENDERED)"/);
             }

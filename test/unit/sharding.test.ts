@@ -7,6 +7,7 @@ import { ConfigError, validateStackInputs } from "../../config";
 import { checkAgentRoleClientOnly, checkLeafRoleServerOnly, checkNoDebugPolicyInProd, TYPES } from "../../policy/rules";
 import { evaluateProgram, flattenConfig, type Evaluation } from "../support/harness";
 import { fakeListenerCaFile, rawStackInputs, TEST_LISTENER_CA_PEM, threeAppStackObject } from "../support/stacks";
+import { resolveStepScript } from "../../components/stepScripts";
 
 const caFile = fakeListenerCaFile();
 const readCa = () => TEST_LISTENER_CA_PEM;
@@ -101,9 +102,9 @@ describe("two shards on one Vault", () => {
         expect(String(kvPolicy?.inputs.policy)).toContain('path "kv/data/apps/eu1-web/*"');
         expect(String(kvPolicy?.inputs.policy)).not.toMatch(/apps\/web\b/);
         const config = eu.registrations.find((r) => r.name === "web-leaf-agent-config");
-        expect(String(config?.inputs.create)).toMatch(/name\s+=\s+"agent-eu1-web"/);
+        expect(resolveStepScript(String(config?.inputs.create))).toMatch(/name\s+=\s+"agent-eu1-web"/);
         // Host names are the app's: the unit is still vault-agent-web.
-        expect(eu.registrations.some((r) => String(r.inputs.create ?? "").includes("vault-agent-web"))).toBe(true);
+        expect(eu.registrations.some((r) => resolveStepScript(String(r.inputs.create ?? "")).includes("vault-agent-web"))).toBe(true);
     });
 
     it("keep the guardrails: prefixed roles are still classified, a prod shard's debug policy is flagged", () => {
