@@ -14,7 +14,7 @@
 //
 // Pulumi runs this provider through a forwarder (forward.ts) that loads it by
 // package name (@vault-rotation/providers), so its imports are ordinary ones.
-import { X509Certificate } from "crypto";
+import { createHash, X509Certificate } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
@@ -122,7 +122,34 @@ export interface RotationCheckResult {
     replacedAgentCertNote?: string;
 }
 
-export type RotationCheckOutputs = RotationCheckInputs & RotationCheckResult & VersionReport;
+export type RotationCheckOutputs = StoredHostState<RotationCheckInputs> & RotationCheckResult & VersionReport;
+
+/**
+ * A check's outputs without the host's report, which its inputs already hold:
+ * the engine stores both, and a report (the fullchain and agent certificates
+ * the host read) repeated in every checkpoint was a few KB per app (issue 21).
+ * The outputs keep its SHA-256, which is what the diff compares.
+ */
+export type StoredHostState<I extends { hostState: string }> = Omit<I, "hostState"> & { hostState?: string; hostStateSha256: string };
+
+export function hostStateSha256(hostState: string): string {
+    return createHash("sha256").update(hostState).digest("hex");
+}
+
+export function storedHostState<I extends { hostState: string }>(inputs: I): StoredHostState<I> {
+    const { hostState, ...rest } = inputs;
+    return { ...rest, hostStateSha256: hostStateSha256(hostState) };
+}
+
+/** changedKeys, with `hostState` compared by digest against outputs that keep only that (or, from older state, the text). */
+export function changedCheckInputs<I extends { hostState: string }>(olds: Partial<StoredHostState<I>>, news: Partial<I>, keys: readonly (keyof I & string)[]): (keyof I & string)[] {
+    const others = keys.filter((k) => k !== "hostState");
+    const changed = changedKeys(olds as Partial<I>, news, others);
+    const oldDigest = olds.hostStateSha256 ?? (typeof olds.hostState === "string" ? hostStateSha256(olds.hostState) : undefined);
+    const newDigest = typeof news.hostState === "string" ? hostStateSha256(news.hostState) : undefined;
+    const hostChanged = newDigest === undefined || oldDigest !== newDigest;
+    return keys.filter((k) => (k === "hostState" ? hostChanged : changed.includes(k)));
+}
 
 const INPUT_KEYS: readonly (keyof RotationCheckInputs)[] = [
     "connection",
@@ -600,13 +627,13 @@ export const rotationCheckProvider: pulumi.dynamic.ResourceProvider<RotationChec
 
     // A check is an event, not an object: any new input means a new check.
     async diff(_id, olds, news) {
-        const replaces = changedKeys(olds, news, INPUT_KEYS);
+        const replaces = changedCheckInputs(olds, news, INPUT_KEYS);
         return { changes: replaces.length > 0, replaces };
     },
 
     async create(inputs) {
         const result = await runRotationCheck(inputs);
-        return { id: `${inputs.app}-rotation-check-${result.leafSerial}`, outs: { ...inputs, ...result } };
+        return { id: `${inputs.app}-rotation-check-${result.leafSerial}`, outs: { ...storedHostState(inputs), ...result } };
     },
 
     // A refresh (drift detection) asks for the server's version again: a server
@@ -614,7 +641,9 @@ export const rotationCheckProvider: pulumi.dynamic.ResourceProvider<RotationChec
     // is not re-run: it describes the rotation, which is over.
     async read(id, props) {
         if (!props) throw new Error(`RotationCheck ${id}: cannot read without its previous state`);
-        return { id, props: { ...props, ...(await measureVersions(props.connection, props.app, parseHostState(props.hostState).agentVersion)) } };
+        // The agent's version as the host reported it (older state kept the whole report).
+        const agentVersion = typeof props.hostState === "string" ? parseHostState(props.hostState).agentVersion : props.agentVersion;
+        return { id, props: { ...props, ...(await measureVersions(props.connection, props.app, agentVersion)) } };
     },
 
     // Nothing remote to undo.

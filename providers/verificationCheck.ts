@@ -16,12 +16,16 @@ import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
 import type { VaultConnection } from "./connection";
 import { normalizeSerial, parseCertificate, splitPemCertificates, type ParsedCertificate } from "./pem";
-import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
+import { asRecord, asString, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
 import {
     checkAgentService,
     checkHostFacts,
+    changedCheckInputs,
     checkReload,
+    hostStateSha256,
     failureLine,
+    type StoredHostState,
+    storedHostState,
     type ServeTarget,
     type VersionReport,
 } from "./rotationCheck";
@@ -64,7 +68,7 @@ export interface VerificationResult {
     servedVia: string;
 }
 
-export type VerificationCheckOutputs = VerificationCheckInputs & VerificationResult & VersionReport;
+export type VerificationCheckOutputs = StoredHostState<VerificationCheckInputs> & VerificationResult & VersionReport;
 
 const INPUT_KEYS: readonly (keyof VerificationCheckInputs)[] = [
     "connection",
@@ -226,18 +230,21 @@ export const verificationCheckProvider: pulumi.dynamic.ResourceProvider<Verifica
     // installed and signed, above all) is an update that records the new expectation without
     // checking: facts read before a rotation must not be judged against it.
     async diff(_id, olds, news) {
-        const changed = changedKeys(olds, news, INPUT_KEYS);
+        const changed = changedCheckInputs(olds, news, INPUT_KEYS);
         const replaces = changed.filter((k) => k === "hostState" || k === "window");
         return { changes: changed.length > 0, replaces };
     },
 
     async update(_id, olds, news) {
-        return { outs: { ...olds, ...Object.fromEntries(INPUT_KEYS.filter((k) => news[k] !== undefined).map((k) => [k, news[k]])) } as VerificationCheckOutputs };
+        // hostState is unchanged here (a new reading replaces): its digest stays (older state kept the text).
+        const { hostState, ...kept } = olds;
+        const digest = olds.hostStateSha256 ?? hostStateSha256(hostState ?? "");
+        return { outs: { ...kept, hostStateSha256: digest, ...Object.fromEntries(INPUT_KEYS.filter((k) => k !== "hostState" && news[k] !== undefined).map((k) => [k, news[k]])) } as VerificationCheckOutputs };
     },
 
     async create(inputs) {
         const result = await runVerification(inputs);
-        return { id: `${inputs.app}-verification-${result.verifiedAt}`, outs: { ...inputs, ...result } };
+        return { id: `${inputs.app}-verification-${result.verifiedAt}`, outs: { ...storedHostState(inputs), ...result } };
     },
 
     // A refresh keeps what the last verification found: it describes that verification.

@@ -9,6 +9,8 @@ import {
     runRotationCheck,
     type RotationCheckInputs,
     type RotationCheckOutputs,
+    hostStateSha256,
+    storedHostState,
 } from "../../../providers/rotationCheck";
 import { UNKNOWN_INPUT } from "../../../providers/vaultClient";
 import { routes, startFakeVault, type Handler, type Reply, type TestHttpsServer } from "../../support/httpsServer";
@@ -131,7 +133,7 @@ describe("a good rotation", () => {
         const leaf = parseCertificate(certs.leaf.certPem);
         expect(res.id).toBe(`app-a-rotation-check-${leaf.serial}`);
         expect(res.outs).toEqual({
-            ...base,
+            ...storedHostState(base),
             agentSerial: parseCertificate(certs.agent.certPem).serial,
             leafSerial: leaf.serial,
             leafNotAfter: leaf.notAfter.toISOString(),
@@ -387,7 +389,7 @@ describe("check", () => {
 
 describe("diff", () => {
     const stored = (): RotationCheckOutputs => ({
-        ...base,
+        ...storedHostState(base),
         agentSerial: "01",
         leafSerial: "02",
         leafNotAfter: "2026-12-27T00:00:00.000Z",
@@ -417,5 +419,14 @@ describe("diff", () => {
     test("a value unknown during preview is a replace; identical inputs are no change", async () => {
         await expect(provider.diff!("id", stored(), { ...base, hostState: UNKNOWN_INPUT })).resolves.toEqual({ changes: true, replaces: ["hostState"] });
         await expect(provider.diff!("id", stored(), { ...base })).resolves.toEqual({ changes: false, replaces: [] });
+    });
+
+    test("the outputs keep the host's report as its digest only; outputs that kept the text (older state) compare the same", async () => {
+        const outs = stored();
+        expect(outs).not.toHaveProperty("hostState");
+        expect(outs.hostStateSha256).toBe(hostStateSha256(base.hostState));
+        const { hostStateSha256: _digest, ...older } = { ...outs, hostState: base.hostState };
+        await expect(provider.diff!("id", older as RotationCheckOutputs, { ...base })).resolves.toEqual({ changes: false, replaces: [] });
+        await expect(provider.diff!("id", older as RotationCheckOutputs, { ...base, hostState: `${base.hostState}\nmore` })).resolves.toEqual({ changes: true, replaces: ["hostState"] });
     });
 });
