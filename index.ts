@@ -21,6 +21,10 @@ import { StackBase } from "./components/stackBase";
 import { EdgeTrust } from "./components/edgeTrust";
 import type { VaultConnection } from "./providers/connection";
 import { DestroyGuard } from "./providers/destroyGuard";
+import { trimResourceStackTraces } from "./components/stackTraces";
+
+// Before any resource: keep only this program's frames of each resource's stack in the state.
+trimResourceStackTraces();
 
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
 const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));
