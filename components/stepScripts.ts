@@ -5,9 +5,9 @@
 // made a rotation's cost grow with the square of the fleet (issue 21). The
 // `create` is now a stub that names the script by its SHA-256, reads it from the
 // runner's step directory into memory, checks the digest and only then runs it:
-// a changed script is a changed `create` (the step is replaced, and the preview
-// shows the old and new digest), and a file someone changed or removed runs
-// nothing. The script text itself is unchanged (renderers/scripts.ts): the
+// a changed script is a changed `create` (the command provider runs the step
+// again, and the preview shows the old and new digest), and a file someone
+// changed or removed runs nothing. The script text itself is unchanged (renderers/scripts.ts): the
 // launcher, the body, the privilege model.
 import * as crypto from "crypto";
 import * as fs from "fs";
