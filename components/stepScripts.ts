@@ -18,14 +18,23 @@ import * as path from "path";
 export const STEP_DIR_ENV = "VAULT_ROTATION_STEP_DIR";
 
 /** The runner's step directory: $VAULT_ROTATION_STEP_DIR, else ~/.cache/vault-rotation/steps of the runner's user. */
-export function stepDirectory(env: NodeJS.ProcessEnv = process.env): string {
+export function stepDirectory(env: NodeJS.ProcessEnv = process.env, home: string = os.homedir()): string {
     const configured = env[STEP_DIR_ENV];
     if (configured !== undefined && configured !== "") {
         if (!path.isAbsolute(configured)) throw new Error(`${STEP_DIR_ENV}=${configured}: must be an absolute path`);
+        // The stub hands the path to the kernel as it is; with no `..` that is the directory checked here.
+        if (configured.split("/").includes("..")) throw new Error(`${STEP_DIR_ENV}=${configured}: must not contain '..'`);
         return path.resolve(configured);
     }
-    return path.join(os.homedir(), ".cache", "vault-rotation", "steps");
+    // HOME="" makes os.homedir() "" while the stub falls back to the password file: refuse rather than disagree.
+    if (!path.isAbsolute(home) || home.split("/").includes("..")) {
+        throw new Error(`the runner's home directory ${JSON.stringify(home)} is not an absolute path without '..': set HOME or ${STEP_DIR_ENV}`);
+    }
+    return path.join(home, ".cache", "vault-rotation", "steps");
 }
+
+/** The longest script `/bin/sh -c "$s"` takes: one argument of at most MAX_ARG_STRLEN (131072) bytes with its NUL. */
+export const MAX_SCRIPT_BYTES = 131071;
 
 /** What the stub checks: the script with its trailing newlines cut, plus one (`$(cat f)` cuts them, `printf '%s\n'` adds one). */
 export function canonicalScript(script: string): string {
@@ -60,17 +69,29 @@ export function ensureStepDirectory(dir: string): void {
     }
 }
 
-/** Writes the script as `<dir>/<sha256>.sh` (0600, temp file and rename) unless it is there already; returns its path. */
+/**
+ * Writes the script as `<dir>/<sha256>.sh` (0600, temp file and rename) unless a
+ * regular file of this user with exactly its bytes is there already; returns its
+ * path. The directory is checked every time, so a planted one is refused even
+ * when it already holds the right scripts, and a link, FIFO or other file in the
+ * script's place is replaced (rename replaces the entry, never its target).
+ */
 export function storeStepScript(dir: string, script: string): { file: string; digest: string } {
     const digest = scriptDigest(script);
     const file = path.join(dir, `${digest}.sh`);
-    const text = canonicalScript(script);
-    try {
-        if (fs.readFileSync(file, "utf8") === text) return { file, digest };
-    } catch {
-        // not there yet (or unreadable): written below
+    const text = Buffer.from(canonicalScript(script), "utf8");
+    if (text.length > MAX_SCRIPT_BYTES) {
+        const title = canonicalScript(script).split("\n", 1)[0];
+        throw new Error(`${title}: the step script is ${text.length} bytes, over the ${MAX_SCRIPT_BYTES} that one argument of \`sh -c\` may have`);
     }
     ensureStepDirectory(dir);
+    const me = process.geteuid ? process.geteuid() : 0;
+    try {
+        const st = fs.lstatSync(file);
+        if (st.isFile() && st.uid === me && (st.mode & 0o077) === 0 && fs.readFileSync(file).equals(text)) return { file, digest };
+    } catch {
+        // not there yet: written below
+    }
     const tmp = path.join(dir, `.${digest}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`);
     fs.writeFileSync(tmp, text, { mode: 0o600, flag: "wx" });
     fs.renameSync(tmp, file);
@@ -96,7 +117,7 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 d=\${${STEP_DIR_ENV}:-\${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/vault-rotation/steps}
 case $d in /*) ;; *) printf '%s\\n' "vault-rotation: ${STEP_DIR_ENV}=$d: must be an absolute path" >&2; exit 1 ;; esac
 f=$d/${digest}.sh
-s=$(cat -- "$f") || { printf '%s\\n' "vault-rotation: cannot read the step script $f on $(uname -n): the program writes it in the same run; run again" >&2; exit 1; }
+{ [ -f "$f" ] && [ ! -L "$f" ] && s=$(cat -- "$f"); } || { printf '%s\\n' "vault-rotation: cannot read the step script $f on $(uname -n) (missing, or not a regular file): the program writes it in the same run; run again" >&2; exit 1; }
 [ "$(printf '%s\\n' "$s" | sha256sum)" = "${digest}  -" ] || { printf '%s\\n' "vault-rotation: refusing to run $f: it is not the script this step was planned with (sha256 differs)" >&2; exit 1; }
 exec /bin/sh -c "$s" vault-rotation-step
 `;

@@ -6,7 +6,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { renderStepStub, resolveStepScript, scriptDigest, stepDirectory, storeStepScript, STEP_DIR_ENV } from "../../components/stepScripts";
+import { MAX_SCRIPT_BYTES, renderStepStub, resolveStepScript, scriptDigest, stepDirectory, storeStepScript, STEP_DIR_ENV } from "../../components/stepScripts";
 
 let root: string;
 let dir: string;
@@ -109,8 +109,52 @@ it("refuses a step directory that is a link, or under a directory others can wri
     expect(storeStepScript(path.join(open, "steps"), SCRIPT).digest).toBe(scriptDigest(SCRIPT));
 });
 
-it("takes the directory from VAULT_ROTATION_STEP_DIR (absolute only), else the runner user's cache", () => {
+it("takes the directory from VAULT_ROTATION_STEP_DIR (absolute, no '..'), else the runner user's cache (an absolute home)", () => {
     expect(stepDirectory({ [STEP_DIR_ENV]: "/srv/steps/" })).toBe("/srv/steps");
     expect(() => stepDirectory({ [STEP_DIR_ENV]: "steps" })).toThrow(`${STEP_DIR_ENV}=steps: must be an absolute path`);
+    // The stub gives the raw path to the kernel: through a link, `..` is not where path.resolve says.
+    expect(() => stepDirectory({ [STEP_DIR_ENV]: "/srv/link/../steps" })).toThrow(`${STEP_DIR_ENV}=/srv/link/../steps: must not contain '..'`);
     expect(stepDirectory({})).toBe(path.join(os.homedir(), ".cache", "vault-rotation", "steps"));
+    // HOME="" gives os.homedir() "", while the stub would fall back to the password file.
+    expect(() => stepDirectory({}, "")).toThrow(`the runner's home directory "" is not an absolute path without '..': set HOME or ${STEP_DIR_ENV}`);
+    expect(() => stepDirectory({}, "home/x")).toThrow("is not an absolute path");
+});
+
+it("refuses a planted directory even when it already holds the right script", () => {
+    const open = path.join(root, "open");
+    fs.mkdirSync(path.join(open, "steps"), { recursive: true });
+    fs.writeFileSync(path.join(open, "steps", `${scriptDigest(SCRIPT)}.sh`), SCRIPT.replace(/\n+$/, "\n"), { mode: 0o600 });
+    fs.chmodSync(open, 0o777);
+    expect(() => storeStepScript(path.join(open, "steps"), SCRIPT)).toThrow(`its ancestor ${open} is writable by group or others`);
+});
+
+it("the stub refuses a link or a FIFO in the script's place, and the next write replaces it with the script itself", () => {
+    const stub = stubFor(SCRIPT);
+    const file = path.join(dir, `${scriptDigest(SCRIPT)}.sh`);
+    // A link to a file with the right text elsewhere: whoever can repoint it decides what root reads.
+    const elsewhere = path.join(root, "elsewhere.sh");
+    fs.writeFileSync(elsewhere, SCRIPT.replace(/\n+$/, "\n"));
+    fs.rmSync(file);
+    fs.symlinkSync(elsewhere, file);
+    expect(runStub(stub).stderr).toContain(`cannot read the step script ${file} on`);
+    expect(runStub(stub).stderr).toContain("(missing, or not a regular file)");
+    storeStepScript(dir, SCRIPT);
+    expect(fs.lstatSync(file).isFile()).toBe(true);
+    expect(fs.readFileSync(elsewhere, "utf8")).toBe(SCRIPT.replace(/\n+$/, "\n"));
+    expect(runStub(stub).status).toBe(3);
+    // A FIFO would hang root's cat until the time limit.
+    fs.rmSync(file);
+    expect(spawnSync("mkfifo", [file]).status).toBe(0);
+    const r = spawnSync("/bin/sh", ["-c", stub], { encoding: "utf8", env: { PATH: "/nonexistent", [STEP_DIR_ENV]: dir }, timeout: 10_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("(missing, or not a regular file)");
+    storeStepScript(dir, SCRIPT);
+    expect(fs.lstatSync(file).isFile()).toBe(true);
+});
+
+it("refuses, when planning, a script longer than one argument of sh -c may be", () => {
+    const big = `# vault-rotation: verify for app-a.\n${"#".repeat(MAX_SCRIPT_BYTES)}\n`;
+    expect(() => storeStepScript(dir, big)).toThrow(`# vault-rotation: verify for app-a.: the step script is ${MAX_SCRIPT_BYTES + 37} bytes, over the ${MAX_SCRIPT_BYTES}`);
+    const fits = `#${"x".repeat(MAX_SCRIPT_BYTES - 30)}\necho fits\n`;
+    expect(runStub(stubFor(fits)).stdout).toBe("fits\n");
 });
