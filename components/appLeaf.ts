@@ -1,7 +1,6 @@
 // The app's frontend leaf certificate (DESIGN.md step 2): the nginx role, KV
 // access, the Vault Agent config that renders the fullchain, the reload hook,
 // and the rotation sequence on the host.
-import { createHash } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as vault from "@pulumi/vault";
 import type { VaultConnection } from "../providers/connection";
@@ -9,13 +8,10 @@ import { KvSeed } from "../providers/kvSeed";
 import { hostCommand, HostTarget } from "./hostCommand";
 import { restrictedRoleArgs, type RestrictedRoleInput } from "./pkiRole";
 import { hostPaths, vaultNames } from "../lib/naming";
+import { sha256Hex } from "../lib/digest";
 import { renderAgentConfig, renderFullchainTemplate } from "./renderers/agentHcl";
 import { renderKvPolicy } from "./renderers/policies";
 import { metricsPaths, renderAgentConfigScript, renderReloadHook, renderRotateScript } from "./renderers/scripts";
-
-function sha256(text: string): string {
-    return createHash("sha256").update(text).digest("hex");
-}
 
 export interface AppLeafArgs {
     /** App name (`[a-z][a-z0-9-]*`). */
@@ -182,7 +178,7 @@ export class AppLeaf extends pulumi.ComponentResource {
         // Move-aside, restart, wait and read-back are one command because they are
         // one unit on the host: a failure anywhere in it puts the previous
         // fullchain back (see renderRotateScript).
-        const configDigest = sha256(agentHclText + templateText + hookText);
+        const configDigest = sha256Hex(agentHclText + templateText + hookText);
         const rotate = hostCommand(
             `${name}-rotate`,
             args.host,

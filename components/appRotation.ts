@@ -1,5 +1,4 @@
 // One app's whole rotation: agent identity, then the app leaf, then verification.
-import { createHash } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import type { VaultConnection } from "../providers/connection";
 import { RotationCheck, type ServeTarget } from "../providers/rotationCheck";
@@ -12,8 +11,8 @@ import { renderIssuePolicy, renderKvPolicy, renderMarkerPolicy } from "./rendere
 import { hostCommand, type HostTarget } from "./hostCommand";
 import { renderRecordVerificationScript, renderVerifyScript } from "./renderers/scripts";
 import { expectedTokenPolicies, vaultNames } from "../lib/naming";
+import { sha256Hex } from "../lib/digest";
 
-const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 export interface AppRotationArgs {
     /** App name (`[a-z][a-z0-9-]*`), unique in the stack. */
@@ -316,7 +315,7 @@ export class AppRotation extends pulumi.ComponentResource {
                 // The window and the check's expectations: a rotation or renewal is checked by its own
                 // RotationCheck, and the next window verifies it with the rest (re-verifying it here would
                 // double a rotation's steps); a changed expectation reads the host again before it is checked.
-                triggers: [args.verification.window, expectedPolicies.apply((policies) => sha256(JSON.stringify({ ...expectations, policies })))],
+                triggers: [args.verification.window, expectedPolicies.apply((policies) => sha256Hex(JSON.stringify({ ...expectations, policies })))],
             },
             { parent: this, dependsOn: [check] },
         );

@@ -13,6 +13,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { sha256Hex } from "../lib/digest";
 
 /** The environment variable that moves the runner's step directory. */
 export const STEP_DIR_ENV = "VAULT_ROTATION_STEP_DIR";
@@ -42,7 +43,7 @@ export function canonicalScript(script: string): string {
 }
 
 export function scriptDigest(script: string): string {
-    return crypto.createHash("sha256").update(canonicalScript(script)).digest("hex");
+    return sha256Hex(canonicalScript(script));
 }
 
 /**
@@ -77,11 +78,12 @@ export function ensureStepDirectory(dir: string): void {
  * script's place is replaced (rename replaces the entry, never its target).
  */
 export function storeStepScript(dir: string, script: string): { file: string; digest: string } {
-    const digest = scriptDigest(script);
+    const canonical = canonicalScript(script);
+    const text = Buffer.from(canonical, "utf8");
+    const digest = sha256Hex(text);
     const file = path.join(dir, `${digest}.sh`);
-    const text = Buffer.from(canonicalScript(script), "utf8");
     if (text.length > MAX_SCRIPT_BYTES) {
-        const title = canonicalScript(script).split("\n", 1)[0];
+        const title = canonical.split("\n", 1)[0];
         throw new Error(`${title}: the step script is ${text.length} bytes, over the ${MAX_SCRIPT_BYTES} that one argument of \`sh -c\` may have`);
     }
     ensureStepDirectory(dir);

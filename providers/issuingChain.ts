@@ -6,12 +6,12 @@
 // An object that changes outside Pulumi: `diff` reads the live chain, so after
 // an intermediate rotation on the Vault side the next `pulumi up` shows an
 // update and rewrites the bundle; an unchanged chain is a no-op.
-import { createHash } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import type { VaultConnection } from "./connection";
 import { splitPemCertificates } from "./pem";
 import { asRecord, asString, changedKeys, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem } from "./vaultClient";
+import { sha256Hex } from "../lib/digest";
 
 export interface IssuingChainInputs {
     connection: VaultConnection;
@@ -35,13 +35,9 @@ export async function fetchIssuingChain(connection: VaultConnection, pkiMount: s
     return `${blocks.map((b) => b.trim()).join("\n")}\n`;
 }
 
-function digestOf(pem: string): string {
-    return createHash("sha256").update(pem).digest("hex");
-}
-
 async function readChain(inputs: IssuingChainInputs): Promise<IssuingChainOutputs> {
     const chainPem = await fetchIssuingChain(inputs.connection, inputs.pkiMount);
-    return { ...inputs, chainPem, digest: digestOf(chainPem) };
+    return { ...inputs, chainPem, digest: sha256Hex(chainPem) };
 }
 
 export const issuingChainProvider: pulumi.dynamic.ResourceProvider<IssuingChainInputs, IssuingChainOutputs> = {
@@ -57,7 +53,7 @@ export const issuingChainProvider: pulumi.dynamic.ResourceProvider<IssuingChainI
         const changed = changedKeys(olds, news, ["connection", "pkiMount"]);
         if (changed.length > 0) return { changes: true };
         if (isUnknownInput(news.pkiMount)) return { changes: false };
-        const live = digestOf(await fetchIssuingChain(news.connection, news.pkiMount));
+        const live = sha256Hex(await fetchIssuingChain(news.connection, news.pkiMount));
         return { changes: live !== olds.digest };
     },
 

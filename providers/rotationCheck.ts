@@ -14,10 +14,11 @@
 //
 // Pulumi runs this provider through a forwarder (forward.ts) that loads it by
 // package name (@vault-rotation/providers), so its imports are ordinary ones.
-import { createHash, X509Certificate } from "crypto";
+import { X509Certificate } from "crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
+import { sha256Hex } from "../lib/digest";
 import { parseHostState } from "../lib/hostState";
 import type { VaultConnection } from "./connection";
 import type { ParsedCertificate } from "./pem";
@@ -132,21 +133,17 @@ export type RotationCheckOutputs = StoredHostState<RotationCheckInputs> & Rotati
  */
 export type StoredHostState<I extends { hostState: string }> = Omit<I, "hostState"> & { hostState?: string; hostStateSha256: string };
 
-export function hostStateSha256(hostState: string): string {
-    return createHash("sha256").update(hostState).digest("hex");
-}
-
 export function storedHostState<I extends { hostState: string }>(inputs: I): StoredHostState<I> {
     const { hostState, ...rest } = inputs;
-    return { ...rest, hostStateSha256: hostStateSha256(hostState) };
+    return { ...rest, hostStateSha256: sha256Hex(hostState) };
 }
 
 /** changedKeys, with `hostState` compared by digest against outputs that keep only that (or, from older state, the text). */
 export function changedCheckInputs<I extends { hostState: string }>(olds: Partial<StoredHostState<I>>, news: Partial<I>, keys: readonly (keyof I & string)[]): (keyof I & string)[] {
     const others = keys.filter((k) => k !== "hostState");
     const changed = changedKeys(olds as Partial<I>, news, others);
-    const oldDigest = olds.hostStateSha256 ?? (typeof olds.hostState === "string" ? hostStateSha256(olds.hostState) : undefined);
-    const newDigest = typeof news.hostState === "string" ? hostStateSha256(news.hostState) : undefined;
+    const oldDigest = olds.hostStateSha256 ?? (typeof olds.hostState === "string" ? sha256Hex(olds.hostState) : undefined);
+    const newDigest = typeof news.hostState === "string" ? sha256Hex(news.hostState) : undefined;
     const hostChanged = newDigest === undefined || oldDigest !== newDigest;
     return keys.filter((k) => (k === "hostState" ? hostChanged : changed.includes(k)));
 }

@@ -14,6 +14,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { forwardingProvider } from "./forward";
 import { vaultNames } from "../lib/naming";
+import { sha256Hex } from "../lib/digest";
 import type { VaultConnection } from "./connection";
 import { normalizeSerial, parseCertificate, splitPemCertificates, type ParsedCertificate } from "./pem";
 import { asRecord, asString, clientForConnection, connectionProblems, isUnknownInput, mountPathProblem, VaultHttpError } from "./vaultClient";
@@ -22,7 +23,6 @@ import {
     checkHostFacts,
     changedCheckInputs,
     checkReload,
-    hostStateSha256,
     failureLine,
     type StoredHostState,
     storedHostState,
@@ -238,7 +238,7 @@ export const verificationCheckProvider: pulumi.dynamic.ResourceProvider<Verifica
     async update(_id, olds, news) {
         // hostState is unchanged here (a new reading replaces): its digest stays (older state kept the text).
         const { hostState, ...kept } = olds;
-        const digest = olds.hostStateSha256 ?? hostStateSha256(hostState ?? "");
+        const digest = olds.hostStateSha256 ?? sha256Hex(hostState ?? "");
         return { outs: { ...kept, hostStateSha256: digest, ...Object.fromEntries(INPUT_KEYS.filter((k) => k !== "hostState" && news[k] !== undefined).map((k) => [k, news[k]])) } as VerificationCheckOutputs };
     },
 

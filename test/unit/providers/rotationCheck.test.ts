@@ -9,10 +9,10 @@ import {
     runRotationCheck,
     type RotationCheckInputs,
     type RotationCheckOutputs,
-    hostStateSha256,
     storedHostState,
 } from "../../../providers/rotationCheck";
 import { UNKNOWN_INPUT } from "../../../providers/vaultClient";
+import { sha256Hex } from "../../../lib/digest";
 import { routes, startFakeVault, type Handler, type Reply, type TestHttpsServer } from "../../support/httpsServer";
 import { TestPki, type TestCert } from "../../support/tls";
 
@@ -424,7 +424,7 @@ describe("diff", () => {
     test("the outputs keep the host's report as its digest only; outputs that kept the text (older state) compare the same", async () => {
         const outs = stored();
         expect(outs).not.toHaveProperty("hostState");
-        expect(outs.hostStateSha256).toBe(hostStateSha256(base.hostState));
+        expect(outs.hostStateSha256).toBe(sha256Hex(base.hostState));
         const { hostStateSha256: _digest, ...older } = { ...outs, hostState: base.hostState };
         await expect(provider.diff!("id", older as RotationCheckOutputs, { ...base })).resolves.toEqual({ changes: false, replaces: [] });
         await expect(provider.diff!("id", older as RotationCheckOutputs, { ...base, hostState: `${base.hostState}\nmore` })).resolves.toEqual({ changes: true, replaces: ["hostState"] });
