@@ -23,7 +23,7 @@ module.exports = tseslint.config(
   },
   {
     // The providers package's CommonJS entry point: plain node loads it, so it `require`s.
-    files: ["providers/index.js"],
+    files: ["providers/index.js", "providers/forwarders/*.js"],
     languageOptions: { sourceType: "commonjs", globals: { require: "readonly", module: "writable", __dirname: "readonly" } },
     rules: { "@typescript-eslint/no-require-imports": "off" },
   },

@@ -28,3 +28,10 @@ test("a forwarded call returns what the implementation returns, loaded by packag
     await expect(forwarder.check!(olds, news)).resolves.toEqual(await implementations.kvMountProvider.check!(olds, news));
     await expect(forwarder.check!(olds, news)).resolves.toMatchObject({ inputs: { mount: "secret" }, failures: [] });
 });
+
+test("a forwarder module whose methods differ from the implementation's is refused when the program loads", () => {
+    const withoutUpdate = { ...implementations.kvMountProvider, update: undefined };
+    expect(() => forwardingProvider("kvMountProvider", withoutUpdate)).toThrow(
+        "providers/forwarders/kvMountProvider.js forwards [check, diff, create, read, update, delete] but kvMountProvider has [check, diff, create, read, delete]",
+    );
+});

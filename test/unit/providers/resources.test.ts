@@ -144,8 +144,7 @@ const jobs = JSON.parse(require("fs").readFileSync(${JSON.stringify(jobsFile)}, 
 (async () => {
   const results = [];
   for (const job of jobs) {
-    const provider = rfs(job.provider).handler();
-    try { results.push({ ok: (await provider[job.method](...job.args)) ?? null }); }
+    try { const provider = rfs(job.provider).handler(); results.push({ ok: (await provider[job.method](...job.args)) ?? null }); }
     catch (e) { results.push({ error: String(e && e.message) }); }
   }
   process.stdout.write(JSON.stringify(results));
@@ -245,3 +244,50 @@ test("a serialized provider outside a project (no node_modules) fails saying to 
     expect(result).toEqual({ error: expect.stringContaining(`cannot load @vault-rotation/providers from ${fs.realpathSync(projectDir("not-a-project", false))}`) as string });
     expect((result as { error: string }).error).toContain("run `npm ci` in the Pulumi project directory");
 });
+
+/**
+ * Each provider's `__provider` text as the program serializes it under Pulumi:
+ * in a plain node process (as the language host starts the program, not jest's
+ * module registry), the way @pulumi/pulumi's dynamic.Resource does
+ * (serializeFunction of `() => provider`).
+ */
+async function serializedInNode(): Promise<Record<string, string>> {
+    const repo = path.resolve(__dirname, "..", "..", "..");
+    const script = pki.writeFile(
+        "serialize.js",
+        `require(${JSON.stringify(require.resolve("ts-node"))}).register({ transpileOnly: true, project: ${JSON.stringify(path.join(repo, "tsconfig.json"))} });
+const { forwardingProvider } = require(${JSON.stringify(path.join(repo, "providers", "forward"))});
+const implementations = require(${JSON.stringify(path.join(repo, "providers", "implementations"))});
+const sc = require(${JSON.stringify(require.resolve("@pulumi/pulumi/runtime/closure/serializeClosure"))});
+(async () => {
+  const texts = {};
+  for (const [name, implementation] of Object.entries(implementations)) {
+    const provider = forwardingProvider(name, implementation);
+    texts[name] = (await sc.serializeFunction(() => provider, { allowSecrets: true })).text;
+  }
+  process.stdout.write(JSON.stringify(texts));
+})();
+`,
+    );
+    const stdout = await new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, [script], { cwd: repo, env: { PATH: process.env.PATH ?? "" }, timeout: 60_000 }, (err, out, errOut) =>
+            err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out),
+        ),
+    );
+    return JSON.parse(stdout) as Record<string, string>;
+}
+
+test("in the program's node process each serialized provider is one require of its forwarder module, and it works", async () => {
+    const texts = await serializedInNode();
+    expect(Object.keys(texts).length).toBe(9);
+    for (const [name, text] of Object.entries(texts)) {
+        expect({ name, requires: text.match(/require\("[^"]*"\)/g) }).toEqual({ name, requires: [`require("@vault-rotation/providers/forwarders/${name}.js")`] });
+        expect({ name, small: text.length <= 400 }).toEqual({ name, small: true });
+    }
+    server.setHandler(routes({ "GET sys/mounts/secret": { json: { data: { type: "kv", options: { version: "2" } } } } }));
+    const [created] = await runSerialized([{ provider: texts.kvMountProvider, method: "create", args: [{ connection, mount: "secret" }] }]);
+    expect(created).toEqual({ ok: { id: "secret", outs: { connection, mount: "secret", type: "kv", version: "2" } } });
+    // Outside a project the require itself fails, naming the module to install.
+    const [outside] = await runSerialized([{ provider: texts.kvMountProvider, method: "check", args: [{}, { connection, mount: "secret" }] }], projectDir("not-a-project-2", false));
+    expect(outside).toEqual({ error: expect.stringContaining("Cannot find module '@vault-rotation/providers/forwarders/kvMountProvider.js'") as string });
+}, 90_000);

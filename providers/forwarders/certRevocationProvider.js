@@ -1,0 +1,3 @@
+// What every dynamic resource of this provider serializes (see forwarder.js).
+"use strict";
+module.exports = require("./forwarder")("certRevocationProvider", ["check", "diff", "create", "update", "delete"]);
