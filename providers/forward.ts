@@ -14,7 +14,7 @@
 //
 // Each forwarder is the whole export of a module of its own,
 // forwarders/<exportName>.js. Pulumi's serializer writes an object that is a
-// module's export as `require(<package path>)`, ~260 bytes, when the module's
+// module's export as `require(<package path>)`, ~300 bytes, when the module's
 // entry in `require.cache` lies under node_modules, and copies the object by
 // value (~1 KB) otherwise. Node keys a linked package's modules by their real
 // path (this directory), so loadForwarder re-keys each forwarder's module
@@ -40,7 +40,7 @@ function methodsOf(provider: object): string[] {
 const loaded = new Map<string, object>();
 
 /**
- * forwarders/<request>.js, required by package name, with its `require.cache`
+ * forwarders/<exportName>.js, required by package name, with its `require.cache`
  * entry moved from the real path to the linked one under node_modules (only
  * when both exist and differ). Memoized: a second require by name would miss
  * the moved entry and load another copy.
