@@ -34,6 +34,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { checkpointBreakdown, CheckpointBreakdown, formatBreakdown } from "./lib/checkpointBreakdown";
+import { cpuByKind, CpuByKind, ProcessCpuSampler } from "./lib/processCpu";
 import { generateStack, GeneratedStack } from "./lib/generateStack";
 import { EngineStack, EngineTools, findEngine } from "../test/support/engine";
 import { runningAsRoot, userMode } from "../test/support/hostUsers";
@@ -64,6 +65,8 @@ interface Phase {
     changes: Record<string, number>;
     /** The checkpoint file's size after the run. */
     checkpointBytes: number;
+    /** CPU seconds by process kind (CLI, language host, program, each plugin), sampled from /proc. */
+    cpu: CpuByKind[];
 }
 
 interface SizeFigures {
@@ -161,7 +164,7 @@ function summaryCounts(output: string): Record<string, number> {
 }
 
 /** One CLI run in its own process group, output to `logFile`; the wall seconds, or RunFailed with the output. */
-function runPulumi(tools: EngineTools, stack: EngineStack, args: string[], extraEnv: Record<string, string>, logFile: string, timeoutSeconds: number): Promise<{ seconds: number; output: string }> {
+function runPulumi(tools: EngineTools, stack: EngineStack, args: string[], extraEnv: Record<string, string>, logFile: string, timeoutSeconds: number): Promise<{ seconds: number; output: string; cpu: CpuByKind[] }> {
     const full = [...args, "--stack", STACK, "--non-interactive", "--color", "never"];
     const shown = `${Object.entries(extraEnv).map(([k, v]) => `${k}=${v} `).join("")}pulumi ${args.join(" ")}`;
     return new Promise((resolve, reject) => {
@@ -171,6 +174,7 @@ function runPulumi(tools: EngineTools, stack: EngineStack, args: string[], extra
         const started = process.hrtime.bigint();
         const child = spawn(path.join(tools.cliDir, "pulumi"), full, { cwd: stack.projectDir, env: { ...stack.env, ...extraEnv }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
         live.child = child;
+        const sampler = child.pid === undefined ? undefined : new ProcessCpuSampler(child.pid).start();
         const take = (d: Buffer) => {
             output += d.toString("utf8");
             fs.writeSync(out, d);
@@ -184,15 +188,17 @@ function runPulumi(tools: EngineTools, stack: EngineStack, args: string[], extra
         }, timeoutSeconds * 1000);
         child.on("error", (e) => {
             clearTimeout(timer);
+            sampler?.stop();
             fs.closeSync(out);
             reject(new RunFailed(`${shown}: cannot start the CLI: ${e.message}`));
         });
         child.on("close", (code, signal) => {
             clearTimeout(timer);
             const seconds = since(started);
+            const cpu = cpuByKind(sampler?.stop() ?? []);
             fs.closeSync(out);
             live.child = undefined;
-            if (code === 0 && !timedOut) resolve({ seconds, output });
+            if (code === 0 && !timedOut) resolve({ seconds, output, cpu });
             else {
                 const why = timedOut ? `stopped after the --timeout of ${timeoutSeconds} s` : `exit ${signal ?? code} after ${seconds.toFixed(1)} s`;
                 reject(new RunFailed(`${shown} failed (${why}); its output${output.includes("\nDiagnostics:") ? " from Diagnostics on" : ", last lines"}:\n${failureText(output)}`));
@@ -260,7 +266,7 @@ async function benchSize(tools: EngineTools, work: string, apps: number, options
             log(`${apps} apps: ${label} (pulumi ${args.join(" ")}${checkpoints ? "" : ", PULUMI_SKIP_CHECKPOINTS=true"}) ...`);
             const r = await runPulumi(tools, stack, args, checkpoints ? {} : { PULUMI_SKIP_CHECKPOINTS: "true" }, logFile, options.timeoutSeconds);
             const changes = summaryCounts(r.output);
-            const p: Phase = { command: `pulumi ${args.join(" ")}`, epoch, checkpoints, seconds: r.seconds, changes, checkpointBytes: checkpointOf(stack).bytes };
+            const p: Phase = { command: `pulumi ${args.join(" ")}`, epoch, checkpoints, seconds: r.seconds, changes, checkpointBytes: checkpointOf(stack).bytes, cpu: r.cpu };
             figures.phases[name] = p;
             log(`${apps} apps:   ${r.seconds.toFixed(1)} s; ${Object.entries(changes).map(([k, v]) => `${v} ${k}`).join(", ") || "(no summary printed)"}`);
             return p;
@@ -314,8 +320,28 @@ function table(sizes: SizeFigures[]): string {
     return lines.join("\n");
 }
 
+const PHASE_LABELS: [PhaseName, string][] = [["create", "create"], ["noopPreview", "no-op preview"], ["rotationPreview", "rotation preview"], ["rotationUp", "rotation up"], ["rotationUpNoCheckpoints", "no checkpoints"]];
+
+/** CPU seconds by process kind, one column per phase; "+ n" is what the kind's processes waited for in their children (host steps under the command plugin). */
+function cpuTable(f: SizeFigures): string {
+    const phases = PHASE_LABELS.filter(([n]) => f.phases[n]);
+    const kinds = [...new Set(phases.flatMap(([n]) => f.phases[n]!.cpu.map((c) => c.kind)))];
+    const cell = (n: PhaseName, kind: string) => {
+        const c = f.phases[n]!.cpu.find((k) => k.kind === kind);
+        if (!c) return "-";
+        return `${c.seconds.toFixed(1)}${c.childrenSeconds >= 0.05 ? ` + ${c.childrenSeconds.toFixed(1)}` : ""}`;
+    };
+    const lines = [`| process (count in the last phase) | ${phases.map(([, l]) => `${l} CPU s`).join(" | ")} |`, `|---|${phases.map(() => "---|").join("")}`];
+    for (const kind of kinds) {
+        const last = phases.map(([n]) => f.phases[n]!.cpu.find((k) => k.kind === kind)).filter((c) => c !== undefined).pop();
+        lines.push(`| ${kind} (${last?.processes ?? 0}) | ${phases.map(([n]) => cell(n, kind)).join(" | ")} |`);
+    }
+    lines.push(`| wall seconds | ${phases.map(([n]) => f.phases[n]!.seconds.toFixed(1)).join(" | ")} |`);
+    return lines.join("\n");
+}
+
 function changesLine(f: SizeFigures): string {
-    const names: [PhaseName, string][] = [["create", "create"], ["noopPreview", "no-op preview"], ["rotationPreview", "rotation preview"], ["rotationUp", "rotation up"], ["rotationUpNoCheckpoints", "no checkpoints"]];
+    const names = PHASE_LABELS;
     return `${f.apps} apps (${f.customResources} custom resources; edge proxy ${f.edgeProxy ? "on" : "off"}; ${f.totalSeconds.toFixed(0)} s in all): ${names
         .filter(([n]) => f.phases[n])
         .map(([n, label]) => `${label}: ${Object.entries(f.phases[n]!.changes).map(([k, v]) => `${v} ${k}`).join(", ")}`)
@@ -359,6 +385,10 @@ async function main(): Promise<void> {
         console.log(table(sizes));
         console.log("");
         for (const f of sizes) console.log(changesLine(f));
+        for (const f of sizes) {
+            console.log(`\nCPU by process, ${f.apps} apps (sampled from /proc; "+ n": CPU of the children the processes waited for, such as host steps; the CLI's may include plugins it reaped):\n`);
+            console.log(cpuTable(f));
+        }
         const largest = sizes[sizes.length - 1];
         if (largest.breakdown) {
             console.log(`\ncheckpoint after the rotation up, ${largest.apps} apps, by resource type and property (the file: ${int(largest.checkpointBytes)} bytes):\n`);
