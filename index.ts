@@ -21,10 +21,12 @@ import { StackBase } from "./components/stackBase";
 import { EdgeTrust } from "./components/edgeTrust";
 import type { VaultConnection } from "./providers/connection";
 import { DestroyGuard } from "./providers/destroyGuard";
-import { trimResourceStackTraces } from "./components/stackTraces";
+import { skipPromiseDebugStacks, trimResourceStackTraces } from "./components/stackTraces";
 
-// Before any resource: keep only this program's frames of each resource's stack in the state.
+// Before any resource: keep only this program's frames of each resource's stack in the state,
+// and do not format a stack for every promise the SDK makes (half the evaluation's CPU).
 trimResourceStackTraces();
+skipPromiseDebugStacks();
 
 // Throws ConfigError (every problem, each naming its key) before any resource exists.
 const { config, listenerCaPem } = validateStackInputs(readRawStackInputs(), (path) => fs.readFileSync(path, "utf8"));

@@ -37,3 +37,45 @@ export function trimResourceStackTraces(): boolean {
     resource.stackTrace = trimmed;
     return true;
 }
+
+type DebuggablePromiseFn = (<T>(p: Promise<T>, ctx: unknown) => Promise<T>) & { withoutStack?: true };
+
+/**
+ * The SDK tags every promise it makes (four per input property of every
+ * resource, and more per registration) with `new Error().stack`, formatted at
+ * once; with the source maps that ts-node and the SDK's entry point install,
+ * every frame is mapped, and that was half of this program's CPU while it is
+ * evaluated (a preview, an update: 16 of 33 s at 30 apps, `node --cpu-prof`,
+ * issue 21). The stack is read only by the SDK's promise-leak report, printed
+ * when PULUMI_DEBUG_PROMISE_LEAKS is set: then nothing is changed. Otherwise
+ * each tag is made with Error.stackTraceLimit = 0, an empty stack; the leak
+ * report still names each promise by its context (resource and property).
+ *
+ * `runtime/debuggable` is internal to @pulumi/pulumi; when a release moves it,
+ * nothing is patched (only the speed changes). Returns whether the stacks are skipped.
+ */
+export function skipPromiseDebugStacks(): boolean {
+    let debuggable: { debuggablePromise?: DebuggablePromiseFn; debugPromiseLeaks?: boolean };
+    try {
+        debuggable = require("@pulumi/pulumi/runtime/debuggable") as typeof debuggable;
+    } catch {
+        return false;
+    }
+    const original = debuggable.debuggablePromise;
+    if (typeof original !== "function" || debuggable.debugPromiseLeaks === true) return false;
+    if (original.withoutStack) return true;
+    const withoutStack = Object.assign(
+        <T>(p: Promise<T>, ctx: unknown): Promise<T> => {
+            const limit = Error.stackTraceLimit;
+            Error.stackTraceLimit = 0;
+            try {
+                return original(p, ctx);
+            } finally {
+                Error.stackTraceLimit = limit;
+            }
+        },
+        { withoutStack: true as const },
+    );
+    debuggable.debuggablePromise = withoutStack;
+    return true;
+}
