@@ -22,9 +22,9 @@ module.exports = tseslint.config(
     },
   },
   {
-    // The providers package's CommonJS entry point: plain node loads it, so it `require`s.
-    files: ["providers/index.js", "providers/forwarders/*.js"],
-    languageOptions: { sourceType: "commonjs", globals: { require: "readonly", module: "writable", __dirname: "readonly" } },
+    // The providers package's CommonJS entry point and the profiler preload: plain node loads them, so they `require`.
+    files: ["providers/index.js", "providers/forwarders/*.js", "scripts/lib/cpuProfPreload.js"],
+    languageOptions: { sourceType: "commonjs", globals: { require: "readonly", module: "writable", __dirname: "readonly", process: "readonly" } },
     rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

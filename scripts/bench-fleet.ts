@@ -27,14 +27,19 @@
 //          --keep           keep the sandboxes, engine projects, backends and logs (their directory is printed)
 //          --json <file>    every figure as JSON (also written when a run fails, with the failure)
 //          --timeout <s>    seconds before one CLI run is stopped and counted as failed (default 3600)
+//          --cpu-prof <dir> a V8 CPU profile of every node process of every run (the program, the dynamic
+//                           providers' host; scripts/lib/cpuProfPreload.js), written to <dir>/<apps>-<phase>/
+//                           and summarized after each run (scripts/lib/cpuProfile.ts); the profiler slows the
+//                           processes a little, so compare seconds only between runs that both profile
 // Agents, nginx, the users, the Vault servers and (without --keep) the files are
 // removed at the end, on failure and on Ctrl-C.
-import { ChildProcess, spawn } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { checkpointBreakdown, CheckpointBreakdown, formatBreakdown } from "./lib/checkpointBreakdown";
 import { cpuByKind, CpuByKind, ProcessCpuSampler } from "./lib/processCpu";
+import { CpuProfile, formatProfileSummary, summarizeProfile } from "./lib/cpuProfile";
 import { generateStack, GeneratedStack } from "./lib/generateStack";
 import { EngineStack, EngineTools, findEngine } from "../test/support/engine";
 import { runningAsRoot, userMode } from "../test/support/hostUsers";
@@ -51,6 +56,7 @@ interface Options {
     keep: boolean;
     json?: string;
     timeoutSeconds: number;
+    cpuProfDir?: string;
 }
 
 type PhaseName = "create" | "noopPreview" | "rotationPreview" | "rotationUp" | "rotationUpNoCheckpoints";
@@ -89,7 +95,7 @@ class RunFailed extends Error {}
 
 function usage(message?: string): never {
     if (message) process.stderr.write(`bench-fleet: ${message}\n`);
-    process.stderr.write("usage: npm run bench:fleet -- [--apps 10,30] [--keep] [--json figures.json] [--timeout 3600]\n");
+    process.stderr.write("usage: npm run bench:fleet -- [--apps 10,30] [--keep] [--json figures.json] [--timeout 3600] [--cpu-prof dir]\n");
     process.exit(2);
 }
 
@@ -102,6 +108,7 @@ function parseArgs(argv: string[]): Options {
         else if (arg === "--keep") options.keep = true;
         else if (arg === "--json") options.json = value();
         else if (arg === "--timeout") options.timeoutSeconds = Number(value());
+        else if (arg === "--cpu-prof") options.cpuProfDir = path.resolve(value());
         else if (arg === "--help" || arg === "-h") usage();
         else usage(`unknown option ${arg}`);
     }
@@ -207,6 +214,28 @@ function runPulumi(tools: EngineTools, stack: EngineStack, args: string[], extra
     });
 }
 
+/** Each profile in `dir`, named by the node process it came from (the program, the dynamic providers' host). */
+function profileSummaries(dir: string): string {
+    const root = path.resolve(__dirname, "..");
+    return fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith(".cpuprofile"))
+        .map((f) => {
+            const text = fs.readFileSync(path.join(dir, f), "utf8");
+            const what = text.includes("@pulumi/pulumi/cmd/dynamic-provider") ? "dynamic providers" : text.includes("@pulumi/pulumi/cmd/run") ? "program" : "node";
+            return `${what} (${f}): ${formatProfileSummary(summarizeProfile(JSON.parse(text) as CpuProfile, root))}`;
+        })
+        .join("\n");
+}
+
+/** The CLI's CPU profile, as `go tool pprof -top` prints its largest cumulative entries (Go is on this machine: the engine is built with it). */
+function cliProfileSummary(tools: EngineTools, dir: string): string {
+    const file = fs.readdirSync(dir).find((f) => /^cli\.\d+\.cpu$/.test(f));
+    if (file === undefined) return "CLI: no profile written";
+    const r = spawnSync("go", ["tool", "pprof", "-top", "-cum", "-nodecount=25", path.join(tools.cliDir, "pulumi"), path.join(dir, file)], { encoding: "utf8" });
+    return `CLI (${file}):\n${r.status === 0 ? r.stdout.trim() : `go tool pprof failed: ${r.stderr}`}`;
+}
+
 function checkpointOf(stack: EngineStack): { text: string; bytes: number } {
     const text = stack.checkpointText();
     return { text, bytes: Buffer.byteLength(text, "utf8") };
@@ -264,7 +293,18 @@ async function benchSize(tools: EngineTools, work: string, apps: number, options
 
         const phase = async (name: PhaseName, label: string, args: string[], epoch: string, checkpoints = true): Promise<Phase> => {
             log(`${apps} apps: ${label} (pulumi ${args.join(" ")}${checkpoints ? "" : ", PULUMI_SKIP_CHECKPOINTS=true"}) ...`);
-            const r = await runPulumi(tools, stack, args, checkpoints ? {} : { PULUMI_SKIP_CHECKPOINTS: "true" }, logFile, options.timeoutSeconds);
+            const env: Record<string, string> = checkpoints ? {} : { PULUMI_SKIP_CHECKPOINTS: "true" };
+            const profDir = options.cpuProfDir === undefined ? undefined : path.join(options.cpuProfDir, `${apps}-${name}`);
+            if (profDir !== undefined) {
+                fs.mkdirSync(profDir, { recursive: true });
+                // node refuses --cpu-prof in NODE_OPTIONS; the preload starts the same profiler.
+                env.NODE_OPTIONS = `--require ${path.join(__dirname, "lib", "cpuProfPreload.js")}`;
+                env.VAULT_ROTATION_CPU_PROF_DIR = profDir;
+            }
+            // The CLI's own Go profiles: --profiling <prefix> writes <prefix>.<pid>.cpu (and .mem, .trace).
+            const cliArgs = profDir === undefined ? args : [...args, "--profiling", path.join(profDir, "cli")];
+            const r = await runPulumi(tools, stack, cliArgs, env, logFile, options.timeoutSeconds);
+            if (profDir !== undefined) log(`${apps} apps:   CPU profiles in ${profDir}:\n${profileSummaries(profDir)}\n${cliProfileSummary(tools, profDir)}`);
             const changes = summaryCounts(r.output);
             const p: Phase = { command: `pulumi ${args.join(" ")}`, epoch, checkpoints, seconds: r.seconds, changes, checkpointBytes: checkpointOf(stack).bytes, cpu: r.cpu };
             figures.phases[name] = p;
