@@ -27,6 +27,7 @@ import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { killTree } from "../test/support/engine";
 
 const REPO = path.resolve(__dirname, "..");
 const PROJECT_NAME = "bench-engine";
@@ -219,8 +220,8 @@ function timed(command: string, args: string[], cwd: string, env: NodeJS.Process
         let timedOut = false;
         const timer = setTimeout(() => {
             timedOut = true;
-            // The whole group: the CLI, its language host, node and the provider plugins.
-            if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+            // The whole tree: the CLI, its language host, node and the provider plugins (each in a group of its own).
+            if (child.pid !== undefined) killTree(child.pid);
         }, timeoutSeconds * 1000);
         child.on("error", reject);
         child.on("exit", (code, signal) => {

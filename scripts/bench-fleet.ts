@@ -41,7 +41,7 @@ import { checkpointBreakdown, CheckpointBreakdown, formatBreakdown } from "./lib
 import { cpuByKind, CpuByKind, ProcessCpuSampler } from "./lib/processCpu";
 import { CpuProfile, formatProfileSummary, summarizeProfile } from "./lib/cpuProfile";
 import { generateStack, GeneratedStack } from "./lib/generateStack";
-import { EngineStack, EngineTools, findEngine } from "../test/support/engine";
+import { EngineStack, EngineTools, findEngine, killTree } from "../test/support/engine";
 import { runningAsRoot, userMode } from "../test/support/hostUsers";
 import { openSandbox, Sandbox } from "../test/support/sandbox";
 import { planServing } from "../test/support/serving";
@@ -125,12 +125,8 @@ const live: { child?: ChildProcess; sandbox?: Sandbox; generated?: GeneratedStac
 
 function killGroup(child: ChildProcess | undefined): void {
     if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    try {
-        // The CLI, its language host, the plugins and the host steps they started.
-        process.kill(-child.pid, "SIGKILL");
-    } catch {
-        // already gone
-    }
+    // The CLI, its language host, the plugins (each in a process group of its own) and the host steps they started.
+    killTree(child.pid);
 }
 
 function onSignal(signal: NodeJS.Signals): void {

@@ -261,8 +261,9 @@ export class EngineStack {
 
     /**
      * `pulumi up` as its own process group, killed with SIGKILL (the CLI, the
-     * language host, the plugins and the host steps they started) once `when`
-     * says so; resolves with what it had printed by then.
+     * language host, the plugins and the host steps they started: the whole
+     * process tree, as when the runner dies) once `when` says so; resolves with
+     * what it had printed by then.
      */
     upKilledWhen(when: () => boolean, timeoutMs = 600_000): Promise<{ killed: boolean; output: string }> {
         return new Promise((resolve) => {
@@ -281,11 +282,7 @@ export class EngineStack {
                 if (killed) return;
                 if (when() || Date.now() - started > timeoutMs) {
                     killed = true;
-                    try {
-                        process.kill(-child.pid!, "SIGKILL");
-                    } catch {
-                        // already gone
-                    }
+                    killTree(child.pid!);
                 }
             }, 50);
             child.on("close", () => {
@@ -350,4 +347,33 @@ export function writeShadowProject(projectDir: string, stackFiles: string[] = []
     fs.rmSync(path.join(projectDir, "node_modules"), { force: true });
     fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(projectDir, "node_modules"));
     for (const f of stackFiles) fs.copyFileSync(f, path.join(projectDir, path.basename(f)));
+}
+
+/**
+ * SIGKILL to a process, its process group and every descendant. The CLI starts
+ * its plugins in process groups of their own, so killing the CLI's group alone
+ * left them running (and holding their ports) after the test.
+ */
+export function killTree(pid: number): void {
+    const parents = new Map<number, number>();
+    for (const name of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(name)) continue;
+        try {
+            const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
+            parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+        } catch {
+            // gone meanwhile
+        }
+    }
+    const tree = [pid];
+    for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
+    const kill = (target: number) => {
+        try {
+            process.kill(target, "SIGKILL");
+        } catch {
+            // already gone
+        }
+    };
+    kill(-pid);
+    for (const p of tree) kill(p);
 }
