@@ -13,7 +13,9 @@
 // Timed (wall seconds of the CLI process), checkpoints on (the default):
 //   1. create             pulumi up --yes --skip-preview (epoch fleet-1)
 //   2. no-op preview      pulumi preview
-//   3. rotation preview   pulumi preview, with a new rotation.epoch (fleet-2)
+//   3. rotation preview   pulumi preview, with a new rotation.epoch (fleet-2), then the same preview
+//                         with PULUMI_SKIP_CHECKPOINTS=true (`npm run preview`: the engine serializes
+//                         its snapshot after each step of a preview too)
 //   4. rotation up        pulumi up --yes --skip-preview (fleet-2)
 //   5. the same rotation again with PULUMI_SKIP_CHECKPOINTS=true and a second new
 //      epoch (fleet-3): the engine's floor, the same work without the rewrites of
@@ -59,7 +61,7 @@ interface Options {
     cpuProfDir?: string;
 }
 
-type PhaseName = "create" | "noopPreview" | "rotationPreview" | "rotationUp" | "rotationUpNoCheckpoints";
+type PhaseName = "create" | "noopPreview" | "rotationPreview" | "rotationPreviewNoCheckpoints" | "rotationUp" | "rotationUpNoCheckpoints";
 
 interface Phase {
     /** The CLI command line, as typed (without --stack, --non-interactive, --color). */
@@ -316,6 +318,8 @@ async function benchSize(tools: EngineTools, work: string, apps: number, options
         await phase("noopPreview", "2/5 no-op preview", ["preview"], EPOCHS.create);
         setEpoch(EPOCHS.rotation);
         await phase("rotationPreview", `3/5 rotation preview, epoch ${EPOCHS.rotation}`, ["preview"], EPOCHS.rotation);
+        // `npm run preview`: the engine serializes the snapshot after each step of a preview too.
+        await phase("rotationPreviewNoCheckpoints", `3b/5 the same rotation preview without checkpoints`, ["preview"], EPOCHS.rotation, false);
         const rotated = await phase("rotationUp", `4/5 rotation up, epoch ${EPOCHS.rotation}`, ["up", "--yes", "--skip-preview"], EPOCHS.rotation);
         figures.checkpointBytes = rotated.checkpointBytes;
         figures.breakdown = checkpointBreakdown(checkpointOf(stack).text, apps);
@@ -344,19 +348,26 @@ const perApp = (p: Phase | undefined, apps: number) => (p === undefined ? "-" : 
 
 function table(sizes: SizeFigures[]): string {
     const lines = [
-        "| apps | resources | create s | no-op preview s | rotation preview s | rotation up s | s/app | rotation up s (no checkpoints) | s/app | checkpoint bytes | bytes/app |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| apps | resources | create s | no-op preview s | rotation preview s | rotation preview s (no checkpoints) | rotation up s | s/app | rotation up s (no checkpoints) | s/app | checkpoint bytes | bytes/app |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ];
     for (const f of sizes) {
         const p = f.phases;
         lines.push(
-            `| ${f.apps} | ${f.resources} | ${sec(p.create)} | ${sec(p.noopPreview)} | ${sec(p.rotationPreview)} | ${sec(p.rotationUp)} | ${perApp(p.rotationUp, f.apps)} | ${sec(p.rotationUpNoCheckpoints)} | ${perApp(p.rotationUpNoCheckpoints, f.apps)} | ${int(f.checkpointBytes)} | ${int(f.checkpointBytes === undefined ? undefined : f.checkpointBytes / f.apps)} |`,
+            `| ${f.apps} | ${f.resources} | ${sec(p.create)} | ${sec(p.noopPreview)} | ${sec(p.rotationPreview)} | ${sec(p.rotationPreviewNoCheckpoints)} | ${sec(p.rotationUp)} | ${perApp(p.rotationUp, f.apps)} | ${sec(p.rotationUpNoCheckpoints)} | ${perApp(p.rotationUpNoCheckpoints, f.apps)} | ${int(f.checkpointBytes)} | ${int(f.checkpointBytes === undefined ? undefined : f.checkpointBytes / f.apps)} |`,
         );
     }
     return lines.join("\n");
 }
 
-const PHASE_LABELS: [PhaseName, string][] = [["create", "create"], ["noopPreview", "no-op preview"], ["rotationPreview", "rotation preview"], ["rotationUp", "rotation up"], ["rotationUpNoCheckpoints", "no checkpoints"]];
+const PHASE_LABELS: [PhaseName, string][] = [
+    ["create", "create"],
+    ["noopPreview", "no-op preview"],
+    ["rotationPreview", "rotation preview"],
+    ["rotationPreviewNoCheckpoints", "rotation preview, no checkpoints"],
+    ["rotationUp", "rotation up"],
+    ["rotationUpNoCheckpoints", "no checkpoints"],
+];
 
 /** CPU seconds by process kind, one column per phase; "+ n" is what the kind's processes waited for in their children (host steps under the command plugin). */
 function cpuTable(f: SizeFigures): string {
