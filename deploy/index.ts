@@ -447,6 +447,11 @@ const environmentVariables: Record<string, string> = {
     // Vault objects changed or deleted out of band are read back first, so the same
     // update puts them back. PULUMI_OPTION_<FLAG> sets any CLI flag (Pulumi CLI 3.208.0+).
     PULUMI_OPTION_REFRESH: "true",
+    // The repository's tsconfig lets ts-node skip the type check when the CLI runs the
+    // program (seconds per run for an operator); the Deployment runs what is on the branch,
+    // whether or not CI passed on it, so it type-checks first and stops on a type error
+    // before any resource is touched.
+    PULUMI_NODEJS_TRANSPILE_ONLY: "false",
 };
 if (policyEnforcement === "localPack") environmentVariables.PULUMI_OPTION_POLICY_PACK = localPolicyPackPath;
 

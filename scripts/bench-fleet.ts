@@ -294,9 +294,11 @@ async function benchSize(tools: EngineTools, work: string, apps: number, options
             const env: Record<string, string> = checkpoints ? {} : { PULUMI_SKIP_CHECKPOINTS: "true" };
             const profDir = options.cpuProfDir === undefined ? undefined : path.join(options.cpuProfDir, `${apps}-${name}`);
             if (profDir !== undefined) {
+                // Fresh: the summaries read every profile in it.
+                fs.rmSync(profDir, { recursive: true, force: true });
                 fs.mkdirSync(profDir, { recursive: true });
                 // node refuses --cpu-prof in NODE_OPTIONS; the preload starts the same profiler.
-                env.NODE_OPTIONS = `--require ${path.join(__dirname, "lib", "cpuProfPreload.js")}`;
+                env.NODE_OPTIONS = `--require ${JSON.stringify(path.join(__dirname, "lib", "cpuProfPreload.js"))}`;
                 env.VAULT_ROTATION_CPU_PROF_DIR = profDir;
             }
             // The CLI's own Go profiles: --profiling <prefix> writes <prefix>.<pid>.cpu (and .mem, .trace).

@@ -34,7 +34,7 @@ export function processKind(cmdline: string[]): string {
     if (/pulumi-resource-command\b/.test(all)) return "command plugin";
     if (/pulumi-resource-pulumi-nodejs|dynamic-provider/.test(all)) return "dynamic providers (node)";
     if (/pulumi-language-nodejs\b/.test(all)) return "language host";
-    if (/\bnode\b/.test(argv0) || /(^|\/)node$/.test(argv0)) return /@pulumi\/pulumi\/cmd\/run|run-pulumi|\/cmd\/run\b/.test(all) ? "program (node)" : "node (other)";
+    if (/\bnode\b/.test(argv0) || /(^|\/)node$/.test(argv0)) return /@pulumi\/pulumi\/cmd\/run(\/[\w.]*)?(\s|$)/.test(all) ? "program (node)" : "node (other)";
     if (/(^|\/)pulumi$/.test(argv0)) return "CLI";
     return `other: ${argv0.split("/").pop() ?? argv0}`;
 }
@@ -79,7 +79,7 @@ export class ProcessCpuSampler {
         return this;
     }
 
-    /** Stops sampling; every process seen, the root first. */
+    /** Stops sampling; every process seen. */
     stop(): ProcessCpu[] {
         if (this.timer) clearInterval(this.timer);
         this.timer = undefined;
@@ -109,6 +109,10 @@ export class ProcessCpuSampler {
             if (!entry) {
                 entry = { kind: processKind(readCmdline(pid)), pid, seconds: 0, childrenSeconds: 0 };
                 this.seen.set(key, entry);
+            } else {
+                // A process seen between fork and exec showed its parent's command line: read it again.
+                const cmdline = readCmdline(pid);
+                if (cmdline.length > 0) entry.kind = processKind(cmdline);
             }
             entry.seconds = Math.max(entry.seconds, s.ticks / this.hz);
             entry.childrenSeconds = Math.max(entry.childrenSeconds, s.childTicks / this.hz);

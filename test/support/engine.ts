@@ -280,6 +280,8 @@ export class EngineStack {
             const started = Date.now();
             const timer = setInterval(() => {
                 if (killed) return;
+                // Only while the CLI has not exited: a reaped pid may already belong to another process.
+                if (child.exitCode !== null || child.signalCode !== null) return;
                 if (when() || Date.now() - started > timeoutMs) {
                     killed = true;
                     killTree(child.pid!);
@@ -351,29 +353,40 @@ export function writeShadowProject(projectDir: string, stackFiles: string[] = []
 
 /**
  * SIGKILL to a process, its process group and every descendant. The CLI starts
- * its plugins in process groups of their own, so killing the CLI's group alone
- * left them running (and holding their ports) after the test.
+ * its plugins in process groups of their own (and host steps run under setsid),
+ * so killing the CLI's group alone left them running after the test. Each
+ * process found is stopped first (SIGSTOP) and /proc read again until no new
+ * descendant appears, so one started between the reading and the kill (a host
+ * step the command plugin is just starting) is not missed.
  */
 export function killTree(pid: number): void {
-    const parents = new Map<number, number>();
-    for (const name of fs.readdirSync("/proc")) {
-        if (!/^\d+$/.test(name)) continue;
+    const signal = (target: number, sig: NodeJS.Signals) => {
         try {
-            const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
-            parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-        } catch {
-            // gone meanwhile
-        }
-    }
-    const tree = [pid];
-    for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
-    const kill = (target: number) => {
-        try {
-            process.kill(target, "SIGKILL");
+            process.kill(target, sig);
         } catch {
             // already gone
         }
     };
-    kill(-pid);
-    for (const p of tree) kill(p);
+    const tree = new Set<number>([pid]);
+    signal(-pid, "SIGSTOP");
+    signal(pid, "SIGSTOP");
+    for (let round = 0; round < 50; round++) {
+        const found: number[] = [];
+        for (const name of fs.readdirSync("/proc")) {
+            if (!/^\d+$/.test(name) || tree.has(Number(name))) continue;
+            try {
+                const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
+                if (tree.has(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]))) found.push(Number(name));
+            } catch {
+                // gone meanwhile
+            }
+        }
+        if (found.length === 0) break;
+        for (const p of found) {
+            tree.add(p);
+            signal(p, "SIGSTOP");
+        }
+    }
+    signal(-pid, "SIGKILL");
+    for (const p of tree) signal(p, "SIGKILL");
 }

@@ -527,8 +527,14 @@ describe("deploy/index.ts", () => {
         const s = only(T.settings).inputs as { operationContext: Record<string, unknown> & { environmentVariables?: Record<string, string> }; executorContext?: unknown };
         // Continue past one app's failure; `--refresh` for every update and `--policy-pack
         // policy` (the pack's path from repoDir `.`) for every preview and update (the CLI
-        // reads PULUMI_OPTION_<FLAG>). No VAULT_*: the imported ESC environment provides them.
-        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_OPTION_POLICY_PACK: "policy" });
+        // reads PULUMI_OPTION_<FLAG>). The program is type-checked before it runs (the repository's
+        // tsconfig turns ts-node's check off for operators' runs). No VAULT_*: the imported ESC environment provides them.
+        expect(s.operationContext.environmentVariables).toEqual({
+            PULUMI_CONTINUE_ON_ERROR: "true",
+            PULUMI_OPTION_REFRESH: "true",
+            PULUMI_NODEJS_TRANSPILE_ONLY: "false",
+            PULUMI_OPTION_POLICY_PACK: "policy",
+        });
         // The SDK's oidc options are cloud-only; the Vault login is ESC's.
         expect(s.operationContext.oidc).toBeUndefined();
         expect(s.executorContext).toBeUndefined();
@@ -684,7 +690,7 @@ describe("deploy/index.ts in policyGroup mode (Pulumi.prod.yaml's values with PO
 
     it("leaves the pack out of the settings: the group enforces it on every run", () => {
         const s = only(T.settings, records).inputs as { operationContext: { environmentVariables?: Record<string, string> } };
-        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true" });
+        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_NODEJS_TRANSPILE_ONLY: "false" });
     });
 
     it("schedules a `pulumi up` on the configured cron, after the settings, the environment and the policy group exist", () => {
@@ -744,7 +750,7 @@ describe("deploy/index.ts with an ssh key, and in localPack mode", () => {
         const fresh = await loadWith({ ...stackConfig, policyEnforcement: "localPack", policyPackName: "", policyPackVersion: "" });
         expect(fresh.filter((r) => r.type === T.policyGroup)).toEqual([]);
         const s = only(T.settings, fresh).inputs as { operationContext: { environmentVariables: Record<string, string> } };
-        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_OPTION_POLICY_PACK: "policy" });
+        expect(s.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_NODEJS_TRANSPILE_ONLY: "false", PULUMI_OPTION_POLICY_PACK: "policy" });
         const schedule = only(T.schedule, fresh);
         expect(schedule.dependencies).toEqual(expect.arrayContaining([only(T.settings, fresh).urn, only(T.environment, fresh).urn]));
         expect(schedule.dependencies).toHaveLength(2);
@@ -801,7 +807,7 @@ describe("deploy/index.ts for a sharded fleet (stacks, stagger 20m)", () => {
             }
             const settings = onlyFor(T.settings, stack, records).inputs as { sourceContext: unknown; operationContext: { environmentVariables: Record<string, string> } };
             expect(settings.sourceContext).toEqual({ git: { repoUrl: stackConfig.repoUrl, branch: "main", repoDir: "." } });
-            expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_OPTION_POLICY_PACK: "policy" });
+            expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_NODEJS_TRANSPILE_ONLY: "false", PULUMI_OPTION_POLICY_PACK: "policy" });
             expect(onlyFor(T.schedule, stack, records).inputs.pulumiOperation).toBe("update");
             expect(onlyFor(T.drift, stack, records).inputs.autoRemediate).toBe(false);
         }
@@ -1064,7 +1070,7 @@ describe("deploy/index.ts config checks", () => {
         expect(drift.inputs.autoRemediate).toBe(false);
         expect(settings.sourceContext.git.repoDir).toBe(".");
         expect(settings.operationContext.preRunCommands).toEqual(["npm ci"]);
-        expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true" });
+        expect(settings.operationContext.environmentVariables).toEqual({ PULUMI_CONTINUE_ON_ERROR: "true", PULUMI_OPTION_REFRESH: "true", PULUMI_NODEJS_TRANSPILE_ONLY: "false" });
         expect(settings.agentPoolId).toBeUndefined();
         expect(settings.executorContext).toBeUndefined();
         const login = (await environmentValues(only(T.environment, fresh).inputs)).vault.login["fn::open::vault-login"];

@@ -41,7 +41,11 @@ it("a SIGKILL to the parent's group leaves a child that left the group running",
 
 it("killTree kills the parent, its group and the child that left the group", async () => {
     const { parent, child, closed } = await parentWithEscapedChild();
-    killTree(parent.pid!);
-    expect(await closed).toBe("SIGKILL");
-    expect(await gone(child)).toBe(true);
+    try {
+        killTree(parent.pid!);
+        expect(await closed).toBe("SIGKILL");
+        expect(await gone(child)).toBe(true);
+    } finally {
+        if (alive(child)) process.kill(child, "SIGKILL");
+    }
 });

@@ -9,6 +9,7 @@ describe("processKind", () => {
         expect(processKind(["/x/pulumi-language-nodejs", "127.0.0.1:4000", "."])).toBe("language host");
         expect(processKind(["/usr/bin/node", "/p/node_modules/@pulumi/pulumi/cmd/run", "--monitor", "x"])).toBe("program (node)");
         expect(processKind(["node", "/p/node_modules/@pulumi/pulumi/cmd/dynamic-provider", "127.0.0.1:1"])).toBe("dynamic providers (node)");
+        expect(processKind(["node", "/p/node_modules/@pulumi/pulumi/cmd/run-policy-pack", "x"])).toBe("node (other)");
         expect(processKind(["/bin/bash", "-c", "true"])).toBe("other: bash");
     });
 });
