@@ -390,8 +390,7 @@ function cpuTable(f: SizeFigures): string {
 }
 
 function changesLine(f: SizeFigures): string {
-    const names = PHASE_LABELS;
-    return `${f.apps} apps (${f.customResources} custom resources; edge proxy ${f.edgeProxy ? "on" : "off"}; ${f.totalSeconds.toFixed(0)} s in all): ${names
+    return `${f.apps} apps (${f.customResources} custom resources; edge proxy ${f.edgeProxy ? "on" : "off"}; ${f.totalSeconds.toFixed(0)} s in all): ${PHASE_LABELS
         .filter(([n]) => f.phases[n])
         .map(([n, label]) => `${label}: ${Object.entries(f.phases[n]!.changes).map(([k, v]) => `${v} ${k}`).join(", ")}`)
         .join("; ")}`;

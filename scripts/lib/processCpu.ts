@@ -9,6 +9,7 @@
 // parent reaps it, which is why those are reported apart ("children").
 import { execFileSync } from "child_process";
 import * as fs from "fs";
+import { listPids, ProcStat, readProcStat } from "../../test/support/procfs";
 
 export interface ProcessCpu {
     kind: string;
@@ -37,25 +38,6 @@ export function processKind(cmdline: string[]): string {
     if (/\bnode\b/.test(argv0) || /(^|\/)node$/.test(argv0)) return /@pulumi\/pulumi\/cmd\/run(\/[\w.]*)?(\s|$)/.test(all) ? "program (node)" : "node (other)";
     if (/(^|\/)pulumi$/.test(argv0)) return "CLI";
     return `other: ${argv0.split("/").pop() ?? argv0}`;
-}
-
-interface Stat {
-    ppid: number;
-    ticks: number;
-    childTicks: number;
-    start: string;
-}
-
-function readStat(pid: number): Stat | undefined {
-    try {
-        const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-        // The command name is in parentheses and may contain spaces: fields start after the last ')'.
-        const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-        // f[0] is field 3 (state): ppid is field 4, utime..cstime fields 14-17, starttime field 22.
-        return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]), start: f[19] };
-    } catch {
-        return undefined;
-    }
 }
 
 function readCmdline(pid: number): string[] {
@@ -87,11 +69,10 @@ export class ProcessCpuSampler {
     }
 
     private sample(): void {
-        const stats = new Map<number, Stat>();
-        for (const name of fs.readdirSync("/proc")) {
-            if (!/^\d+$/.test(name)) continue;
-            const s = readStat(Number(name));
-            if (s) stats.set(Number(name), s);
+        const stats = new Map<number, ProcStat>();
+        for (const pid of listPids()) {
+            const s = readProcStat(pid);
+            if (s) stats.set(pid, s);
         }
         const inTree = (pid: number): boolean => {
             for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
@@ -105,15 +86,13 @@ export class ProcessCpuSampler {
         for (const [pid, s] of stats) {
             if (!inTree(pid)) continue;
             const key = `${pid}/${s.start}`;
+            // Read on every sample: a process seen between fork and exec showed its parent's command line.
+            const cmdline = readCmdline(pid);
             let entry = this.seen.get(key);
             if (!entry) {
-                entry = { kind: processKind(readCmdline(pid)), pid, seconds: 0, childrenSeconds: 0 };
+                entry = { kind: processKind(cmdline), pid, seconds: 0, childrenSeconds: 0 };
                 this.seen.set(key, entry);
-            } else {
-                // A process seen between fork and exec showed its parent's command line: read it again.
-                const cmdline = readCmdline(pid);
-                if (cmdline.length > 0) entry.kind = processKind(cmdline);
-            }
+            } else if (cmdline.length > 0) entry.kind = processKind(cmdline);
             entry.seconds = Math.max(entry.seconds, s.ticks / this.hz);
             entry.childrenSeconds = Math.max(entry.childrenSeconds, s.childTicks / this.hz);
         }

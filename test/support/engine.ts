@@ -20,6 +20,7 @@ import * as yaml from "js-yaml";
 import type { Action, AppliedStep } from "./applier";
 import { REPO_ROOT } from "./harness";
 import { runningAsRoot } from "./hostUsers";
+import { listPids, readProcStat } from "./procfs";
 
 type Automation = typeof import("@pulumi/pulumi/automation");
 type Stack = import("@pulumi/pulumi/automation").Stack;
@@ -371,16 +372,10 @@ export function killTree(pid: number): void {
     signal(-pid, "SIGSTOP");
     signal(pid, "SIGSTOP");
     for (let round = 0; round < 50; round++) {
-        const found: number[] = [];
-        for (const name of fs.readdirSync("/proc")) {
-            if (!/^\d+$/.test(name) || tree.has(Number(name))) continue;
-            try {
-                const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
-                if (tree.has(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]))) found.push(Number(name));
-            } catch {
-                // gone meanwhile
-            }
-        }
+        const found = listPids().filter((p) => {
+            const stat = tree.has(p) ? undefined : readProcStat(p);
+            return stat !== undefined && tree.has(stat.ppid);
+        });
         if (found.length === 0) break;
         for (const p of found) {
             tree.add(p);
